@@ -1,0 +1,1 @@
+"""l2reg: training dynamics of deep networks with L2 regularization."""

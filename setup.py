@@ -1,0 +1,55 @@
+"""Installs l2reg: the AutoL2 optax transform, experiments and infinite-width theory."""
+
+import setuptools
+
+CORE = [
+    "jax>=0.4.35,<0.13",
+    "optax>=0.2.4",
+    "flax>=0.10",
+    "numpy>=1.26",
+]
+EXTRAS = {
+    "experiments": [
+        "tensorflow-datasets>=4.9",
+        "tensorflow>=2.16",
+        "ml-collections>=1.0",
+        "absl-py>=2.1",
+        "orbax-checkpoint>=0.11",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "scikit-learn>=1.4",
+        "mnist1d>=0.0.2",
+    ],
+    "theory": [
+        "neural-tangents>=0.6.5",
+        "diffrax>=0.6",
+        "scipy>=1.11",
+    ],
+}
+EXTRAS["test"] = [
+    "pytest>=8",
+    "ruff>=0.6",
+    "nbclient>=0.10",
+    "nbformat>=5.9",
+    "ipykernel>=6.29",
+    *EXTRAS["experiments"],
+    *EXTRAS["theory"],
+]
+EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
+
+setuptools.setup(
+    name="l2reg",
+    version="0.1.0",
+    description=(
+        "L2 regularization dynamics in deep networks: the AutoL2 optax transform, "
+        "the empirical relations t* ~ c/(l2 lr), experiments and infinite-width theory."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["l2reg*", "experiments*", "theory*"]),
+    package_data={"experiments": ["configs/*.py"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
