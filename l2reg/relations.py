@@ -1,0 +1,228 @@
+"""The paper's empirical relations between L2, learning rate and training time.
+
+With L2 coefficient λ (``l2``) and learning rate η (``lr``, the effective one
+η/(1−μ) under momentum μ), overparameterized networks obey, over several decades:
+
+1. the step of best test accuracy is ``t* ≈ c / (λ·η)``, with ``c`` a constant of
+   the setup (model, data, batch);
+2. at a fixed budget of T steps, accuracy peaks at some ``λ_opt(T)``;
+3. hence ``λ_opt(T) ≈ c / (η·T)``: ``c`` measured from one cheap run at a large
+   λ predicts the best λ for any budget.
+
+Everything here works on host-side NumPy arrays of measured curves; the same
+functions serve the sweeps, the reproduce report, the theory figures and the
+notebooks.
+"""
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "TStar",
+    "TStarFit",
+    "c_from",
+    "effective_lr",
+    "fit_t_star",
+    "predict_l2",
+    "smooth_curve",
+    "t_star",
+    "t_star_from",
+]
+
+
+class TStar(NamedTuple):
+    """Where a test-accuracy curve peaks.
+
+    Attributes:
+      step: step (SGD updates) of the maximum of the smoothed curve.
+      low: first step of the contiguous interval around ``step`` where the
+        smoothed curve is within the tolerance of its maximum.
+      high: last step of that interval.
+      peak_accuracy: the smoothed curve's maximum, in the accuracy's units.
+    """
+
+    step: float
+    low: float
+    high: float
+    peak_accuracy: float
+
+
+class TStarFit(NamedTuple):
+    """A power-law fit ``t* = c · (λη)^slope`` (the paper's relation has slope −1).
+
+    Attributes:
+      c: the constant, in units of steps × (λη); ``t* = c/(λη)`` when slope = −1.
+      slope: d log t* / d log(λη).
+      slope_stderr: standard error of the slope (NaN with fewer than 3 points).
+      used: boolean mask of the points that entered the fit.
+    """
+
+    c: float
+    slope: float
+    slope_stderr: float
+    used: np.ndarray
+
+
+def _positive(name: str, value) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return array
+
+
+def _scalar_or_array(array: np.ndarray):
+    return float(array) if array.ndim == 0 else array
+
+
+def effective_lr(lr, momentum: float = 0.0):
+    """Effective learning rate ``lr/(1 − momentum)``, the η of every relation."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    return _scalar_or_array(_positive("lr", lr) / (1.0 - momentum))
+
+
+def smooth_curve(steps, values, smoothing: float) -> np.ndarray:
+    """Gaussian kernel smoothing of a curve in log10(1 + step).
+
+    Args:
+      steps: shape (n,), non-decreasing steps ≥ 0 (any spacing; log-spaced is typical).
+      values: shape (n,), the curve; non-finite entries get no weight.
+      smoothing: kernel standard deviation in decades of (1 + step); 0 returns the
+        curve unchanged.
+
+    Returns:
+      Shape (n,): the smoothed curve (a Nadaraya–Watson average), NaN only where
+      every value within reach is non-finite.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if smoothing == 0:
+        return values.copy()
+    position = np.log10(1.0 + steps)
+    weights = np.exp(-0.5 * ((position[:, None] - position[None, :]) / smoothing) ** 2)
+    finite = np.isfinite(values)
+    weights = weights * finite[None, :]
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ np.where(finite, values, 0.0)) / total
+
+
+def t_star(
+    steps: Sequence[float] | np.ndarray,
+    accuracy: Sequence[float] | np.ndarray,
+    *,
+    smoothing: float = 0.1,
+    tolerance: float = 0.005,
+) -> TStar:
+    """Robust step of peak test accuracy from a noisy curve.
+
+    Test-accuracy curves are flat near their top, so the raw argmax is noise.
+    The curve is smoothed with a Gaussian of width ``smoothing`` decades in
+    log10(1 + step) (see `smooth_curve`), and the answer is the smoothed argmax
+    together with the contiguous interval around it where the smoothed curve is
+    within ``tolerance`` of its maximum.
+
+    Args:
+      steps: shape (n,), evaluation steps, non-decreasing and ≥ 0.
+      accuracy: shape (n,), test accuracy at those steps (e.g. a fraction in
+        [0, 1]; ``tolerance`` is in the same units). Non-finite values are ignored.
+      smoothing: kernel width in decades, ≥ 0.
+      tolerance: how far below the smoothed maximum still counts as the peak, ≥ 0.
+
+    Returns:
+      A `TStar` (step, low, high, peak_accuracy).
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if steps.ndim != 1 or steps.shape != accuracy.shape or steps.size == 0:
+        raise ValueError(
+            f"steps and accuracy must be 1-D of the same non-zero length, "
+            f"got shapes {steps.shape} and {accuracy.shape}"
+        )
+    if not np.all(np.isfinite(steps)) or np.any(steps < 0) or np.any(np.diff(steps) < 0):
+        raise ValueError(f"steps must be finite, ≥ 0 and non-decreasing, got {steps!r}")
+    if not np.isfinite(smoothing) or smoothing < 0:
+        raise ValueError(f"smoothing must be a finite number of decades ≥ 0, got {smoothing!r}")
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be finite and ≥ 0, got {tolerance!r}")
+    if not np.any(np.isfinite(accuracy)):
+        raise ValueError("accuracy has no finite value: no peak to find")
+
+    smoothed = smooth_curve(steps, accuracy, smoothing)
+    peak = int(np.nanargmax(smoothed))
+    near = np.nan_to_num(smoothed, nan=-np.inf) >= smoothed[peak] - tolerance
+    low = peak
+    while low > 0 and near[low - 1]:
+        low -= 1
+    high = peak
+    while high < len(steps) - 1 and near[high + 1]:
+        high += 1
+    return TStar(
+        step=float(steps[peak]),
+        low=float(steps[low]),
+        high=float(steps[high]),
+        peak_accuracy=float(smoothed[peak]),
+    )
+
+
+def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
+    """Least-squares fit of ``log t* = log c + slope · log(λη)``.
+
+    Args:
+      l2: shape (n,), the L2 coefficient λ of each run, > 0.
+      lr: shape (n,) or scalar, the (effective) learning rate η of each run, > 0.
+      t_star: shape (n,), the measured step of best accuracy of each run.
+      used: optional boolean mask, shape (n,): which runs enter the fit (exclude
+        runs whose λ is too large to fit the data, as the paper does). By default
+        every run with a finite, positive t*.
+
+    Returns:
+      A `TStarFit`; the paper's relation t* ≈ c/(λη) is ``slope ≈ −1``.
+    """
+    l2 = _positive("l2", l2)
+    lr = np.broadcast_to(_positive("lr", lr), l2.shape)
+    t_star = np.asarray(t_star, dtype=np.float64)
+    if t_star.shape != l2.shape:
+        raise ValueError(f"t_star must have the shape of l2 {l2.shape}, got {t_star.shape}")
+    valid = np.isfinite(t_star) & (t_star > 0)
+    if used is None:
+        used = valid
+    else:
+        used = np.asarray(used, dtype=bool)
+        if used.shape != l2.shape:
+            raise ValueError(f"used must have the shape of l2 {l2.shape}, got {used.shape}")
+        if np.any(used & ~valid):
+            raise ValueError(f"used selects runs whose t* is not finite and > 0: {t_star[used]}")
+    x = np.log(l2 * lr)[used]
+    y = np.log(t_star)[used]
+    if x.size < 2 or np.ptp(x) == 0:
+        raise ValueError(
+            f"fit_t_star needs at least 2 runs with distinct λη, got {x.size} with λη = {np.exp(x)}"
+        )
+    slope, intercept = np.polyfit(x, y, 1)
+    if x.size > 2:
+        residuals = y - (intercept + slope * x)
+        variance = residuals @ residuals / (x.size - 2)
+        slope_stderr = float(np.sqrt(variance / np.sum((x - x.mean()) ** 2)))
+    else:
+        slope_stderr = float("nan")
+    return TStarFit(
+        c=float(np.exp(intercept)), slope=float(slope), slope_stderr=slope_stderr, used=used
+    )
+
+
+def c_from(t_star, l2, lr):
+    """The constant ``c = t*·λ·η`` of one run (relation 1 solved for c)."""
+    return _scalar_or_array(_positive("t_star", t_star) * _positive("l2", l2) * _positive("lr", lr))
+
+
+def t_star_from(c, l2, lr):
+    """Predicted step of best accuracy ``t* = c/(λ·η)``, in steps."""
+    return _scalar_or_array(_positive("c", c) / (_positive("l2", l2) * _positive("lr", lr)))
+
+
+def predict_l2(c, lr, steps):
+    """Predicted best L2 coefficient for a budget of ``steps`` updates: ``c/(η·T)``."""
+    return _scalar_or_array(_positive("c", c) / (_positive("lr", lr) * _positive("steps", steps)))

@@ -1,0 +1,105 @@
+"""Tests for l2reg.relations: t*, its power-law fit, and the λ_opt prediction."""
+
+import numpy as np
+import pytest
+
+from l2reg import relations
+
+
+def synthetic_curve(t_peak, steps, rng, noise=0.003):
+    """A test-accuracy curve that rises, peaks at t_peak and declines, with noise.
+
+    In log-time it is a bump of width ~0.5 decades around log10(t_peak), so its top
+    is flat-ish like real curves and its raw argmax wanders with the noise.
+    """
+    distance = np.log10(1 + steps) - np.log10(1 + t_peak)
+    clean = 0.9 - 0.3 * distance**2
+    return clean + noise * rng.standard_normal(steps.shape)
+
+
+def test_t_star_recovers_known_peak_from_noisy_curve():
+    rng = np.random.default_rng(0)
+    steps = np.unique(np.geomspace(1, 1e6, 400).astype(int))
+    for t_peak in [300, 5_000, 80_000]:
+        estimate = relations.t_star(steps, synthetic_curve(t_peak, steps, rng), smoothing=0.1)
+        assert abs(np.log10(estimate.step / t_peak)) < 0.08, (t_peak, estimate)
+        assert estimate.low <= estimate.step <= estimate.high
+        # Within 0.005 of a max of 0.3·d² below the top: |d| ≲ 0.13 decades each side.
+        assert 0.1 < np.log10(estimate.high / estimate.low) < 0.4, estimate
+        assert estimate.peak_accuracy == pytest.approx(0.9, abs=0.005)
+
+
+def test_t_star_smoothing_beats_raw_argmax():
+    rng = np.random.default_rng(1)
+    steps = np.unique(np.geomspace(1, 1e6, 400).astype(int))
+    raw_errors, smooth_errors = [], []
+    for _ in range(20):
+        curve = synthetic_curve(5_000, steps, rng, noise=0.01)
+        raw_errors.append(abs(np.log10(steps[np.argmax(curve)] / 5_000)))
+        smooth_errors.append(abs(np.log10(relations.t_star(steps, curve).step / 5_000)))
+    assert np.mean(smooth_errors) < 0.5 * np.mean(raw_errors)
+
+
+def test_t_star_interval_is_contiguous_and_ignores_nan():
+    steps = np.array([0, 1, 2, 3, 4, 5, 6], dtype=float)
+    accuracy = np.array([0.1, 0.5, 0.9, np.nan, 0.895, 0.5, 0.9])
+    estimate = relations.t_star(steps, accuracy, smoothing=0.0, tolerance=0.01)
+    # The late 0.9 at step 6 is not connected to the peak at step 2.
+    assert estimate == relations.TStar(step=2.0, low=2.0, high=2.0, peak_accuracy=0.9)
+
+
+def test_smooth_curve_leaves_a_constant_unchanged():
+    steps = np.geomspace(1, 1000, 50)
+    np.testing.assert_allclose(relations.smooth_curve(steps, np.full(50, 0.7), 0.3), 0.7)
+
+
+def test_fit_t_star_recovers_c_and_slope():
+    rng = np.random.default_rng(2)
+    l2 = np.repeat(np.geomspace(1e-5, 1e-2, 7), 3)
+    lr = np.tile([0.05, 0.1, 0.2], 7)
+    t_star = 0.5 * (l2 * lr) ** -1.0 * np.exp(0.05 * rng.standard_normal(l2.shape))
+    fit = relations.fit_t_star(l2, lr, t_star)
+    assert fit.slope == pytest.approx(-1.0, abs=3 * fit.slope_stderr + 1e-3)
+    assert 0.003 < fit.slope_stderr < 0.05
+    assert fit.c == pytest.approx(0.5, rel=0.1)
+    assert fit.used.all()
+
+
+def test_fit_t_star_respects_used_and_skips_missing_peaks():
+    l2 = np.array([1e-4, 1e-3, 1e-2, 1e-1])
+    t_star = np.array([1e4, 1e3, 1e2, np.nan])
+    fit = relations.fit_t_star(l2, 1.0, t_star)
+    assert fit.used.tolist() == [True, True, True, False]
+    assert fit.slope == pytest.approx(-1.0)
+    assert fit.c == pytest.approx(1.0)
+    partial = relations.fit_t_star(l2, 1.0, t_star, used=[True, True, False, False])
+    assert np.isnan(partial.slope_stderr)
+
+
+def test_prediction_round_trip():
+    c = relations.c_from(t_star=200.0, l2=1e-2, lr=0.5)
+    assert c == pytest.approx(1.0)
+    assert relations.t_star_from(c, 1e-2, 0.5) == pytest.approx(200.0)
+    assert relations.predict_l2(c, lr=0.5, steps=200.0) == pytest.approx(1e-2)
+    assert relations.effective_lr(0.1, momentum=0.9) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: relations.t_star([1, 2], [0.5]), "same non-zero length"),
+        (lambda: relations.t_star([2, 1], [0.5, 0.6]), "non-decreasing"),
+        (lambda: relations.t_star([1, 2], [np.nan, np.nan]), "no finite value"),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], smoothing=-1), "smoothing"),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=-1), "tolerance"),
+        (lambda: relations.fit_t_star([1e-3, -1e-3], 1.0, [1, 2]), "l2 must be"),
+        (lambda: relations.fit_t_star([1e-3, 1e-3], 1.0, [1, 2]), "at least 2 runs"),
+        (lambda: relations.fit_t_star([1e-3, 1e-2], 1.0, [1, 2, 3]), "shape of l2"),
+        (lambda: relations.predict_l2(1.0, 0.0, 100), "lr must be"),
+        (lambda: relations.effective_lr(0.1, momentum=1.0), "momentum"),
+    ],
+)
+def test_invalid_arguments_raise_one_line_errors(call, message):
+    with pytest.raises(ValueError, match=message) as error:
+        call()
+    assert "\n" not in str(error.value)
