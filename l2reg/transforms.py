@@ -1,0 +1,373 @@
+"""L2 regularization as optax gradient transformations: fixed, scheduled and AutoL2.
+
+Both transforms add ``λ · params`` to the updates. Placed before the optimizer
+(``optax.chain(autol2(...), optax.sgd(lr, momentum))``) this is the gradient of
+``(λ/2)·‖θ‖²`` added to the loss: coupled L2, as in the paper. Placed after the
+preconditioner and before the learning-rate scaling
+(``optax.chain(optax.scale_by_adam(), autol2(...), optax.scale_by_learning_rate(lr))``)
+it is decoupled weight decay, as in AdamW.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = ["AddL2State", "AutoL2State", "add_l2", "autol2", "current_l2"]
+
+# Relative slack of the cooldown comparison: ties up to float32 rounding are not "more than".
+_COOLDOWN_TIE_RTOL = 1e-5
+
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
+MaskOrFn = Any | Callable[[optax.Params], Any] | None
+
+
+class AddL2State(NamedTuple):
+    """State of `add_l2`.
+
+    Attributes:
+      count: int32 scalar, number of updates applied so far.
+      l2: scalar, the λ the next update will add (the schedule at ``count``).
+    """
+
+    count: jax.Array
+    l2: jax.Array
+
+
+class AutoL2State(NamedTuple):
+    """State of `autol2`: scalars only, so checkpoints and vmapped batches stay small.
+
+    Attributes:
+      count: int32, number of updates applied so far (the index t of the next one).
+      l2: the λ in force for the next update.
+      last_decay: int32, step n of the last decay (0 before any).
+      num_checks: int32, checks run so far.
+      loss_sum: sum of the finite losses recorded since the last check.
+      loss_count: int32, how many finite losses were recorded since the last check.
+      accuracy_sum: likewise for the training accuracy.
+      accuracy_count: int32, likewise.
+      best_loss: lowest loss measurement so far (+inf before the first).
+      best_accuracy: highest accuracy measurement so far (−inf before the first).
+      loss_patience_count: int32, checks in a row whose loss was not a record.
+      accuracy_patience_count: int32, checks in a row whose accuracy was not a record.
+      num_nonfinite: int32, non-finite ``value``/``accuracy`` inputs seen (left out
+        of every measurement).
+    """
+
+    count: jax.Array
+    l2: jax.Array
+    last_decay: jax.Array
+    num_checks: jax.Array
+    loss_sum: jax.Array
+    loss_count: jax.Array
+    accuracy_sum: jax.Array
+    accuracy_count: jax.Array
+    best_loss: jax.Array
+    best_accuracy: jax.Array
+    loss_patience_count: jax.Array
+    accuracy_patience_count: jax.Array
+    num_nonfinite: jax.Array
+
+
+def _is_concrete(value: Any) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allowed: str) -> None:
+    """Raises a one-line ValueError unless ``predicate`` holds; skips traced values.
+
+    Values are traced when the transform is built inside ``jit``/``vmap`` (e.g. by
+    `optax.inject_hyperparams`); they were checked when first built outside.
+    """
+    if not _is_concrete(value):
+        return
+    number = np.asarray(value)
+    if number.ndim != 0 or not np.isreal(number) or not predicate(number.astype(np.float64)):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _finite_at_least_zero(x: np.ndarray) -> bool:
+    return bool(np.isfinite(x) and x >= 0)
+
+
+def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
+    scheduled = callable(learning_rate)
+    _check(
+        "learning_rate at step 0" if scheduled else "learning_rate",
+        learning_rate(0) if scheduled else learning_rate,
+        lambda x: bool(np.isfinite(x) and x > 0),
+        "a finite scalar > 0 (or a schedule of such)",
+    )
+
+
+def _state_dtype(params: optax.Params) -> jnp.dtype:
+    """The widest floating dtype of the params, at least float32.
+
+    Loss sums and λ need float32 even when parameters are half precision; float64
+    parameters (with ``jax_enable_x64``) get a float64 state.
+    """
+    dtypes = [x.dtype for x in jax.tree.leaves(params) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.result_type(jnp.float32, *dtypes)
+
+
+def _add_scaled_params(updates: optax.Updates, params: optax.Params, l2) -> optax.Updates:
+    """``updates + l2 · params``, leaf by leaf, in each leaf's own dtype."""
+    if params is None:
+        raise ValueError(optax.NO_PARAMS_MSG)
+    return jax.tree.map(
+        lambda g, p: None if g is None else g + jnp.asarray(l2, p.dtype) * p,
+        updates,
+        params,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def _maybe_masked(transform, mask: MaskOrFn):
+    return transform if mask is None else optax.masked(transform, mask)
+
+
+def add_l2(l2: ScalarOrSchedule, mask: MaskOrFn = None) -> optax.GradientTransformation:
+    """Adds ``l2 · params`` to the updates: a fixed or scheduled L2 coefficient.
+
+    For a constant ``l2`` this is numerically identical to
+    ``optax.add_decayed_weights(l2, mask)``; unlike it, the state records the λ in
+    force, so `current_l2` can report it for logging.
+
+    Args:
+      l2: the L2 coefficient λ of ``(λ/2)·‖θ‖²`` (dimensionless per step when the
+        transform precedes the learning rate), a float ≥ 0 or an optax schedule
+        mapping the update count to λ.
+      mask: as in `optax.masked`: a pytree of booleans (or a function of the params
+        returning one) selecting the leaves that get L2, e.g. to skip biases.
+
+    Returns:
+      An `optax.GradientTransformation` whose ``update`` needs ``params``.
+    """
+    if not callable(l2):
+        _check("l2", l2, _finite_at_least_zero, "a finite scalar ≥ 0 (or a schedule)")
+    schedule = l2 if callable(l2) else (lambda count: l2)
+
+    def init_fn(params):
+        return AddL2State(
+            count=jnp.zeros([], jnp.int32),
+            l2=jnp.asarray(schedule(0), _state_dtype(params)),
+        )
+
+    def update_fn(updates, state, params=None):
+        # A constant keeps its Python float so results match add_decayed_weights bit for bit.
+        l2_now = schedule(state.count)
+        count = optax.safe_increment(state.count)
+        next_state = AddL2State(count=count, l2=jnp.asarray(schedule(count), state.l2.dtype))
+        return _add_scaled_params(updates, params, l2_now), next_state
+
+    return _maybe_masked(optax.GradientTransformation(init_fn, update_fn), mask)
+
+
+def _measure(total: jax.Array, count: jax.Array) -> jax.Array:
+    """Mean of the finite values since the last check; NaN when there were none."""
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+
+def autol2(
+    l2_init: float | jax.Array,
+    learning_rate: ScalarOrSchedule,
+    *,
+    decay_factor: float = 10.0,
+    cooldown: float = 0.1,
+    patience: int = 2,
+    check_every: int = 10,
+    min_l2: float = 0.0,
+    mask: MaskOrFn = None,
+) -> optax.GradientTransformationExtraArgs:
+    """AutoL2: adds ``λ · params`` and divides λ when training stops improving.
+
+    Lewkowycz & Gur-Ari (2020) observe that a large λ reaches its best accuracy
+    fast (after ~1/(λη) steps) while a small one reaches a better one. AutoL2
+    starts large and decays λ whenever the training loss (or accuracy) stalls.
+
+    Rule, with updates numbered t = 0, 1, 2, …: update t adds ``λ · params`` with
+    λ as it stood before it, then records ``value`` (and ``accuracy``). When
+    ``t + 1`` is a multiple of ``check_every``, a check runs at ``n = t + 1``:
+
+    - its loss measurement is the mean of the finite values recorded since the
+      previous check (a record if lower than every earlier measurement; with no
+      finite value it is not a record); likewise for accuracy (a record if higher);
+    - λ ← max(λ / decay_factor, min_l2) when at least ``patience + 1`` checks have
+      run, the last ``patience`` loss measurements were not records (or, when
+      ``accuracy`` is passed, the last ``patience`` accuracy measurements were
+      not), and ``n − last_decay > cooldown / (λ · η_t)`` with η_t =
+      ``learning_rate(t)`` (a tie within 1e-5 relative counts as not more than).
+      ``last_decay`` starts at 0 and becomes n at a decay,
+      which takes effect from update t + 1. λ = 0 never decays.
+
+    Differences from `optax.contrib.reduce_on_plateau`: records keep being
+    tracked during the cooldown and nothing is reset at a decay; the cooldown is
+    measured in the paper's natural time 1/(λη), not in steps; and the scaled
+    quantity is the L2 coefficient, not the update.
+
+    The authors' released rule (their loss adds ``L2·Σθ²``, λ = 2·L2, cooldown
+    ``0.1/L2`` steps) is ``autol2(2 * L2, learning_rate=1.0, cooldown=0.2)``.
+
+    Args:
+      l2_init: initial λ, ≥ 0 (may be traced, e.g. vmapped over a batch of runs).
+      learning_rate: η_t, a float > 0 or an optax schedule of the update count,
+        used only for the cooldown clock; with momentum μ pass ``lr/(1 − μ)`` for
+        the paper's physical time.
+      decay_factor: λ is divided by this at a decay, > 1.
+      cooldown: minimum time between decays, in units of 1/(λη), ≥ 0.
+      patience: checks in a row without a record before a decay, ≥ 1.
+      check_every: updates between checks, ≥ 1.
+      min_l2: floor of λ, in [0, l2_init].
+      mask: as in `optax.masked`: which parameter leaves get L2.
+
+    Returns:
+      An `optax.GradientTransformationExtraArgs`. Its
+      ``update(updates, state, params, *, value, accuracy=None)`` takes the
+      training loss without the L2 term as ``value`` (a scalar) and optionally
+      the training accuracy; pass ``accuracy`` on every update or on none.
+    """
+    _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")
+    _check_learning_rate(learning_rate)
+    _check("decay_factor", decay_factor, lambda x: bool(np.isfinite(x) and x > 1), "finite and > 1")
+    _check("cooldown", cooldown, _finite_at_least_zero, "finite and ≥ 0")
+    for name, value in (("patience", patience), ("check_every", check_every)):
+        _check(name, value, lambda x: bool(x == np.round(x) and x >= 1), "an integer ≥ 1")
+    _check("min_l2", min_l2, _finite_at_least_zero, "a finite scalar ≥ 0")
+    if _is_concrete(l2_init):
+        _check(
+            "min_l2", min_l2, lambda x: bool(x <= np.asarray(l2_init)), f"≤ l2_init = {l2_init!r}"
+        )
+    lr_schedule = learning_rate if callable(learning_rate) else (lambda count: learning_rate)
+
+    def init_fn(params):
+        dtype = _state_dtype(params)
+        zero = jnp.zeros([], dtype)
+        zero_count = jnp.zeros([], jnp.int32)
+        return AutoL2State(
+            count=zero_count,
+            l2=jnp.asarray(l2_init, dtype),
+            last_decay=zero_count,
+            num_checks=zero_count,
+            loss_sum=zero,
+            loss_count=zero_count,
+            accuracy_sum=zero,
+            accuracy_count=zero_count,
+            best_loss=jnp.full([], jnp.inf, dtype),
+            best_accuracy=jnp.full([], -jnp.inf, dtype),
+            loss_patience_count=zero_count,
+            accuracy_patience_count=zero_count,
+            num_nonfinite=zero_count,
+        )
+
+    def update_fn(updates, state, params=None, *, value=None, accuracy=None, **extra_args):
+        del extra_args  # Other transforms' extra arguments, forwarded by optax.chain.
+        if value is None:
+            raise TypeError(
+                "autol2's update needs value=<training loss without the L2 term>, got None"
+            )
+        updates = _add_scaled_params(updates, params, state.l2)
+        dtype = state.l2.dtype
+
+        def record(total, count, observation):
+            observation = jnp.asarray(observation, dtype)
+            if observation.ndim != 0:
+                raise ValueError(
+                    f"autol2 takes a scalar value/accuracy, got shape {observation.shape}"
+                )
+            finite = jnp.isfinite(observation)
+            total = total + jnp.where(finite, observation, 0)
+            return total, count + finite.astype(jnp.int32), (~finite).astype(jnp.int32)
+
+        loss_sum, loss_count, loss_nonfinite = record(state.loss_sum, state.loss_count, value)
+        num_nonfinite = state.num_nonfinite + loss_nonfinite
+        accuracy_sum, accuracy_count = state.accuracy_sum, state.accuracy_count
+        if accuracy is not None:
+            accuracy_sum, accuracy_count, accuracy_nonfinite = record(
+                accuracy_sum, accuracy_count, accuracy
+            )
+            num_nonfinite = num_nonfinite + accuracy_nonfinite
+
+        n = state.count + 1
+        is_check = n % check_every == 0
+
+        # Comparisons with NaN are False: an empty measurement is never a record.
+        loss = _measure(loss_sum, loss_count)
+        loss_record = loss < state.best_loss
+        best_loss = jnp.where(is_check & loss_record, loss, state.best_loss)
+        loss_patience_count = jnp.where(
+            is_check,
+            jnp.where(loss_record, 0, state.loss_patience_count + 1),
+            state.loss_patience_count,
+        )
+        stalled = loss_patience_count >= patience
+
+        accuracy_measure = _measure(accuracy_sum, accuracy_count)
+        accuracy_record = accuracy_measure > state.best_accuracy
+        best_accuracy = state.best_accuracy
+        accuracy_patience_count = state.accuracy_patience_count
+        if accuracy is not None:
+            best_accuracy = jnp.where(is_check & accuracy_record, accuracy_measure, best_accuracy)
+            accuracy_patience_count = jnp.where(
+                is_check,
+                jnp.where(accuracy_record, 0, accuracy_patience_count + 1),
+                accuracy_patience_count,
+            )
+            stalled = stalled | (accuracy_patience_count >= patience)
+
+        num_checks = state.num_checks + is_check.astype(jnp.int32)
+        eta = jnp.asarray(lr_schedule(state.count), dtype)
+        # With λ = 0 the cooldown is infinite: a zero L2 never decays. A tie within
+        # float rounding of λ counts as not yet cooled down, so that jit (which may
+        # turn λ/decay_factor into a multiplication) and eager runs decay at one step.
+        cooldown_steps = cooldown / (state.l2 * eta) * (1 + _COOLDOWN_TIE_RTOL)
+        cooled_down = (n - state.last_decay).astype(dtype) > cooldown_steps
+        decay = is_check & (num_checks >= patience + 1) & stalled & cooled_down & (state.l2 > 0)
+
+        new_state = AutoL2State(
+            count=optax.safe_increment(state.count),
+            l2=jnp.where(decay, jnp.maximum(state.l2 / decay_factor, min_l2), state.l2),
+            last_decay=jnp.where(decay, n, state.last_decay),
+            num_checks=num_checks,
+            loss_sum=jnp.where(is_check, 0, loss_sum).astype(dtype),
+            loss_count=jnp.where(is_check, 0, loss_count),
+            accuracy_sum=jnp.where(is_check, 0, accuracy_sum).astype(dtype),
+            accuracy_count=jnp.where(is_check, 0, accuracy_count),
+            best_loss=best_loss,
+            best_accuracy=best_accuracy,
+            loss_patience_count=loss_patience_count,
+            accuracy_patience_count=accuracy_patience_count,
+            num_nonfinite=num_nonfinite,
+        )
+        return updates, new_state
+
+    transform = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return _maybe_masked(transform, mask)
+
+
+def current_l2(opt_state: optax.OptState) -> jax.Array:
+    """The λ in force for the next update, found anywhere inside an optimizer state.
+
+    Looks through any nesting of `optax.chain`, `optax.masked`,
+    `optax.inject_hyperparams`, `optax.MultiSteps` and the like for the state of
+    exactly one `add_l2` or `autol2`.
+
+    Args:
+      opt_state: an optimizer state (a pytree).
+
+    Returns:
+      λ, a scalar (or an array with the batch shape of a vmapped state).
+
+    Raises:
+      ValueError: if the state holds no l2reg transform, or more than one.
+    """
+    is_l2_state = lambda node: isinstance(node, AddL2State | AutoL2State)
+    found = [node for node in jax.tree.leaves(opt_state, is_leaf=is_l2_state) if is_l2_state(node)]
+    if len(found) != 1:
+        raise ValueError(
+            f"current_l2 needs exactly one add_l2/autol2 state in the optimizer state, "
+            f"found {len(found)}"
+        )
+    return found[0].l2
