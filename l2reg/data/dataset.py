@@ -1,0 +1,158 @@
+"""The data-set interface: splits held in memory, on-device preprocessing and batch order."""
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+PADDING_MODES = ("reflect", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split in host memory: images (N, *input_shape) uint8 or float32, labels (N,) int32."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Random crop after padding `padding` pixels on each side, and optional horizontal flip.
+
+    `padding_mode` is 'reflect' (mirror the border) or 'constant' (zeros in raw pixel units,
+    i.e. black). The crop has the input's own size.
+    """
+
+    padding: int = 4
+    padding_mode: str = "reflect"
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode={self.padding_mode!r} is not one of {PADDING_MODES}")
+        if not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError(f"padding={self.padding!r} must be a non-negative int")
+
+
+def augment(key: jax.Array, images: jax.Array, augmentation: Augmentation) -> jax.Array:
+    """Pads, randomly crops and flips each image of (N, H, W, C) independently; jittable.
+
+    Every image draws its own crop offsets and flip from `jax.random.split(key, N)`.
+    """
+    _, height, width, channels = images.shape
+    pad = augmentation.padding
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), augmentation.padding_mode)
+
+    def one(key, image):
+        crop_key, flip_key = jax.random.split(key)
+        top, left = jax.random.randint(crop_key, (2,), 0, 2 * pad + 1)
+        image = lax.dynamic_slice(image, (top, left, 0), (height, width, channels))
+        if augmentation.flip:
+            image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
+        return image
+
+    return jax.vmap(one)(jax.random.split(key, len(images)), padded)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification data set: splits, shapes and its preprocessing.
+
+    Attributes:
+      name: the name it was loaded by.
+      num_classes: number of labels.
+      input_shape: shape of one example, e.g. (32, 32, 3) or (40,).
+      train, test: `Split`s in host memory, or None for data sets that stream (see `batches`).
+      mean, std: float32 per-channel statistics of the training images in raw units, shape
+        (C,) for images (H, W, C) and () for other inputs, used by `preprocess`.
+      augmentation: the standard training augmentation of this data set, or None.
+      stream: for data sets too large for memory, a function
+        `(split_name, batch_size, seed, start_step) -> iterator of Split` (see `batches`).
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    train: Split | None
+    test: Split | None
+    mean: np.ndarray
+    std: np.ndarray
+    augmentation: Augmentation | None = None
+    stream: Callable[..., Iterator[Split]] | None = None
+
+    def preprocess(self, images: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """Raw images (N, *input_shape) -> float32, augmented when `key` is given, normalized.
+
+        Jittable; meant to run on device inside the training step. Without `key`, or for a
+        data set without standard augmentation, images are only normalized per channel.
+        """
+        images = jnp.asarray(images).astype(jnp.float32)
+        if key is not None and self.augmentation is not None:
+            images = augment(key, images, self.augmentation)
+        return (images - self.mean) / self.std
+
+    def batches(
+        self, split: str, *, batch_size: int, seed: int, start_step: int = 0
+    ) -> Iterator[Split]:
+        """Endless iterator of raw global batches of `split` ('train' or 'test') from `start_step`.
+
+        Batch `step` holds the examples `batch_indices(seed, step, ...)`, so a run resumed at
+        `start_step` sees exactly the batches it would have seen.
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split={split!r} is not 'train' or 'test'")
+        if self.stream is not None:
+            return self.stream(split, batch_size, seed, start_step)
+        return _in_memory_batches(getattr(self, split), batch_size, seed, start_step)
+
+
+def _in_memory_batches(split: Split, batch_size: int, seed: int, step: int) -> Iterator[Split]:
+    indices_at = jax.jit(batch_indices, static_argnums=(2, 3))
+    while True:
+        indices = np.asarray(indices_at(seed, step, batch_size, len(split)))
+        yield Split(split.images[indices], split.labels[indices])
+        step += 1
+
+
+def batch_indices(seed, step, batch_size: int, num_examples: int) -> jax.Array:
+    """Indices (batch_size,) int32 of the examples in batch `step` of the run seeded by `seed`.
+
+    Each epoch of num_examples // batch_size steps walks a fresh permutation of the examples,
+    drawn from (seed, epoch), without replacement; the num_examples % batch_size examples left
+    at the end of an epoch's permutation are skipped in that epoch. Jittable with `seed` and
+    `step` traced; `batch_size` and `num_examples` must be static ints.
+    """
+    for label, value in (("batch_size", batch_size), ("num_examples", num_examples)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{label}={value!r} must be a positive int")
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size={batch_size} exceeds num_examples={num_examples}")
+    epoch, position = jnp.divmod(jnp.asarray(step, jnp.int32), num_examples // batch_size)
+    order = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_examples)
+    return lax.dynamic_slice(order, (position * batch_size,), (batch_size,)).astype(jnp.int32)
+
+
+def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (float32) of raw images over all but the channel axis.
+
+    Images (N, H, W, C) give shape (C,); any other shape (e.g. signals (N, L)) gives ().
+    Accumulated in float64 over chunks, so uint8 data sets are never copied whole.
+    """
+    axes = (0, 1, 2) if images.ndim == 4 else tuple(range(images.ndim))
+    total = total_squares = 0.0
+    for start in range(0, len(images), 4096):
+        chunk = images[start : start + 4096].astype(np.float64)
+        total = total + chunk.sum(axis=axes)
+        total_squares = total_squares + np.square(chunk).sum(axis=axes)
+    count = images.size / np.size(total)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_squares / count - np.square(mean), 0.0))
+    std = np.where(std > 0, std, 1.0)  # a constant channel is only centered
+    return mean.astype(np.float32), std.astype(np.float32)
