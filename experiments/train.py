@@ -1,0 +1,67 @@
+"""Trains a classifier with L2 regularization as a config file says.
+
+    python -m experiments.train --config=experiments/configs/mlp_digits.py --workdir=/tmp/digits \
+        [--config.lr=0.05 ...] [--overwrite] [--distributed]
+
+Rerunning the same command resumes from the newest checkpoint in the workdir. The loop itself
+is `l2reg.train.train_and_evaluate`; this file only parses flags.
+"""
+
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from l2reg import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Discard a previous run in the workdir, even one with another config."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() (its arguments detected from the cluster environment) "
+    "to train data parallel over the devices of all hosts.",
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(error: Exception) -> None:
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    sys.exit(f"error: {message}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    # A bad --config.key=value override raises from ml_collections (KeyError, AttributeError,
+    # TypeError, ValueError); report it in one line like every other bad input.
+    try:
+        return flags.FLAGS(argv)
+    except (KeyError, AttributeError) as error:
+        _fail(f"no config field {str(error).strip(chr(34) + chr(39))!r} (see the config file)")
+    except Exception as error:
+        _fail(error)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = _CONFIG.value
+    try:
+        config.keys()  # ml_collections reports a config file that fails to load on first use
+    except OSError as error:
+        _fail(error)
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    try:
+        train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    except (ValueError, TypeError, train.NonFiniteLossError) as error:
+        _fail(error)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

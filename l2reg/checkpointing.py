@@ -1,0 +1,73 @@
+"""Checkpoints of a training state with orbax: keep-N, resume from the newest readable one.
+
+A checkpoint that cannot be read (a damaged disk, a copy cut short) is reported, moved aside
+to `<directory>.corrupt/<step>` so that nothing is deleted, and the previous one is used.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+class Checkpoints:
+    """Periodic checkpoints of one pytree in `directory`, the newest `keep` of them kept.
+
+    Saving is asynchronous (the arrays are copied to host memory before `save` returns, written
+    to disk in the background) and atomic: a step's directory appears only once complete.
+    """
+
+    def __init__(self, directory: str, *, keep: int):
+        self.directory = os.path.abspath(directory)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, cleanup_tmp_directories=True
+            ),
+        )
+
+    def save(self, step: int, state: Any) -> None:
+        """Starts saving `state` as the checkpoint of `step` (steps taken so far)."""
+        self._manager.save(step, args=ocp.args.StandardSave(state))
+
+    def restore_latest(self, target: Any) -> tuple[Any, int | None]:
+        """The newest readable checkpoint restored with the structure and shardings of `target`.
+
+        Returns:
+          `(state, step)`, or `(target, None)` when there is no readable checkpoint.
+        """
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            # orbax raises many exception types for damaged files (ValueError, OSError, JSON
+            # and tensorstore errors); any failure to read means this checkpoint is unusable.
+            except Exception as error:
+                logging.warning(
+                    "checkpoint of step %d in %s is corrupt (%s: %s); moved to %s.corrupt, "
+                    "resuming from the previous one",
+                    step,
+                    self.directory,
+                    type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "",
+                    self.directory,
+                )
+                self._quarantine(step)
+                continue
+            return state, step
+        return target, None
+
+    def _quarantine(self, step: int) -> None:
+        corrupt = self.directory + ".corrupt"
+        os.makedirs(corrupt, exist_ok=True)
+        os.replace(os.path.join(self.directory, str(step)), os.path.join(corrupt, str(step)))
+        self._manager.reload()
+
+    def wait(self) -> None:
+        """Blocks until every checkpoint started so far is on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
