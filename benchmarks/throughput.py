@@ -1,0 +1,145 @@
+"""Training throughput of the trainer's own step, in images/s and TFLOP/s.
+
+    python benchmarks/throughput.py --model=wrn28_10 --batch=1024 --dtype=bfloat16 --steps=50
+
+Times `l2reg.train.create_trainer(config).train_step` of the WRN CIFAR-10 config — batch norm,
+on-device augmentation, the L2 transform and the data-parallel shard_map over all local devices
+included — in three variants, interleaved round by round so drifts hit all alike:
+
+- `synthetic`: one device-resident batch reused every step (the step alone), with AutoL2;
+- `real`: the trainer's own batch iterator over the in-memory training set (CIFAR-10 from TFDS
+  when it is prepared in --data_dir, otherwise 50,000 random CIFAR-shaped uint8 images, which
+  cost the same to gather, augment and transfer), with AutoL2;
+- `fixed_l2`: as `synthetic`, with a fixed λ instead of AutoL2.
+
+Warm-up steps (and compilation) are excluded. FLOPs come from XLA's cost analysis of the
+compiled step. Prints one line per variant and the ratios the targets are stated in.
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import wrn28_10_cifar10
+from l2reg import data, train
+
+VARIANTS = ("synthetic", "real", "fixed_l2")
+
+
+def cifar_like(num_train: int, seed: int = 0) -> data.Dataset:
+    """Random uint8 images shaped like CIFAR-10, with CIFAR's augmentation and statistics."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (num_train, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, num_train).astype(np.int32)
+    mean, std = data.channel_stats(images[:1000])
+    return data.Dataset(
+        name="cifar10_synthetic",
+        num_classes=10,
+        input_shape=(32, 32, 3),
+        train=data.Split(images, labels),
+        test=data.Split(images[:1000], labels[:1000]),
+        mean=mean,
+        std=std,
+        augmentation=data.Augmentation(),
+    )
+
+
+def load_cifar10(data_dir: str | None, num_train: int) -> data.Dataset:
+    """CIFAR-10 from TFDS when prepared (and importable), else `cifar_like`."""
+    try:
+        return data.load("cifar10", data_dir=data_dir)
+    except (ImportError, ValueError) as error:
+        print(f"CIFAR-10 not available ({str(error).splitlines()[0]}); using random images")
+        return cifar_like(num_train)
+
+
+def make_config(args: argparse.Namespace, l2_mode: str):
+    config = wrn28_10_cifar10.get_config()
+    config.model = args.model
+    config.batch_size = args.batch
+    config.dtype = args.dtype
+    config.l2_mode = l2_mode
+    config.l2 = 0.2 if l2_mode == "autol2" else 1e-3
+    config.steps = 1_000_000  # far beyond the run: the schedule stays at its first value
+    return config
+
+
+def step_flops(trainer: train.Trainer, state, images, labels) -> float | None:
+    """FLOPs of one compiled training step by XLA's cost analysis (None if unavailable)."""
+    analysis = trainer.train_step.lower(state, images, labels).compile().cost_analysis()
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="wrn28_10", help="wrn{depth}_{width}")
+    parser.add_argument("--batch", type=int, default=1024, help="global batch, images per step")
+    parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
+    parser.add_argument("--data_dir", default=None, help="TFDS data directory for CIFAR-10")
+    args = parser.parse_args()
+    for name in ("batch", "steps", "rounds", "warmup"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
+
+    dataset = load_cifar10(args.data_dir, num_train=50_000)
+    trainers = {
+        "autol2": train.create_trainer(make_config(args, "autol2"), dataset=dataset),
+        "fixed_l2": train.create_trainer(make_config(args, "fixed"), dataset=dataset),
+    }
+    trainer_of = {"synthetic": "autol2", "real": "autol2", "fixed_l2": "fixed_l2"}
+    batches = trainers["autol2"].train_batches(0)
+    synthetic = next(batches)  # a real batch, already sharded over the devices
+    states = {variant: trainers[trainer_of[variant]].init_state() for variant in VARIANTS}
+    flops = step_flops(trainers["autol2"], states["synthetic"], *synthetic)
+
+    def run(variant: str, steps: int) -> float:
+        """Seconds per step over `steps` steps, synchronized at the end only."""
+        step_fn = trainers[trainer_of[variant]].train_step
+        state = states[variant]
+        start = time.perf_counter()
+        for _ in range(steps):
+            inputs = next(batches) if variant == "real" else synthetic
+            state = step_fn(state, *inputs)
+        jax.block_until_ready(state)
+        states[variant] = state
+        return (time.perf_counter() - start) / steps
+
+    for variant in VARIANTS:
+        run(variant, args.warmup)
+    seconds = {variant: [] for variant in VARIANTS}
+    for _ in range(args.rounds):
+        for variant in VARIANTS:
+            seconds[variant].append(run(variant, args.steps))
+
+    devices = jax.local_devices()
+    print(
+        f"{args.model}, global batch {args.batch}, {args.dtype}, {len(devices)} × "
+        f"{devices[0].device_kind}, jax {jax.__version__}, data {dataset.name}"
+    )
+    if flops:
+        print(f"XLA cost analysis: {flops / args.batch / 1e9:.2f} GFLOP per image (step, fwd+bwd)")
+    rates = {}
+    for variant in VARIANTS:
+        median = statistics.median(seconds[variant])
+        rates[variant] = args.batch / median
+        tflops = f", {flops / median / 1e12:.1f} TFLOP/s" if flops else ""
+        print(
+            f"{variant:>10}: {rates[variant]:10.1f} images/s ({1e3 * median:.2f} ms/step{tflops})"
+        )
+    print(f"real / synthetic input: {rates['real'] / rates['synthetic']:.3f} (target ≥ 0.95)")
+    print(
+        f"AutoL2 / fixed-λ step time: {rates['fixed_l2'] / rates['synthetic']:.3f} (target ≤ 1.01)"
+    )
+
+
+if __name__ == "__main__":
+    main()
