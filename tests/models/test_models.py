@@ -1,0 +1,244 @@
+"""Tests of the model registry: shapes, parameter counts, homogeneity, dtypes, parameterization."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, PartitionSpec
+
+from l2reg import models
+
+# The "rbg" generator compiles far faster on CPU than the default threefry; the properties
+# tested hold for any initialization.
+KEY = jax.random.key(0, impl="rbg")
+
+
+def _normal(shape):
+    return jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
+
+
+def _init_apply(model, x):
+    """Variables and float32 logits of `model` at initialization.
+
+    Run op by op rather than jitted: on CPU, compiling each small model costs more than
+    running it, and eager ops of equal shapes are compiled once for all tests.
+    """
+    variables = model.init(KEY, x, train=False)
+    return variables, model.apply(variables, x, train=False)
+
+
+def _num_params(model, input_shape) -> int:
+    variables = jax.eval_shape(lambda: model.init(KEY, jnp.zeros(input_shape), train=False))
+    return sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "input_shape"),
+    [
+        ("mlp", {}, (3, 8, 8, 1)),
+        ("mlp", {"widths": (16,), "normalization": "layer"}, (3, 40)),
+        ("mlp", {"widths": (16, 16), "normalization": "batch"}, (3, 40)),
+        ("cnn", {"channels": (4, 8)}, (3, 8, 8, 1)),
+        ("cnn", {"channels": (4, 8, 8, 8)}, (3, 40)),
+        ("wrn10_1", {}, (3, 8, 8, 3)),
+        ("wrn10_1", {"normalization": None, "use_bias": False}, (3, 8, 8, 3)),
+        ("resnet18", {}, (2, 32, 32, 3)),
+    ],
+)
+def test_logits_shape_and_dtype(name, options, input_shape):
+    model = models.create(name, num_classes=7, **options)
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+    assert logits.shape == (input_shape[0], 7)
+    assert logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("name", "num_classes", "input_shape", "expected"),
+    [
+        # Published sizes: WRN-28-10 36.5M (Zagoruyko & Komodakis), ResNet-18/50 11.7M/25.6M.
+        ("wrn28_10", 10, (1, 32, 32, 3), 36.5e6),
+        ("resnet18", 1000, (1, 224, 224, 3), 11.7e6),
+        ("resnet50", 1000, (1, 224, 224, 3), 25.6e6),
+    ],
+)
+def test_parameter_count(name, num_classes, input_shape, expected):
+    count = _num_params(models.create(name, num_classes=num_classes), input_shape)
+    assert abs(count - expected) < 0.05e6, count
+
+
+def test_wrn_width_and_depth_follow_the_name():
+    # Each 3×3 conv of width w in WRN-d-k scales as k², so doubling k roughly quadruples it.
+    small = _num_params(models.create("wrn16_4", num_classes=10), (1, 32, 32, 3))
+    wide = _num_params(models.create("wrn16_8", num_classes=10), (1, 32, 32, 3))
+    deep = _num_params(models.create("wrn22_4", num_classes=10), (1, 32, 32, 3))
+    assert 3.8 < wide / small < 4.1
+    assert deep > small * 1.3
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+@pytest.mark.parametrize(
+    ("name", "options", "input_shape", "degree"),
+    [
+        ("mlp", {"widths": (32,)}, (4, 8, 8, 1), 2),
+        ("mlp", {"widths": (32, 32, 32)}, (4, 40), 4),
+        ("cnn", {"channels": (4, 8)}, (4, 8, 8, 1), 3),
+    ],
+)
+def test_bias_free_relu_networks_are_homogeneous(
+    name, options, input_shape, degree, parameterization
+):
+    model = models.create(
+        name, num_classes=5, use_bias=False, parameterization=parameterization, **options
+    )
+    x = _normal(input_shape)
+    variables, logits = _init_apply(model, x)
+    scale = 1.7
+    scaled = jax.tree.map(lambda p: scale * p, variables)
+    np.testing.assert_allclose(
+        model.apply(scaled, x, train=False), scale**degree * logits, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_biases_break_homogeneity():
+    # The same check fails once biases are on and nonzero: the test above can fail.
+    model = models.create("mlp", num_classes=5, widths=(32,))
+    x = _normal((4, 40))
+    variables, _ = _init_apply(model, x)
+    variables = jax.tree.map(lambda p: p + 0.1, variables)
+    logits = model.apply(variables, x, train=False)
+    scaled = jax.tree.map(lambda p: 1.7 * p, variables)
+    assert not np.allclose(model.apply(scaled, x, train=False), 1.7**2 * logits, rtol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "input_shape"),
+    [
+        ("mlp", {"widths": (64, 64)}, (4, 40)),
+        ("cnn", {"channels": (8, 16)}, (4, 8, 8, 3)),
+        ("wrn10_1", {}, (4, 8, 8, 3)),
+    ],
+)
+def test_ntk_and_standard_parameterization_agree_at_initialization(name, options, input_shape):
+    x = _normal(input_shape)
+    ntk, standard = (
+        models.create(name, num_classes=10, parameterization=p, **options)
+        for p in ("ntk", "standard")
+    )
+    ntk_variables, ntk_logits = _init_apply(ntk, x)
+    standard_variables, standard_logits = _init_apply(standard, x)
+    np.testing.assert_allclose(ntk_logits, standard_logits, rtol=1e-4, atol=1e-5)
+    # Same function, different parameters: NTK kernels are N(0, 1), standard N(0, σ²/fan_in).
+    ntk_kernel = ntk_variables["params"]["Dense_0"]["kernel"]
+    standard_kernel = standard_variables["params"]["Dense_0"]["kernel"]
+    assert 0.8 < float(jnp.std(ntk_kernel)) < 1.2
+    np.testing.assert_allclose(
+        standard_kernel, ntk_kernel * standard_kernel.std() / ntk_kernel.std(), rtol=1e-4
+    )
+
+
+def test_ntk_gradients_scale_differently():
+    # The parameterizations differ in training dynamics: the NTK first-layer gradient is
+    # σ/√fan_in times the standard one at the same function.
+    x = _normal((4, 40))
+    grads = {}
+    for parameterization in ("ntk", "standard"):
+        model = models.create("mlp", num_classes=3, widths=(64,), parameterization=parameterization)
+        variables = model.init(KEY, x, train=False)
+        loss = lambda v, model=model: jnp.sum(model.apply(v, x, train=False) ** 2)
+        grads[parameterization] = jax.grad(loss)(variables)["params"]["Dense_0"]["kernel"]
+    np.testing.assert_allclose(
+        grads["ntk"], grads["standard"] * np.sqrt(2.0) / np.sqrt(40), rtol=1e-4, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "input_shape"),
+    [
+        ("mlp", {"widths": (128, 128)}, (8, 40)),
+        ("wrn10_1", {}, (4, 8, 8, 3)),
+    ],
+)
+def test_bfloat16_forward_is_close_to_float32(name, options, input_shape):
+    x = _normal(input_shape)
+    fp32 = models.create(name, num_classes=10, **options)
+    bf16 = models.create(name, num_classes=10, dtype="bfloat16", **options)
+    variables, reference = _init_apply(fp32, x)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    assert jax.tree.structure(bf16.init(KEY, x, train=False)) == jax.tree.structure(variables)
+    logits, state = bf16.apply(variables, x, train=False, capture_intermediates=True)
+    assert logits.dtype == jnp.float32
+    # Hidden layers really run in bfloat16.
+    assert state["intermediates"]["Dense_0"]["__call__"][0].dtype == jnp.bfloat16
+    relative_error = jnp.linalg.norm(logits - reference) / jnp.linalg.norm(reference)
+    assert relative_error < 0.03, relative_error
+
+
+def test_batch_norm_updates_statistics_in_training_mode():
+    model = models.create("wrn10_1", num_classes=10)
+    x = _normal((4, 8, 8, 3)) + 3.0
+    variables = model.init(KEY, x, train=False)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    before = jax.tree.leaves(variables["batch_stats"])
+    after = jax.tree.leaves(updates["batch_stats"])
+    assert len(after) == len(before) > 0
+    assert any(not np.allclose(a, b) for a, b in zip(after, before, strict=True))
+
+
+@pytest.mark.slow
+def test_axis_name_synchronizes_batch_norm_across_devices():
+    # Four shards of 2 under shard_map with axis_name give the full-batch statistics of 8.
+    name, options = "mlp", {"normalization": "batch", "widths": (16,)}
+    x = _normal((8, 8, 8, 3)) * jnp.arange(1.0, 9.0)[:, None, None, None]
+    single = models.create(name, num_classes=10, **options)
+    variables = single.init(KEY, x, train=False)
+    reference, _ = single.apply(variables, x, train=True, mutable=["batch_stats"])
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+
+    def sharded(axis_name):
+        model = models.create(name, num_classes=10, axis_name=axis_name, **options)
+        apply = functools.partial(model.apply, train=True, mutable=["batch_stats"])
+        step = jax.shard_map(
+            lambda v, x: apply(v, x)[0],
+            mesh=mesh,
+            in_specs=(PartitionSpec(), PartitionSpec("data")),
+            out_specs=PartitionSpec("data"),
+            check_vma=False,
+        )
+        return step(variables, x)
+
+    np.testing.assert_allclose(sharded("data"), reference, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(sharded(None), reference, rtol=1e-2)
+
+
+def test_hidden_biases_are_dropped_before_normalization():
+    x = jnp.ones((2, 40))
+    params = models.create("mlp", num_classes=3, widths=(8,), normalization="batch").init(
+        KEY, x, train=False
+    )["params"]
+    assert "bias" not in params["Dense_0"] and "bias" in params["Dense_1"]
+    assert "bias" in params["BatchNorm_0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("vgg16", {}, "unknown model 'vgg16'; known: mlp, cnn, wrn{depth}_{width}, resnet18"),
+        ("wrn27_10", {}, "depth = 6n+4"),
+        ("resnet19", {}, "unknown model 'resnet19'"),
+        ("mlp", {"width": 3}, "no option 'width'; options: widths, normalization"),
+        ("cnn", {"parameterization": "mup"}, "parameterization='mup'"),
+        ("wrn16_4", {"normalization": "layer"}, "normalization='layer' is not one of"),
+        ("mlp", {"dtype": "int8"}, "dtype='int8'"),
+        ("mlp", {"widths": (8, 0)}, "widths=(8, 0)"),
+        ("mlp", {"use_bias": "no"}, "use_bias='no'"),
+    ],
+)
+def test_bad_names_and_options_give_one_line_errors(name, options, message):
+    with pytest.raises((ValueError, TypeError)) as error:
+        models.create(name, num_classes=10, **options)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
