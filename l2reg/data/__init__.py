@@ -17,11 +17,13 @@ from l2reg.data.dataset import (
     channel_stats,
 )
 from l2reg.data.embedded import digits, mnist1d
+from l2reg.data.tfds_data import IN_MEMORY, STREAMED, DatasetNotPreparedError
 
 __all__ = [
     "NAMES",
     "Augmentation",
     "Dataset",
+    "DatasetNotPreparedError",
     "Split",
     "augment",
     "batch_indices",
@@ -30,21 +32,46 @@ __all__ = [
 ]
 
 EMBEDDED = ("digits", "mnist1d")
-NAMES = EMBEDDED
+NAMES = (*EMBEDDED, *IN_MEMORY, *STREAMED)
 
 
-def load(name: str, *, data_dir: str | None = None, test_size: int | None = None) -> Dataset:
+def load(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    manual_dir: str | None = None,
+    test_size: int | None = None,
+) -> Dataset:
     """Loads the data set `name` (one of NAMES).
 
     Args:
-      name: 'digits' or 'mnist1d' (embedded).
-      data_dir: TFDS data directory (unused by embedded data sets).
+      name: 'digits', 'mnist1d' (embedded, generated offline), 'cifar10', 'cifar100', 'mnist',
+        'fashion_mnist', 'svhn_cropped' (TFDS, held in memory) or 'imagenet2012' (TFDS,
+        streamed through `Dataset.batches`).
+      data_dir: TFDS data directory; None means TFDS's default (~/tensorflow_datasets).
+      download: let TFDS download and prepare a data set that is not prepared yet.
+      manual_dir: imagenet2012 only: folder holding the ILSVRC2012 tar files.
       test_size: mnist1d only: size of an independently generated test set (see `mnist1d`).
+
+    Raises:
+      ValueError: unknown name, or an option that does not apply to `name`.
+      DatasetNotPreparedError (a ValueError): a TFDS data set is not prepared in `data_dir`
+        and `download` is False, or preparing it failed.
     """
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(NAMES)}")
     if test_size is not None and name != "mnist1d":
         raise ValueError(f"test_size={test_size!r} applies to mnist1d only, not {name!r}")
+    if manual_dir is not None and name != "imagenet2012":
+        raise ValueError(f"manual_dir={manual_dir!r} applies to imagenet2012 only, not {name!r}")
     if name == "digits":
         return digits()
-    return mnist1d(test_size)
+    if name == "mnist1d":
+        return mnist1d(test_size)
+    from l2reg.data import tfds_data
+
+    builder = tfds_data.builder(name, data_dir=data_dir, download=download, manual_dir=manual_dir)
+    if name in STREAMED:
+        return tfds_data.imagenet(builder)
+    return tfds_data.load_in_memory(name, builder)
