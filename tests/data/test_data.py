@@ -1,0 +1,153 @@
+"""Tests of the data interface: embedded sets, preprocessing, augmentation and batch order."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from l2reg import data
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def test_digits_fixed_split(digits):
+    assert (digits.name, digits.num_classes, digits.input_shape) == ("digits", 10, (8, 8, 1))
+    assert (len(digits.train), len(digits.test)) == (1500, 297)
+    assert digits.train.images.dtype == np.uint8 and digits.train.labels.dtype == np.int32
+    assert digits.train.images.max() == 16
+    assert set(np.unique(digits.test.labels)) == set(range(10))
+    again = data.load("digits")
+    np.testing.assert_array_equal(again.test.images, digits.test.images)
+    np.testing.assert_array_equal(again.train.labels, digits.train.labels)
+
+
+def test_mnist1d_standard_split_and_larger_test_set():
+    state = np.random.get_state()  # noqa: NPY002 (the loader must leave it alone)
+    standard = data.load("mnist1d")
+    assert (standard.input_shape, standard.num_classes) == ((40,), 10)
+    assert (len(standard.train), len(standard.test)) == (4000, 1000)
+    assert standard.train.images.dtype == np.float32
+    assert standard.train.labels.dtype == np.int32
+    larger = data.load("mnist1d", test_size=2000)
+    np.testing.assert_array_equal(larger.train.images, standard.train.images)
+    assert len(larger.test) == 2000
+    assert np.bincount(larger.test.labels).tolist() == [200] * 10
+    seen = {row.tobytes() for row in np.concatenate([standard.train.images, standard.test.images])}
+    assert not any(row.tobytes() in seen for row in larger.test.images)
+    np.testing.assert_array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
+
+
+def test_preprocess_normalizes_per_channel_and_jits(digits):
+    images = digits.preprocess(digits.train.images)
+    assert images.dtype == jnp.float32 and images.shape == digits.train.images.shape
+    np.testing.assert_allclose(images.mean(), 0.0, atol=1e-4)
+    np.testing.assert_allclose(images.std(), 1.0, atol=1e-4)
+    np.testing.assert_allclose(jax.jit(digits.preprocess)(digits.train.images), images, atol=1e-6)
+    # digits has no standard augmentation: a key changes nothing.
+    keyed = digits.preprocess(digits.train.images[:4], key=jax.random.key(0))
+    np.testing.assert_array_equal(keyed, images[:4])
+
+
+def _crops(padded, height, width):
+    """All crops of one padded image and their mirror images, as float arrays."""
+    rows, cols = padded.shape[0] - height + 1, padded.shape[1] - width + 1
+    crops = [padded[r : r + height, c : c + width] for r in range(rows) for c in range(cols)]
+    return crops + [crop[:, ::-1] for crop in crops]
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "constant"])
+def test_augment_is_a_keyed_pad_crop_flip(padding_mode):
+    images = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 3)).astype(np.float32)
+    augmentation = data.Augmentation(padding=4, padding_mode=padding_mode, flip=True)
+    key = jax.random.key(3)
+    augmented = np.asarray(jax.jit(data.augment, static_argnums=2)(key, images, augmentation))
+    assert augmented.shape == images.shape
+    np.testing.assert_array_equal(augmented, data.augment(key, images, augmentation))
+    assert not np.array_equal(augmented, data.augment(jax.random.key(4), images, augmentation))
+    mode = "reflect" if padding_mode == "reflect" else "constant"
+    flipped = 0
+    for image, result in zip(images, augmented, strict=True):
+        padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode)
+        matches = [np.array_equal(result, crop) for crop in _crops(padded, 12, 12)]
+        assert any(matches)
+        flipped += not any(matches[: len(matches) // 2])
+    assert 0 < flipped < len(images)  # flips are drawn per image
+
+
+def test_cifar_style_preprocess_augments_only_with_a_key():
+    rng = np.random.default_rng(0)
+    train = data.Split(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.zeros(8, np.int32))
+    mean, std = data.channel_stats(train.images)
+    dataset = data.Dataset(
+        "synthetic", 10, (32, 32, 3), train, train, mean, std, data.Augmentation()
+    )
+    plain = dataset.preprocess(train.images)
+    np.testing.assert_allclose(plain, (train.images - mean) / std, rtol=1e-5)
+    augmented = jax.jit(dataset.preprocess)(train.images, key=jax.random.key(0))
+    assert augmented.shape == plain.shape and not np.allclose(augmented, plain)
+
+
+def test_channel_stats_match_numpy():
+    images = np.random.default_rng(0).integers(0, 256, (5000, 4, 4, 3), dtype=np.uint8)
+    mean, std = data.channel_stats(images)
+    np.testing.assert_allclose(mean, images.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(std, images.std(axis=(0, 1, 2)), rtol=1e-5)
+    assert data.channel_stats(images[:, 0, 0, :].astype(np.float32))[0].shape == ()
+
+
+def test_batch_indices_walk_epoch_permutations_without_replacement():
+    batch_size, num_examples = 30, 100  # 3 steps per epoch, 10 examples skipped in each
+    indices_at = jax.jit(data.batch_indices, static_argnums=(2, 3))
+    epochs = [
+        np.concatenate([indices_at(7, step, batch_size, num_examples) for step in range(e, e + 3)])
+        for e in (0, 3)
+    ]
+    for epoch in epochs:
+        assert epoch.dtype == np.int32 and len(np.unique(epoch)) == 90
+        assert epoch.min() >= 0 and epoch.max() < num_examples
+    assert not np.array_equal(epochs[0], epochs[1])
+    # A pure function of (seed, step): eager and jitted agree; another seed, another order.
+    np.testing.assert_array_equal(
+        data.batch_indices(7, 4, batch_size, num_examples), epochs[1][30:60]
+    )
+    assert not np.array_equal(indices_at(8, 0, batch_size, num_examples), epochs[0][:30])
+
+
+def test_batches_resume_where_they_left_off(digits):
+    stream = digits.batches("train", batch_size=100, seed=1)
+    first = [next(stream) for _ in range(17)]
+    resumed = next(digits.batches("train", batch_size=100, seed=1, start_step=16))
+    np.testing.assert_array_equal(resumed.images, first[16].images)
+    np.testing.assert_array_equal(resumed.labels, first[16].labels)
+    indices = data.batch_indices(1, 16, 100, 1500)
+    np.testing.assert_array_equal(resumed.labels, digits.train.labels[indices])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: data.load("imagenet"), "unknown data set 'imagenet'; known: digits, mnist1d"),
+        (lambda: data.load("digits", test_size=100), "test_size=100 applies to mnist1d only"),
+        (lambda: data.load("mnist1d", test_size=15), "test_size=15 must be"),
+        (lambda: data.load("cifar10", manual_dir="/x"), "manual_dir='/x' applies to imagenet"),
+        (lambda: data.batch_indices(0, 0, 101, 100), "batch_size=101 exceeds num_examples=100"),
+        (lambda: data.batch_indices(0, 0, 0, 100), "batch_size=0 must be a positive int"),
+        (lambda: data.Augmentation(padding_mode="wrap"), "padding_mode='wrap' is not one of"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_importing_the_package_does_not_import_tensorflow():
+    code = "import sys, l2reg.data; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr[-500:]
