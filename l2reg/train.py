@@ -396,7 +396,9 @@ def create_trainer(
     devices = jax.devices() if devices is None else list(devices)
     validate_config(config, len(devices))
     if dataset is None:
-        dataset = l2reg_data.load(config.dataset, data_dir=config.data_dir)
+        dataset = l2reg_data.load(
+            config.dataset, data_dir=config.data_dir, **config.data_options.to_dict()
+        )
     if dataset.test is None:
         raise ValueError(f"data set {dataset.name!r} streams its test split; evaluation needs it")
     if dataset.train is not None and config.batch_size > len(dataset.train):
@@ -419,8 +421,10 @@ def create_trainer(
 
     @functools.partial(jax.jit, out_shardings=replicated)
     def init_state() -> TrainState:
-        example = jnp.zeros((1, *dataset.input_shape), jnp.float32)
-        variables = model.init(init_key, example, train=False)
+        # lazy_init traces the forward pass for shapes only; it gives the same variables as
+        # init while compiling much less (only the initializers).
+        example = jax.ShapeDtypeStruct((1, *dataset.input_shape), jnp.float32)
+        variables = model.lazy_init(init_key, example, train=False)
         params = variables["params"]
         return TrainState(
             step=jnp.int32(0),
@@ -573,6 +577,12 @@ class MetricsLog:
     def close(self) -> None:
         self._file.close()
         self._events.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, float]]:
+    """The lines of `workdir/metrics.jsonl`, one dict per report, in step order."""
+    with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
 
 
 @contextlib.contextmanager

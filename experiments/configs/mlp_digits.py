@@ -21,9 +21,10 @@ def get_config() -> config_dict.ConfigDict:
         }
     )
     config.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
-    # Data: l2reg.data.load(dataset, data_dir=data_dir).
+    # Data: l2reg.data.load(dataset, data_dir=data_dir, **data_options).
     config.dataset = "digits"
     config.data_dir = config_dict.placeholder(str)
+    config.data_options = config_dict.ConfigDict()
     config.augment = False
     config.loss = "cross_entropy"  # 'cross_entropy' | 'mse'
     config.batch_size = 100  # global, split over the devices

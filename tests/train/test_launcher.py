@@ -1,0 +1,105 @@
+"""Tests of `python -m experiments.train` in subprocesses: kills, preemption, bad flags."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from l2reg import train
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMAND = [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    "--config=experiments/configs/mlp_digits.py",
+    "--config.steps=1500",
+    "--config.eval_every=100",
+    "--config.checkpoint_every=100",
+]
+
+
+def launch(compilation_cache: str, *arguments: str) -> subprocess.Popen:
+    # The subprocess inherits the four forced CPU devices of tests/conftest.py through XLA_FLAGS.
+    environment = dict(
+        os.environ,
+        JAX_COMPILATION_CACHE_DIR=compilation_cache,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
+    return subprocess.Popen(
+        [*COMMAND, *arguments],
+        cwd=REPOSITORY,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> str:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    return stderr
+
+
+def wait_for_lines(workdir, count: int, process: subprocess.Popen) -> None:
+    path = workdir / train.METRICS_FILE
+    while not (path.exists() and len(path.read_text().splitlines()) >= count):
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.02)
+
+
+def without_timing(lines: list[dict]) -> list[dict]:
+    return [{k: v for k, v in line.items() if k not in train.TIMING_FIELDS} for line in lines]
+
+
+@pytest.mark.slow
+def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one(
+    tmp_path, compilation_cache
+):
+    reference_dir, workdir = tmp_path / "reference", tmp_path / "interrupted"
+    finish(launch(compilation_cache, f"--workdir={reference_dir}"))
+    reference = train.read_metrics(reference_dir)
+    assert [line["step"] for line in reference] == list(range(100, 1501, 100))
+
+    process = launch(compilation_cache, f"--workdir={workdir}")
+    wait_for_lines(workdir, 3, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(train.read_metrics(workdir)) < len(reference)  # killed mid-run
+
+    process = launch(compilation_cache, f"--workdir={workdir}")
+    wait_for_lines(workdir, 7, process)
+    process.send_signal(signal.SIGTERM)
+    stderr = finish(process)  # a clean exit, status 0
+    assert "SIGTERM: saved the checkpoint of step" in stderr
+    stopped = train.read_metrics(workdir)[-1]["step"]
+    assert stopped < 1500
+    assert max(int(step) for step in os.listdir(workdir / train.CHECKPOINT_DIR)) >= stopped
+
+    finish(launch(compilation_cache, f"--workdir={workdir}"))
+    resumed = train.read_metrics(workdir)
+    assert without_timing(resumed) == without_timing(reference)
+    assert resumed[-1]["test_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--config=experiments/configs/no_such_config.py"], "no_such_config.py"),
+        (["--config.no_such_field=1"], "no config field 'no_such_field'"),
+        (["--config.lr=-0.1"], "config.lr=-0.1 is invalid: must be > 0"),
+    ],
+)
+def test_bad_command_line_is_a_one_line_error(tmp_path, compilation_cache, arguments, message):
+    workdir = tmp_path / "run"
+    process = launch(compilation_cache, f"--workdir={workdir}", *arguments)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not workdir.exists()

@@ -1,0 +1,251 @@
+"""Tests of l2reg.train in-process, on the four forced CPU devices of tests/conftest.py."""
+
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments.configs import wrn28_10_cifar10
+from l2reg import data, train
+
+
+def run(config, workdir, **kwargs) -> list[dict]:
+    train.train_and_evaluate(config, str(workdir), **kwargs)
+    return train.read_metrics(workdir)
+
+
+def without_timing(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in train.TIMING_FIELDS}
+
+
+def test_metrics_lines_have_the_documented_fields(small_config, tmp_path):
+    lines = run(small_config, tmp_path)
+    assert [line["step"] for line in lines] == [10, 20, 30, 40]
+    assert list(lines[0]) == [
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "l2",
+        "lr",
+        "weight_norm",
+        "steps_per_sec",
+    ]
+    assert all(line["l2"] == np.float32(small_config.l2) for line in lines)
+    assert all(line["lr"] == np.float32(small_config.lr) for line in lines)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+    assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_same_config_and_seed_give_bitwise_identical_metrics(small_config, tmp_path):
+    first = run(small_config, tmp_path / "first")
+    second = run(small_config, tmp_path / "second")
+    assert [without_timing(line) for line in first] == [without_timing(line) for line in second]
+    small_config.seed = 1
+    other_seed = run(small_config, tmp_path / "other_seed")
+    assert without_timing(other_seed[-1]) != without_timing(first[-1])
+
+
+def _trajectory(config, num_devices: int) -> tuple[np.ndarray, dict]:
+    trainer = train.create_trainer(config, devices=jax.devices()[:num_devices])
+    state, batches, losses = trainer.init_state(), trainer.train_batches(0), []
+    for _ in range(config.steps):
+        state = trainer.train_step(state, *next(batches))
+        losses.append(trainer.summarize(state)["train_loss"])
+    return np.asarray(jax.device_get(losses)), trainer.evaluate(state)
+
+
+@pytest.mark.slow
+def test_loss_trajectory_does_not_depend_on_the_device_count(small_config):
+    # Batch norm makes the check bite: unsynchronized statistics over 100, 50 or 25 examples
+    # per device would give different trajectories.
+    small_config.model_options.normalization = "batch"
+    small_config.eval_every = 1
+    small_config.steps = 15
+    losses, test = {}, {}
+    for num_devices in (1, 2, 4):
+        losses[num_devices], test[num_devices] = _trajectory(small_config, num_devices)
+    for num_devices in (2, 4):
+        np.testing.assert_allclose(losses[num_devices], losses[1], rtol=1e-5)
+        np.testing.assert_allclose(test[num_devices]["test_loss"], test[1]["test_loss"], rtol=1e-5)
+    assert losses[1][-1] < losses[1][0]
+
+
+def _corrupt(directory) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as file:
+                file.write(b"\x00garbage")
+
+
+def test_corrupt_latest_checkpoint_resumes_from_the_previous(small_config, tmp_path, caplog):
+    reference = run(small_config, tmp_path / "reference")
+    workdir = tmp_path / "run"
+    run(small_config, workdir)
+    _corrupt(workdir / "checkpoints" / "40")
+    resumed = run(small_config, workdir)
+    assert "checkpoint of step 40" in caplog.text and "corrupt" in caplog.text
+    assert os.listdir(workdir / "checkpoints.corrupt") == ["40"]
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "40"]
+    assert [without_timing(line) for line in resumed] == [
+        without_timing(line) for line in reference
+    ]
+
+
+def test_rerunning_a_finished_run_changes_nothing(small_config, tmp_path):
+    first = run(small_config, tmp_path)
+    assert run(small_config, tmp_path) == first
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    small_config, tmp_path
+):
+    small_config.lr = 1e4  # diverges within a few steps
+    small_config.checkpoint_every = 1
+    small_config.eval_every = 20
+    with pytest.raises(train.NonFiniteLossError, match=r"at step (\d+)") as error:
+        train.train_and_evaluate(small_config, str(tmp_path))
+    bad_step = int(re.search(r"at step (\d+)", str(error.value))[1])
+    steps = sorted(int(name) for name in os.listdir(tmp_path / "checkpoints"))
+    assert steps and steps[-1] == bad_step - 1
+    assert f"step {bad_step - 1}" in str(error.value)
+    restored = ocp.StandardCheckpointer().restore(
+        tmp_path / "checkpoints" / str(steps[-1]) / "default"
+    )
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
+    assert not os.path.exists(tmp_path / "metrics.jsonl") or not train.read_metrics(tmp_path)
+
+
+def _snapshot(directory) -> dict[str, bytes]:
+    return {
+        os.path.relpath(os.path.join(root, name), directory): open(
+            os.path.join(root, name), "rb"
+        ).read()
+        for root, _, files in os.walk(directory)
+        for name in files
+    }
+
+
+def test_workdir_with_another_config_is_refused_unless_overwrite(small_config, tmp_path):
+    run(small_config, tmp_path)
+    before = _snapshot(tmp_path)
+    small_config.lr = 0.02
+    with pytest.raises(ValueError, match=r"different config \(lr: 0.01 -> 0.02\).*--overwrite"):
+        train.train_and_evaluate(small_config, str(tmp_path))
+    assert _snapshot(tmp_path) == before
+    lines = run(small_config, tmp_path, overwrite=True)
+    assert [line["step"] for line in lines] == [10, 20, 30, 40]
+    assert all(line["lr"] == np.float32(0.02) for line in lines)
+    with open(tmp_path / "config.json", encoding="utf-8") as file:
+        assert json.load(file)["lr"] == 0.02
+
+
+BAD_INPUTS = [
+    ("l2", -1e-4, r"config.l2=-0.0001 is invalid: must be >= 0"),
+    ("lr", 0.0, r"config.lr=0.0 is invalid: must be > 0"),
+    ("steps", 0, r"config.steps=0 is invalid: must be an integer > 0"),
+    ("batch_size", 102, r"config.batch_size=102 is invalid: must be divisible by the device"),
+    ("eval_batch_size", 398, r"config.eval_batch_size=398 .* divisible by the device count 4"),
+    ("l2_mode", "weight_decay", r"config.l2_mode='weight_decay' is invalid: must be one of"),
+    ("l2_placement", "after", r"config.l2_placement='after' is invalid"),
+    ("optimizer", "rmsprop", r"config.optimizer='rmsprop' is invalid"),
+    ("lr_schedule", "linear", r"config.lr_schedule='linear' is invalid"),
+    ("dtype", "float16", r"config.dtype='float16' is invalid"),
+    ("model", "transformer", r"unknown model 'transformer'"),
+    ("dataset", "imagenet21k", r"imagenet21k"),
+    ("batch_size", 2000, r"config.batch_size=2000 exceeds the 1500 training examples"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD_INPUTS)
+def test_bad_input_is_a_one_line_error_before_any_work(
+    small_config, tmp_path, field, value, message
+):
+    small_config[field] = value
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message) as error:
+        train.train_and_evaluate(small_config, str(workdir))
+    assert "\n" not in str(error.value)
+    assert not workdir.exists()
+
+
+def test_unprepared_tfds_data_set_is_a_one_line_error_before_any_work(small_config, tmp_path):
+    small_config.dataset = "cifar10"
+    small_config.data_dir = str(tmp_path / "no_data_here")
+    workdir = tmp_path / "run"
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        train.train_and_evaluate(small_config, str(workdir))
+    assert "cifar10" in str(error.value) and "\n" not in str(error.value)
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "l2_mode", "l2_placement"),
+    [("sgd", "none", "coupled"), ("adam", "fixed", "decoupled"), ("momentum", "autol2", "coupled")],
+)
+def test_optimizers_and_l2_modes_train(small_config, tmp_path, optimizer, l2_mode, l2_placement):
+    small_config.update(optimizer=optimizer, l2_mode=l2_mode, l2_placement=l2_placement, l2=1e-2)
+    small_config.lr_schedule = "cosine"
+    # Checks every step and no cooldown: λ decays at the first two steps without a new record.
+    small_config.autol2.update(check_every=1, cooldown=0.0)
+    lines = run(small_config, tmp_path)
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert lines[-1]["lr"] < lines[0]["lr"]  # cosine decay
+    expected_l2 = {"none": 0.0, "fixed": np.float32(1e-2)}
+    if l2_mode in expected_l2:
+        assert all(line["l2"] == expected_l2[l2_mode] for line in lines)
+    else:
+        assert lines[-1]["l2"] < np.float32(1e-2)  # AutoL2 decayed λ
+
+
+def test_step_schedule_multiplies_lr_at_the_boundaries(small_config):
+    small_config.update(lr_schedule="step", steps=100, lr=1.0)
+    schedule = train.create_lr_schedule(small_config)
+    np.testing.assert_allclose(
+        [schedule(step) for step in (0, 29, 30, 59, 60, 90, 99)],
+        [1.0, 1.0, 0.2, 0.2, 0.04, 0.008, 0.008],
+        rtol=1e-6,
+    )
+
+
+def _fake_cifar(num_train: int, num_test: int) -> data.Dataset:
+    rng = np.random.default_rng(0)
+    splits = [
+        data.Split(
+            rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, n, dtype=np.int32),
+        )
+        for n in (num_train, num_test)
+    ]
+    mean, std = data.channel_stats(splits[0].images)
+    return data.Dataset(
+        "fake_cifar10", 10, (32, 32, 3), *splits, mean, std, augmentation=data.Augmentation()
+    )
+
+
+@pytest.mark.slow
+def test_wide_resnet_config_runs_a_few_steps_in_bfloat16(tmp_path):
+    config = wrn28_10_cifar10.get_config()
+    config.update(model="wrn10_1", dtype="bfloat16", batch_size=8, eval_batch_size=8, steps=3)
+    trainer = train.create_trainer(config, dataset=_fake_cifar(64, 8))
+    state, batches = trainer.init_state(), trainer.train_batches(0)
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    initial_stats = jax.device_get(state.batch_stats)
+    for _ in range(config.steps):
+        state = trainer.train_step(state, *next(batches))
+    summary = jax.device_get(trainer.summarize(state))
+    assert np.isfinite(summary["train_loss"]) and summary["nonfinite_step"] == -1
+    assert {leaf.dtype for leaf in jax.tree.leaves(state.opt_state)} <= {
+        jnp.dtype(jnp.float32),
+        jnp.dtype(jnp.int32),
+    }
+    moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial_stats, state.batch_stats)
+    assert all(jax.tree.leaves(moved))
+    assert np.isfinite(trainer.evaluate(state)["test_loss"])
