@@ -356,26 +356,41 @@ class Trainer:
         )
         # The batch order is computed with JAX; on the host's CPU, reading it never waits for
         # the accelerator's queue of training steps.
-        host = jax.local_devices(backend="cpu")[0]
+        try:
+            host = jax.local_devices(backend="cpu")[0]
+        except RuntimeError:  # JAX_PLATFORMS leaves the CPU out: use the default device
+            host = None
         while True:
             with jax.default_device(host):
                 batch = next(batches)
             yield self._shard(batch.images, batch.labels)
 
+    def _test_batches(self) -> Iterator[Any]:
+        batch_size = self.config.eval_batch_size
+        if self.dataset.test is None:  # streamed: one pass, the last batch partial
+            yield from self.dataset.batches("test", batch_size=batch_size, seed=self.config.seed)
+            return
+        test = self.dataset.test
+        for start in range(0, len(test), batch_size):
+            stop = start + batch_size
+            yield l2reg_data.Split(test.images[start:stop], test.labels[start:stop])
+
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Mean loss and accuracy on the whole test split."""
-        split = self.dataset.test
-        size, batch = len(split.labels), self.config.eval_batch_size
-        sums = jnp.zeros(2, jnp.float32)
-        for start in range(0, size, batch):
-            rows = np.arange(start, start + batch)
-            weights = (rows < size).astype(np.float32)
-            rows = np.minimum(rows, size - 1)
+        batch_size = self.config.eval_batch_size
+        sums, count = jnp.zeros(2, jnp.float32), 0
+        for batch in self._test_batches():
+            # A short last batch is padded to the compiled size and masked out by zero weights.
+            size = len(batch.labels)
+            padding = [(0, batch_size - size)]
+            images = np.pad(batch.images, padding + [(0, 0)] * (batch.images.ndim - 1))
+            weights = (np.arange(batch_size) < size).astype(np.float32)
             sums = sums + self._eval_sums(
-                state, *self._shard(split.images[rows], split.labels[rows], weights)
+                state, *self._shard(images, np.pad(batch.labels, padding), weights)
             )
+            count += size
         loss_sum, correct = np.asarray(sums, np.float64)
-        return {"test_loss": float(loss_sum / size), "test_accuracy": float(correct / size)}
+        return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
 
 
 def create_trainer(
@@ -399,8 +414,6 @@ def create_trainer(
         dataset = l2reg_data.load(
             config.dataset, data_dir=config.data_dir, **config.data_options.to_dict()
         )
-    if dataset.test is None:
-        raise ValueError(f"data set {dataset.name!r} streams its test split; evaluation needs it")
     if dataset.train is not None and config.batch_size > len(dataset.train):
         raise ValueError(
             f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} training "

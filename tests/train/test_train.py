@@ -1,5 +1,6 @@
 """Tests of l2reg.train in-process, on the four forced CPU devices of tests/conftest.py."""
 
+import dataclasses
 import json
 import os
 import re
@@ -213,6 +214,36 @@ def test_step_schedule_multiplies_lr_at_the_boundaries(small_config):
         [1.0, 1.0, 0.2, 0.2, 0.04, 0.008, 0.008],
         rtol=1e-6,
     )
+
+
+def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_config):
+    digits = data.load("digits")
+
+    def stream(split, batch_size, seed, start_step):
+        if split == "train":
+            yield from digits.batches(
+                "train", batch_size=batch_size, seed=seed, start_step=start_step
+            )
+        else:  # one pass, the last batch partial
+            for start in range(0, len(digits.test), batch_size):
+                stop = start + batch_size
+                yield data.Split(digits.test.images[start:stop], digits.test.labels[start:stop])
+
+    streamed = dataclasses.replace(digits, train=None, test=None, stream=stream)
+    small_config.eval_batch_size = 128  # 297 test examples: a partial last batch of 41
+    results = []
+    for dataset in (digits, streamed):
+        trainer = train.create_trainer(small_config, dataset=dataset)
+        state, batches = trainer.init_state(), trainer.train_batches(0)
+        for _ in range(small_config.steps):
+            state = trainer.train_step(state, *next(batches))
+        results.append((jax.device_get(trainer.summarize(state)), trainer.evaluate(state)))
+    assert results[0] == results[1]
+    logits = trainer.model.apply(
+        {"params": state.params}, digits.preprocess(digits.test.images), train=False
+    )
+    accuracy = np.mean(np.argmax(np.asarray(logits), -1) == digits.test.labels)
+    np.testing.assert_allclose(results[1][1]["test_accuracy"], accuracy, rtol=1e-12)
 
 
 def _fake_cifar(num_train: int, num_test: int) -> data.Dataset:
