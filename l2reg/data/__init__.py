@@ -15,6 +15,7 @@ from l2reg.data.dataset import (
     augment,
     batch_indices,
     channel_stats,
+    permute,
 )
 from l2reg.data.embedded import digits, mnist1d
 from l2reg.data.tfds_data import IN_MEMORY, STREAMED, DatasetNotPreparedError
@@ -29,6 +30,7 @@ __all__ = [
     "batch_indices",
     "channel_stats",
     "load",
+    "permute",
 ]
 
 EMBEDDED = ("digits", "mnist1d")

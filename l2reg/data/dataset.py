@@ -124,10 +124,12 @@ def _in_memory_batches(split: Split, batch_size: int, seed: int, step: int) -> I
 def batch_indices(seed, step, batch_size: int, num_examples: int) -> jax.Array:
     """Indices (batch_size,) int32 of the examples in batch `step` of the run seeded by `seed`.
 
-    Each epoch of num_examples // batch_size steps walks a fresh permutation of the examples,
-    drawn from (seed, epoch), without replacement; the num_examples % batch_size examples left
-    at the end of an epoch's permutation are skipped in that epoch. Jittable with `seed` and
-    `step` traced; `batch_size` and `num_examples` must be static ints.
+    Each epoch of num_examples // batch_size steps walks a fresh pseudo-random permutation of
+    the examples, keyed by (seed, epoch), without replacement; num_examples % batch_size
+    examples (a different set each epoch) are skipped in that epoch. Only the batch's own
+    positions of the permutation are computed (see `permute`), so the cost is O(batch_size),
+    not O(num_examples). Jittable with `seed` and `step` traced; `batch_size` and
+    `num_examples` must be static ints.
     """
     for label, value in (("batch_size", batch_size), ("num_examples", num_examples)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -135,8 +137,49 @@ def batch_indices(seed, step, batch_size: int, num_examples: int) -> jax.Array:
     if batch_size > num_examples:
         raise ValueError(f"batch_size={batch_size} exceeds num_examples={num_examples}")
     epoch, position = jnp.divmod(jnp.asarray(step, jnp.int32), num_examples // batch_size)
-    order = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), num_examples)
-    return lax.dynamic_slice(order, (position * batch_size,), (batch_size,)).astype(jnp.int32)
+    key = jax.random.fold_in(jax.random.key(seed), epoch)
+    positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+    return permute(key, positions, num_examples)
+
+
+# Rounds of the Feistel network in `permute`; 4 already give a pseudo-random permutation
+# (Luby & Rackoff, 1988), more rounds mix small domains better at negligible cost.
+FEISTEL_ROUNDS = 8
+
+
+def _hash32(x: jax.Array) -> jax.Array:
+    """A 32-bit integer mixing function (Wellons' "lowbias32"); uint32 in, uint32 out."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def permute(key: jax.Array, positions: jax.Array, num_examples: int) -> jax.Array:
+    """Entries `positions` (int, in [0, num_examples)) of a random permutation keyed by `key`.
+
+    A balanced Feistel network on 2·h bits (the smallest 2^(2h) >= num_examples) is a bijection
+    of [0, 2^(2h)); cycle walking (re-applying it until the value falls below num_examples)
+    restricts it to a bijection of [0, num_examples). Any entry costs O(1) expected work (at
+    most 4 walks on average), so a batch never materializes the whole permutation. Jittable.
+    """
+    half_bits = max(1, (max(num_examples - 1, 1).bit_length() + 1) // 2)
+    mask = jnp.uint32((1 << half_bits) - 1)
+    round_keys = jax.random.bits(key, (FEISTEL_ROUNDS,), jnp.uint32)
+
+    def encrypt(x):
+        left, right = x >> half_bits, x & mask
+        for round_key in round_keys:
+            left, right = right, left ^ (_hash32(right ^ round_key) & mask)
+        return (left << half_bits) | right
+
+    def walk(x):
+        return jnp.where(x < num_examples, x, encrypt(x))
+
+    values = encrypt(jnp.asarray(positions).astype(jnp.uint32))
+    values = lax.while_loop(lambda x: jnp.any(x >= num_examples), walk, values)
+    return values.astype(jnp.int32)
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
