@@ -1,0 +1,95 @@
+"""Sweeps: a vmapped configuration trains exactly as it does alone; inputs are validated."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+import l2reg.data
+from l2reg import sweep
+
+SETUP = sweep.Setup(
+    "digits",
+    loss="mse",
+    model_options=(("parameterization", "ntk"), ("use_bias", False), ("widths", (16, 16))),
+)
+
+
+@pytest.mark.slow
+def test_vmapped_configurations_match_runs_alone():
+    configs = [
+        sweep.Config(1e-3, 1.0, 0, 120),
+        sweep.Config(3e-2, 0.5, 1, 45),  # shorter: frozen while its bucket goes on
+        sweep.Config(5e-2, 1.0, 2, 80, sweep.AutoL2(cooldown=0.01)),
+        sweep.Config(5e-2, 1.0, 2, 80, sweep.AutoL2(learning_rate=1.0, min_l2=1e-3), "step"),
+    ]
+    together = sweep.run(SETUP, configs, chunk_steps=40, progress=False)
+    for config, curves in zip(configs, together, strict=True):
+        alone = sweep.run(SETUP, [config], chunk_steps=40, progress=False)[0]
+        np.testing.assert_array_equal(curves.steps, alone.steps)
+        assert curves.steps[-1] == config.num_steps
+        for field in ("test_accuracy", "test_loss", "l2", "weight_norm"):
+            np.testing.assert_allclose(getattr(curves, field), getattr(alone, field), rtol=1e-4)
+    # AutoL2 decayed (the cooldown of 0.01/(λη) passes quickly) and respects its floor.
+    assert together[2].l2[-1] < 5e-2
+    assert together[3].l2.min() >= 1e-3 * (1 - 1e-6)
+    # Fixed λ stays put; an untrained model is near chance, a trained one is not.
+    np.testing.assert_allclose(together[0].l2, 1e-3)
+    assert together[0].test_accuracy[-1] > together[0].test_accuracy[0] + 0.1
+
+
+def test_epoch_order_slices_are_the_batches_of_batch_indices():
+    program = sweep._Program.create(SETUP)
+    num_examples = program.train_x.shape[0]
+    for seed, step in ((0, 0), (3, 16), (3, 29)):
+        order = program.epoch_order(seed, step)
+        position = step % program.steps_per_epoch
+        batch = order[position * 100 : (position + 1) * 100]
+        expected = l2reg.data.batch_indices(seed, step, 100, num_examples)
+        np.testing.assert_array_equal(np.asarray(batch), np.asarray(expected))
+
+
+def test_eval_steps_are_log_spaced_and_end_at_the_run():
+    steps = sweep.eval_steps(1000, 4)
+    np.testing.assert_array_equal(steps, [1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316, 562, 1000])
+    assert sweep.eval_steps(700, 4)[-1] == 700
+    assert set(sweep.eval_steps(700, 4)) <= set(steps) | {700}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (sweep.Config(-1.0, 1.0, 0, 10), "l2 must be"),
+        (sweep.Config(1e-3, 0.0, 0, 10), "lr must be"),
+        (sweep.Config(1e-3, 1.0, 0, 0), "num_steps must be"),
+        (sweep.Config(0.0, 1.0, 0, 10, sweep.AutoL2()), "AutoL2 needs"),
+        (sweep.Config(1e-3, 1.0, 0, 10, lr_schedule="cosine"), "Unknown lr_schedule"),
+    ],
+)
+def test_bad_configurations_are_one_line_errors(config, message):
+    with pytest.raises(ValueError, match=message) as error:
+        sweep.run(SETUP, [config], progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_setups_are_one_line_errors():
+    with pytest.raises(ValueError, match="Unknown loss 'hinge'"):
+        sweep.Setup("digits", loss="hinge")
+    with pytest.raises(ValueError, match="batch_size 5000 exceeds"):
+        sweep.run(
+            dataclasses.replace(SETUP, batch_size=5000), [sweep.Config(0, 1, 0, 1)], progress=False
+        )
+    with pytest.raises(TypeError, match=r"Expected sweep\.Config"):
+        sweep.run(SETUP, [(1e-3, 1.0, 0, 10)], progress=False)
+
+
+@pytest.mark.slow
+def test_batch_norm_model_trains_and_is_evaluated_with_running_statistics():
+    setup = sweep.Setup(
+        "mnist1d",
+        model_options=(("use_bias", False), ("normalization", "batch"), ("widths", (16, 16))),
+    )
+    curves = sweep.run(setup, [sweep.Config(1e-3, 0.3, 0, 60)], chunk_steps=30, progress=False)
+    assert np.all(np.isfinite(curves[0].test_loss))
+    assert jax.numpy.asarray(curves[0].test_accuracy[-1]) > 0.15
