@@ -119,6 +119,14 @@ def test_batch_indices_walk_epoch_permutations_without_replacement():
     assert not np.array_equal(indices_at(8, 0, batch_size, num_examples), epochs[0][:30])
 
 
+def test_batch_indices_vmap_over_seeds_and_steps():
+    # A vmapped sweep gives each configuration the batches of its own (seed, step).
+    seeds, steps = jnp.arange(4), jnp.array([0, 5, 14, 15])
+    batched = jax.jit(jax.vmap(lambda seed, step: data.batch_indices(seed, step, 100, 1500)))
+    for seed, step, indices in zip(seeds, steps, batched(seeds, steps), strict=True):
+        np.testing.assert_array_equal(indices, data.batch_indices(int(seed), int(step), 100, 1500))
+
+
 @pytest.mark.parametrize("num_examples", [1, 2, 3, 7, 64, 1000])
 def test_permute_is_a_bijection(num_examples):
     positions = np.arange(num_examples)
