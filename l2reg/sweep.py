@@ -396,33 +396,11 @@ class _Program:
 
         return jax.vmap(init_one)(hyper)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.train_x.shape[0] // self.setup.batch_size
-
-    def epoch_order(self, seed, step) -> jax.Array:
-        """Example indices (steps_per_epoch · batch_size,) of the epoch that holds `step`.
-
-        `batch_indices` draws one permutation per epoch; asking for the whole epoch as one
-        batch returns that permutation's used part, so batch k of the epoch is its k-th slice
-        (tested against `batch_indices`) and the permutation is drawn once per epoch, not
-        once per step.
-        """
-        epoch = step // self.steps_per_epoch
-        return l2reg.data.batch_indices(
-            seed, epoch, self.steps_per_epoch * self.setup.batch_size, self.train_x.shape[0]
+    def _train_step(self, kind: FixedL2 | AutoL2, state: _State, hyper: _Hyper, step) -> _State:
+        """One SGD step of one configuration (vmapped over configurations by the caller)."""
+        indices = l2reg.data.batch_indices(
+            hyper.seed, step, self.setup.batch_size, self.train_x.shape[0]
         )
-
-    def _train_step(
-        self, kind: FixedL2 | AutoL2, state: _State, hyper: _Hyper, order, step
-    ) -> _State:
-        """One SGD step of one configuration (vmapped over configurations by the caller).
-
-        `order` is `epoch_order(seed, step)`.
-        """
-        batch_size = self.setup.batch_size
-        position = step % self.steps_per_epoch
-        indices = jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
         images, labels = self.train_x[indices], self.train_y[indices]
 
         def loss_fn(params):
@@ -461,8 +439,7 @@ class _Program:
     @functools.partial(jax.jit, static_argnums=(0, 1, 2))
     def chunk(self, kind: FixedL2 | AutoL2, num_steps: int, state, hyper, start, is_eval):
         """Steps start … start + num_steps − 1 of a bucket; metrics (num_steps, bucket) each."""
-        train = jax.vmap(functools.partial(self._train_step, kind), in_axes=(0, 0, 0, None))
-        epoch_order = jax.vmap(self.epoch_order, in_axes=(0, None))
+        train = jax.vmap(functools.partial(self._train_step, kind), in_axes=(0, 0, None))
         evaluate = jax.vmap(self._evaluate)
         bucket = hyper.l2.shape[0]
         skipped = {
@@ -470,18 +447,10 @@ class _Program:
             for name in ("test_accuracy", "test_loss", "l2", "weight_norm")
         }
 
-        def body(carry, step):
-            state, order = carry
-            # Both predicates are shared by all configurations, so they stay real branches.
-            order = jax.lax.cond(
-                step % self.steps_per_epoch == 0,
-                lambda: epoch_order(hyper.seed, step),
-                lambda: order,
-            )
-            state = train(state, hyper, order, step)
+        def body(state, step):
+            state = train(state, hyper, step)
+            # The predicate is shared by all configurations, so this stays a real branch.
             metrics = jax.lax.cond(is_eval[step + 1], evaluate, lambda _: skipped, state)
-            return (state, order), metrics
+            return state, metrics
 
-        carry = (state, epoch_order(hyper.seed, start))
-        (state, _), metrics = jax.lax.scan(body, carry, start + jnp.arange(num_steps))
-        return state, metrics
+        return jax.lax.scan(body, state, start + jnp.arange(num_steps))

@@ -6,7 +6,6 @@ import jax
 import numpy as np
 import pytest
 
-import l2reg.data
 from l2reg import sweep
 
 SETUP = sweep.Setup(
@@ -37,17 +36,6 @@ def test_vmapped_configurations_match_runs_alone():
     # Fixed λ stays put; an untrained model is near chance, a trained one is not.
     np.testing.assert_allclose(together[0].l2, 1e-3)
     assert together[0].test_accuracy[-1] > together[0].test_accuracy[0] + 0.1
-
-
-def test_epoch_order_slices_are_the_batches_of_batch_indices():
-    program = sweep._Program.create(SETUP)
-    num_examples = program.train_x.shape[0]
-    for seed, step in ((0, 0), (3, 16), (3, 29)):
-        order = program.epoch_order(seed, step)
-        position = step % program.steps_per_epoch
-        batch = order[position * 100 : (position + 1) * 100]
-        expected = l2reg.data.batch_indices(seed, step, 100, num_examples)
-        np.testing.assert_array_equal(np.asarray(batch), np.asarray(expected))
 
 
 def test_eval_steps_are_log_spaced_and_end_at_the_run():

@@ -1,0 +1,144 @@
+"""The reproduce job: the quick preset end to end, its numbers consistent, reruns cached."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import reproduce
+from l2reg import relations, sweep
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("reproduce"))
+    results = reproduce.reproduce(workdir, dataset="", preset="quick", seeds=None)
+    return workdir, results
+
+
+@pytest.mark.slow
+def test_quick_preset_writes_report_plots_and_results(quick):
+    workdir, _ = quick
+    for name in ("report.md", "results.json", "t_star.png", "collapse.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0
+    for name in ("accuracy_vs_l2.png", "autol2.png"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0
+    with open(os.path.join(workdir, "results.json")) as file:
+        stored = json.load(file)
+    for key, fields in {
+        "t_star_fit": ("slope", "slope_stderr", "c", "points"),
+        "l2_prediction": (
+            "c",
+            "budget_steps",
+            "predicted_l2",
+            "grid_best_l2",
+            "ratio",
+            "compute_fraction",
+        ),
+        "autol2": ("accuracy", "steps_to_best_fixed_accuracy"),
+        "best_fixed": ("l2", "accuracy"),
+        "zero_l2": ("accuracy",),
+    }.items():
+        assert set(fields) <= set(stored[key]), key
+    assert not any(f.startswith(".tmp-") for f in os.listdir(workdir))
+    report = open(os.path.join(workdir, "report.md")).read()
+    assert "![t* vs λη](t_star.png)" in report
+    assert report.count("**met**") + report.count("**missed**") >= 4
+
+
+@pytest.mark.slow
+def test_quick_results_are_consistent(quick):
+    _, results = quick
+    fit, points = results["t_star_fit"], results["t_star_fit"]["points"]
+    used = np.array([p["used"] for p in points])
+    refit = relations.fit_t_star(
+        [p["l2"] for p in points],
+        [p["lr"] for p in points],
+        [p["t_star"] for p in points],
+        used=used,
+    )
+    assert refit.slope == pytest.approx(fit["slope"])
+    assert refit.c == pytest.approx(fit["c"])
+    for p in points:
+        assert p["low"] <= p["t_star"] <= p["high"] <= p["num_steps"]
+        assert 0.0 <= p["final_accuracy"] <= p["peak_accuracy"] + 0.05 <= 1.05
+
+    prediction = results["l2_prediction"]
+    assert prediction["predicted_l2"] == pytest.approx(
+        prediction["c"]["mean"] / (prediction["lr"] * prediction["budget_steps"])
+    )
+    assert prediction["ratio"] == pytest.approx(
+        prediction["predicted_l2"] / prediction["grid_best_l2"]
+    )
+    grid = reproduce.PRESETS["quick"].l2
+    assert prediction["compute_fraction"] == pytest.approx(
+        prediction["probe_steps"] / (grid.num_steps * len(grid.l2s))
+    )
+    assert results["best_fixed"]["l2"] in grid.l2s and results["best_fixed"]["l2"] > 0
+    for row in results["accuracy_vs_l2"]["fixed_budget"]:
+        means = [a["mean"] for a in row["accuracy"]]
+        positive = [m for l2, m in zip(row["l2"], means, strict=True) if l2 > 0]
+        assert row["best_l2"] == [l2 for l2 in row["l2"] if l2 > 0][int(np.argmax(positive))]
+    variants = results["autol2"]["variants"]
+    assert set(variants) == set(reproduce.AUTOL2_VARIANTS)
+    assert results["autol2"]["accuracy"] == variants["autol2 (defaults)"]["accuracy"]
+    # λ only decays, and the floored variant stays at or above its floor.
+    for variant in variants.values():
+        assert variant["final_l2"]["mean"] <= results["autol2"]["l2_init"]
+    floored = variants["autol2 + min_l2 = λ_pred"]["final_l2"]["mean"]
+    assert floored >= min(prediction["predicted_l2"], grid.autol2_l2) * (1 - 1e-5)
+
+
+@pytest.mark.slow
+def test_quick_preset_shows_the_relations_that_hold_at_this_scale(quick):
+    _, results = quick
+    # Relation 1 on its setup (MSE, NTK MLP on digits): t* falls as λη grows.
+    assert results["t_star_fit"]["slope"] < -0.3
+    # Relation 2 on its setup (batch-norm MLP on mnist1d): some λ > 0 beats λ = 0.
+    last = results["accuracy_vs_l2"]["fixed_budget"][-1]
+    assert last["gain_over_zero_l2"] > 0
+
+
+@pytest.mark.slow
+def test_rerun_reuses_the_cached_sweeps(quick, monkeypatch):
+    workdir, results = quick
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the rerun trained again instead of reusing the cache")
+
+    monkeypatch.setattr(sweep, "run", no_training)
+    again = reproduce.reproduce(workdir, dataset="", preset="quick", seeds=None)
+    assert again["t_star_fit"]["slope"] == results["t_star_fit"]["slope"]
+    assert again["autol2"]["accuracy"] == results["autol2"]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "preset", "seeds", "message"),
+    [
+        ("", "huge", None, "Unknown preset 'huge'"),
+        ("cifar7", "quick", None, "Unknown dataset 'cifar7'"),
+        ("", "quick", 0, "seeds must be ≥ 1"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(dataset, preset, seeds, message):
+    with pytest.raises(ValueError, match=message) as error:
+        reproduce.validate(dataset, preset, seeds)
+    assert "\n" not in str(error.value)
+
+
+def test_command_line_reports_a_bad_preset_in_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", f"--workdir={tmp_path}", "--preset=huge"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "reproduce: " + (
+        "Unknown preset 'huge'; expected one of quick, default, paper."
+    )
+    assert not os.listdir(tmp_path)
