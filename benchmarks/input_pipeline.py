@@ -87,7 +87,7 @@ def train_step(model, learning_rate: float = 0.1):
             mutable=["batch_stats"],
         )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, updates["batch_stats"]
+        return loss, updates.get("batch_stats", {})
 
     @jax.jit
     def step(state, images, labels):
@@ -141,7 +141,8 @@ def main():
     labels = jnp.asarray(dataset.train.labels[: args.batch])
     variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images)
     step, optimizer = train_step(model)
-    state = (variables["params"], variables["batch_stats"], optimizer.init(variables["params"]))
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    state = (params, batch_stats, optimizer.init(params))
     train_rate = images_per_second(
         lambda state, _: step(state, images, labels), state, args.batch, args.steps, args.warmup
     )

@@ -13,8 +13,10 @@ class MLP(nn.Module):
     """Dense → [normalization] → ReLU for each hidden width, then a linear readout.
 
     Inputs of any per-example shape are flattened: (N, ...) -> logits (N, num_classes) float32.
-    Without biases and normalization the output is homogeneous of degree len(widths) + 1 in the
-    parameters: f(a·θ) = a^(len(widths)+1)·f(θ). Hidden biases exist only when `use_bias` and
+    Hidden layers have σ_w = √2 and the readout σ_w = 1 (see `layers`), like neural-tangents'
+    `stax.Dense(W_std=σ_w)` in the same parameterization. Without biases and normalization the
+    output is homogeneous of degree len(widths) + 1 in the parameters:
+    f(a·θ) = a^(len(widths)+1)·f(θ). Hidden biases exist only when `use_bias` and
     `normalization` is None (a normalization layer would cancel them).
     """
 
