@@ -45,6 +45,14 @@ def test_eval_steps_are_log_spaced_and_end_at_the_run():
     assert set(sweep.eval_steps(700, 4)) <= set(steps) | {700}
 
 
+def test_bucket_size_trades_shared_overhead_for_wasted_steps():
+    assert sweep.choose_bucket_size([1000] * 12, step_overhead=2.0) == 12
+    assert sweep.choose_bucket_size([1000] * 40, step_overhead=2.0) == 20
+    # Lengths a decade apart: one bucket per length beats one wide bucket.
+    assert sweep.choose_bucket_size([10_000] * 4 + [1_000] * 4 + [100] * 4, 2.0) == 4
+    assert sweep.choose_bucket_size([10_000, 100], step_overhead=0.0) == 1
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
