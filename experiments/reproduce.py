@@ -288,6 +288,12 @@ def peak_of(curve: sweep.Curves) -> dict[str, float]:
     }
 
 
+def has_clear_peak(peak: dict[str, float]) -> bool:
+    """Whether a `peak_of` result is a real peak: early enough in the run (< 80% of it) and
+    followed by a fall of at least half a point, so that t* is not the run's end."""
+    return peak["peak_fraction"] < 0.8 and peak["drop_after_peak"] >= 0.005
+
+
 def t_star_part(
     grid: TStarGrid, seeds: Sequence[int], per_decade: int, workdir: str
 ) -> tuple[dict, list]:
@@ -422,7 +428,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], per_decade: int, workdir: str) -
     grid_steps = grid.num_steps * len(grid.l2s)
     ratio = predicted / row["l2_opt"]
     # The probe's t* means something only if its curve peaks inside the run and falls after.
-    clear_peak = [p["peak_fraction"] < 0.8 and p["drop_after_peak"] >= 0.005 for p in probe_peaks]
+    clear_peak = [has_clear_peak(p) for p in probe_peaks]
     prediction = {
         "setup": grid.setup.describe(),
         "lr": lr,
@@ -801,20 +807,8 @@ def reproduce(workdir: str, *, dataset: str | None, preset: str, seeds: int | No
     return results
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for report.md, the plots, results.json and cache.")
-flags.DEFINE_string(
-    "dataset",
-    "",
-    "Run every part on this data set (digits | mnist1d); by "
-    "default each part uses its own labelled setup.",
-)
-flags.DEFINE_string("preset", "default", f"One of {', '.join(PRESET_NAMES)}.")
-flags.DEFINE_integer("seeds", None, "Number of seeds (default: the preset's).")
-flags.mark_flag_as_required("workdir")
-
-
 def main(argv: Sequence[str]) -> None:
+    FLAGS = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
@@ -827,5 +821,21 @@ def main(argv: Sequence[str]) -> None:
     logging.info("Wrote %s/report.md in %.0f s", FLAGS.workdir, results["elapsed_seconds"])
 
 
+def define_flags() -> None:
+    """The command line's flags (defined only when run as a program, so that other tools
+    can import this module's functions)."""
+    flags.DEFINE_string("workdir", None, "Folder for report.md, plots, results.json, cache.")
+    flags.DEFINE_string(
+        "dataset",
+        "",
+        "Run every part on this data set (digits | mnist1d); by default each part uses its "
+        "own labelled setup.",
+    )
+    flags.DEFINE_string("preset", "default", f"One of {', '.join(PRESET_NAMES)}.")
+    flags.DEFINE_integer("seeds", None, "Number of seeds (default: the preset's).")
+    flags.mark_flag_as_required("workdir")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,0 +1,153 @@
+r"""Suggests λ for a training budget from one cheap large-λ probe run (the paper's recipe).
+
+  python -m experiments.suggest_l2 --config=experiments/configs/mlp_digits.py \
+      --budget_steps=20000 --workdir=/tmp/suggest [--probe_l2=0.02] [--probe_length=3]
+
+Relation 1 says test accuracy peaks at t* ≈ c/(λη), so a run at a large λ peaks early:
+training the config once at `--probe_l2` (fixed, coupled L2, constant learning rate) for
+`probe_length/(λη)` steps measures c = t*·λ·η, and relation 3 turns it into
+λ_opt = c/(η·T) for a budget of T steps. η is the config's effective learning rate
+η/(1−μ) under momentum. The probe goes through the trainer (`l2reg.train`), so any trainer
+config works, and it resumes from its checkpoints when rerun.
+
+Writes `workdir/suggestion.json` and `workdir/probe.png` (the probe's test accuracy with t*
+marked). When the probe's curve has no clear peak (its maximum late in the run, or no fall
+after it), t* would only echo the run length: the tool says so and suggests no λ.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import reproduce
+from l2reg import relations, sweep, train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Trainer config file (experiments/configs/*.py).", lock_config=False
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the probe run and the suggestion.")
+_BUDGET = flags.DEFINE_integer("budget_steps", None, "Training budget T, in steps.")
+_PROBE_L2 = flags.DEFINE_float("probe_l2", 0.02, "λ of the probe run (large: it peaks early).")
+_PROBE_LENGTH = flags.DEFINE_float(
+    "probe_length", 3.0, "Probe length in units of 1/(λη); t* ≈ c/(λη) must fall well inside."
+)
+_EVALS = flags.DEFINE_integer("evals", 60, "Test evaluations during the probe.")
+flags.mark_flags_as_required(["config", "workdir", "budget_steps"])
+
+
+def effective_lr(config) -> float:
+    """η/(1−μ) for momentum SGD, η otherwise (the η of the relations)."""
+    momentum = config.momentum if config.optimizer == "momentum" else 0.0
+    return relations.effective_lr(config.lr, momentum)
+
+
+def probe_config(config, probe_l2: float, probe_length: float, evals: int):
+    """The config of the probe: fixed coupled λ = probe_l2, constant η, probe_length/(λη)."""
+    probe = config.copy_and_resolve_references()
+    lr = effective_lr(config)
+    probe.l2_mode, probe.l2, probe.l2_placement = "fixed", probe_l2, "coupled"
+    probe.lr_schedule = "constant"
+    probe.steps = max(1, round(probe_length / (probe_l2 * lr)))
+    probe.eval_every = max(1, probe.steps // evals)
+    probe.checkpoint_every = probe.steps
+    return probe
+
+
+def suggest(
+    config, workdir: str, budget_steps: int, probe_l2: float, probe_length: float, evals: int
+) -> dict:
+    """Runs (or resumes) the probe and returns the suggestion record; writes it and the plot."""
+    for name, value in (("budget_steps", budget_steps), ("evals", evals)):
+        if value is None or value < 1:
+            raise ValueError(f"{name} must be a positive number of steps, got {value}.")
+    for name, value in (("probe_l2", probe_l2), ("probe_length", probe_length)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be finite and > 0, got {value}.")
+    if config.optimizer == "adam":
+        raise ValueError("The relations hold for SGD (optimizer 'sgd' or 'momentum'), not 'adam'.")
+    probe = probe_config(config, probe_l2, probe_length, evals)
+    probe_dir = os.path.join(workdir, "probe")
+    train.train_and_evaluate(probe, probe_dir)
+    lines = train.read_metrics(probe_dir)
+    curve = sweep.Curves(
+        steps=np.array([line["step"] for line in lines]),
+        test_accuracy=np.array([line["test_accuracy"] for line in lines]),
+        test_loss=np.array([line["test_loss"] for line in lines]),
+        l2=np.array([line["l2"] for line in lines]),
+        weight_norm=np.array([line["weight_norm"] for line in lines]),
+    )
+    lr = effective_lr(config)
+    peak = reproduce.peak_of(curve)
+    clear = reproduce.has_clear_peak(peak)
+    c = relations.c_from(peak["t_star"], probe_l2, lr)
+    record = {
+        "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        "effective_lr": lr,
+        "probe_l2": probe_l2,
+        "probe_steps": probe.steps,
+        "probe": peak,
+        "clear_peak": clear,
+        "c": c if clear else None,
+        "budget_steps": budget_steps,
+        "suggested_l2": relations.predict_l2(c, lr, budget_steps) if clear else None,
+        "compute_fraction": probe.steps / budget_steps,
+    }
+    _plot(curve, peak, os.path.join(workdir, "probe.png"))
+    reproduce.write_atomic(
+        os.path.join(workdir, "suggestion.json"), json.dumps(record, indent=1, default=str)
+    )
+    return record
+
+
+def _plot(curve: sweep.Curves, peak: dict, path: str) -> None:
+    plt = reproduce._pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 3.5))
+    axis.plot(curve.steps, curve.test_accuracy, "o-", markersize=3, label="probe")
+    smoothed = relations.smooth_curve(curve.steps, curve.test_accuracy, 0.1)
+    axis.plot(curve.steps, smoothed, "k:", label="smoothed")
+    axis.axvspan(peak["low"], peak["high"], color="C1", alpha=0.2)
+    axis.axvline(peak["t_star"], color="C1", label=f"t* = {peak['t_star']:.0f}")
+    axis.set(xscale="log", xlabel="step", ylabel="test accuracy")
+    axis.legend(fontsize=8)
+    reproduce.save_figure(figure, path)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        record = suggest(
+            _CONFIG.value,
+            _WORKDIR.value,
+            _BUDGET.value,
+            _PROBE_L2.value,
+            _PROBE_LENGTH.value,
+            _EVALS.value,
+        )
+    except (ValueError, TypeError, train.NonFiniteLossError) as error:
+        sys.exit(f"suggest_l2: {' '.join(str(error).split())}")
+    peak = record["probe"]
+    if record["clear_peak"]:
+        print(
+            f"Probe λ = {record['probe_l2']:g}, η = {record['effective_lr']:g}: t* = "
+            f"{peak['t_star']:.0f} steps (peak {peak['peak_accuracy']:.3f}), c = "
+            f"{record['c']:.3g}.\nSuggested λ for {record['budget_steps']} steps: "
+            f"{record['suggested_l2']:.3g}  (probe cost {100 * record['compute_fraction']:.1f}% "
+            "of the budget)."
+        )
+    else:
+        print(
+            f"The probe's test accuracy has no clear peak (maximum at {peak['t_star']:.0f} of "
+            f"{record['probe_steps']} steps, falling {peak['drop_after_peak']:.3f} after it), "
+            "so relation 1 gives no t* here and no λ is suggested. Try a larger --probe_l2 or "
+            "a longer --probe_length; see probe.png."
+        )
+    logging.info("Wrote %s", os.path.join(_WORKDIR.value, "suggestion.json"))
+
+
+if __name__ == "__main__":
+    app.run(main)
