@@ -65,6 +65,11 @@ class Checkpoints:
         os.replace(os.path.join(self.directory, str(step)), os.path.join(corrupt, str(step)))
         self._manager.reload()
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether every host has reached the step agreed on to save after a preemption notice
+        (multi-host runs under `jax.distributed`; always False in a single process)."""
+        return self._manager.reached_preemption(step)
+
     def wait(self) -> None:
         """Blocks until every checkpoint started so far is on disk."""
         self._manager.wait_until_finished()

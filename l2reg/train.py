@@ -600,9 +600,13 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
 
 @contextlib.contextmanager
 def _sigterm_requests() -> Iterator[threading.Event]:
-    """An event set when SIGTERM arrives (preemption), instead of the default exit."""
+    """An event set when SIGTERM arrives (preemption), instead of the default exit.
+
+    Under `jax.distributed` with several processes, JAX's preemption service handles SIGTERM
+    and agrees on a step across hosts (`Checkpoints.reached_preemption`); no handler then.
+    """
     requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
         yield requested  # signal handlers can only be installed from the main thread
         return
     previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
@@ -690,10 +694,16 @@ def train_and_evaluate(
                     )
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     save(step, state)
-                if sigterm.is_set():
+                if sigterm.is_set() or (
+                    jax.process_count() > 1 and checkpoints.reached_preemption(step)
+                ):
                     if last_checkpoint != step:
                         save(step, state)
-                    logging.warning("SIGTERM: saved the checkpoint of step %d and stopped", step)
+                    logging.warning(
+                        "preempted (SIGTERM): saved the checkpoint of step %d and stopped; "
+                        "rerun the same command to resume",
+                        step,
+                    )
                     break
     finally:
         bar.close()

@@ -76,7 +76,7 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
     wait_for_lines(workdir, 6, process)
     process.send_signal(signal.SIGTERM)
     stderr = finish(process)  # a clean exit, status 0
-    assert "SIGTERM: saved the checkpoint of step" in stderr
+    assert "preempted (SIGTERM): saved the checkpoint of step" in stderr
     stopped = train.read_metrics(workdir)[-1]["step"]
     assert stopped < 1000
     assert max(int(step) for step in os.listdir(workdir / train.CHECKPOINT_DIR)) >= stopped
