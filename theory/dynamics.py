@@ -1,0 +1,417 @@
+"""Gradient flow of infinitely wide homogeneous networks trained with L2 regularization.
+
+A network whose output is homogeneous of degree ``degree`` in its parameters (an L-layer ReLU
+network without biases: ``f(aθ) = a^L f(θ)``) trained by gradient descent with learning rate
+``lr`` on ``loss + (l2 / 2)·‖θ‖²`` follows, at infinite width and in time ``τ = lr·t``
+(t in SGD steps), the function-space equation (PAPER.md, "Theory")
+
+    ∂τ f(x) = −exp(−2·l2·(degree − 1)·τ) · Θ₀(x, X) · ∂loss/∂f(X) − l2·degree·f(x),      (1)
+
+with ``X`` the training inputs, ``Θ₀`` the infinite-width NTK at initialization and
+``f₀ = 0`` (the mean over initializations). The first term is kernel gradient flow with a kernel
+that decays as the weights shrink; the second is Euler's identity ``θ·∇θ f = degree·f``
+applied to the L2 gradient.
+
+For the mean squared error ``loss = ½·mean over the n·k entries of (f(X) − y)²`` (the
+convention of ``neural_tangents.predict.gradient_descent_mse``), equation (1) is linear and
+`l2_flow_mse` solves it exactly in the eigenbasis of ``Θ₀(X, X)``. For cross-entropy,
+`l2_flow` integrates (1) with an adaptive ODE solver (diffrax). `linear_model` is the
+``degree = 1`` case, whose kernel never decays and whose MSE solution converges to kernel ridge
+regression.
+
+Like ``neural_tangents.predict``, each function validates its inputs, does the work that does
+not depend on time once (the eigendecomposition, the kernel products) and returns a function
+``predict(t)`` of the training step.
+
+For ``l2 ≲ 1e-3`` enable 64-bit floats (``jax.config.update("jax_enable_x64", True)`` or
+``with jax.enable_x64(True):``): slow eigenmodes need more than float32's seven digits.
+"""
+
+import functools
+import math
+from collections.abc import Callable
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Predictor = Callable[[jax.typing.ArrayLike], tuple[jax.Array, jax.Array]]
+
+LOSSES = ("mse", "xent")
+
+# Modes with κ/(2·l2·(degree − 1)) at most this value use the power series in that ratio;
+# larger ones use the scaled incomplete gamma function (see `_mode_response`).
+_SERIES_MAX_RATIO = 1.0
+_RATIO_SERIES_TERMS = 20  # the last term is below 1/20! ≈ 4e-19
+# Terms of the power series in z (the ratio above, or the argument of Γ(s, z) below
+# `_CONTINUED_FRACTION_MIN_ARGUMENT`): the last is below 4^40/40! ≈ 1e-24.
+_POWER_SERIES_TERMS = 40
+# The scaled incomplete gamma function uses its continued fraction above this argument
+# (where it converges in well under `_CONTINUED_FRACTION_TERMS` terms) and its power series
+# below it.
+_CONTINUED_FRACTION_MIN_ARGUMENT = 4.0
+_CONTINUED_FRACTION_TERMS = 48
+
+
+def _validate(k_train_train, k_test_train, y_train, l2, degree, lr) -> tuple[np.ndarray, ...]:
+    """Checks the arguments shared by every flow; returns the kernels and targets as arrays."""
+    if isinstance(l2, bool) or not isinstance(l2, int | float) or not math.isfinite(l2) or l2 < 0:
+        raise ValueError(f"l2 must be a finite number ≥ 0, got {l2!r}")
+    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
+        raise ValueError(
+            f"degree must be an integer ≥ 1 (the network's homogeneity degree), got {degree!r}"
+        )
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    k_train_train, k_test_train, y_train = (
+        jnp.asarray(k_train_train),
+        jnp.asarray(k_test_train),
+        jnp.asarray(y_train),
+    )
+    if y_train.ndim != 2:
+        raise ValueError(f"y_train must have shape (n, k), got shape {y_train.shape}")
+    n = y_train.shape[0]
+    if k_train_train.shape != (n, n):
+        raise ValueError(
+            f"k_train_train must have shape (n, n) = {(n, n)} to match y_train, "
+            f"got shape {k_train_train.shape}"
+        )
+    if k_test_train.ndim != 2 or k_test_train.shape[1] != n:
+        raise ValueError(
+            f"k_test_train must have shape (m, n) with n = {n}, got shape {k_test_train.shape}"
+        )
+    for name, array in (
+        ("k_train_train", k_train_train),
+        ("k_test_train", k_test_train),
+        ("y_train", y_train),
+    ):
+        if not bool(jnp.all(jnp.isfinite(array))):
+            raise ValueError(f"{name} has non-finite entries; it must be finite")
+    return k_train_train, k_test_train, y_train
+
+
+def _steps_to_time(t, lr) -> tuple[jax.Array, bool]:
+    """Validates steps ``t`` (scalar or 1-D, ≥ 0) and returns ``(τ = lr·t, t was scalar)``."""
+    t = jnp.asarray(t)
+    if t.ndim > 1:
+        raise ValueError(f"t must be a scalar or a 1-D array of steps, got shape {t.shape}")
+    if not jnp.issubdtype(t.dtype, jnp.number) or bool(jnp.any(jnp.isnan(t) | (t < 0))):
+        raise ValueError(f"t must hold steps ≥ 0 (inf allowed), got {t!r}")
+    return lr * jnp.atleast_1d(t).astype(jnp.result_type(float)), t.ndim == 0
+
+
+def _scaled_upper_gamma(s: float, z: jax.Array, log_z: jax.Array) -> jax.Array:
+    """``exp(z)·Γ(s, z)`` for ``0 ≤ s < 1`` and ``z ≥ 0``, without overflow at large ``z``.
+
+    ``log_z`` is ``log(z)``, passed separately so that ``z`` may underflow to 0 (at late
+    times) while ``Γ(0, z) ≈ −γ − log(z)`` stays finite.
+    """
+    # Below the threshold, Γ(s, z) = Γ(s) − z^s/s − Σ_{j≥1} (−1)^j·z^(s+j)/(j!·(s+j)), where
+    # Γ(s) − z^s/s becomes −γ − log(z) at s = 0 (jax.scipy.special.exp1 is avoided: it does
+    # not terminate on some arrays that mix small and large arguments).
+    z_small = jnp.minimum(z, _CONTINUED_FRACTION_MIN_ARGUMENT)
+    log_z_small = jnp.minimum(log_z, math.log(_CONTINUED_FRACTION_MIN_ARGUMENT))
+    orders = jnp.arange(1, _POWER_SERIES_TERMS, dtype=z.dtype)
+    coefficients = jnp.cumprod(-1 / orders)  # (−1)^j / j!
+    tail = jnp.sum(
+        coefficients * z_small[..., None] ** orders / (s + orders), axis=-1
+    )  # Σ_{j≥1} (−1)^j·z^j/(j!·(s+j))
+    if s == 0:
+        small = -np.euler_gamma - log_z_small - tail
+    else:
+        power = jnp.exp(s * log_z_small)
+        small = math.gamma(s) - power / s - power * tail
+    small = jnp.exp(z_small) * small
+
+    # Γ(s, z) = exp(−z)·z^s / (z + 1 − s − 1·(1 − s)/(z + 3 − s − 2·(2 − s)/(z + 5 − s − …))),
+    # evaluated by the modified Lentz method with a fixed number of terms.
+    z_large = jnp.maximum(z, _CONTINUED_FRACTION_MIN_ARGUMENT)
+    tiny = jnp.finfo(z.dtype).tiny
+
+    def lentz_step(i, carry):
+        denominator, c, d, fraction = carry
+        coefficient = -i * (i - s)
+        denominator = denominator + 2
+        d = coefficient * d + denominator
+        d = 1 / jnp.where(jnp.abs(d) < tiny, tiny, d)
+        c = denominator + coefficient / c
+        c = jnp.where(jnp.abs(c) < tiny, tiny, c)
+        return denominator, c, d, fraction * c * d
+
+    first = z_large + 1 - s
+    _, _, _, fraction = jax.lax.fori_loop(
+        1,
+        _CONTINUED_FRACTION_TERMS,
+        lentz_step,
+        (first, jnp.full_like(z_large, 1 / tiny), 1 / first, 1 / first),
+    )
+    large = z_large**s * fraction
+    return jnp.where(z < _CONTINUED_FRACTION_MIN_ARGUMENT, small, large)
+
+
+def _mode_response(
+    kappa: jax.Array, tau: jax.Array, l2: jax.typing.ArrayLike, degree: int, decays: bool
+) -> jax.Array:
+    """Solution of one eigenmode of equation (1) for MSE, divided by its eigenvalue and target.
+
+    A mode with eigenvalue ``κ`` (of ``Θ₀(X, X)/(n·k)``) and target ``y`` obeys
+    ``g' = −κ·exp(−aτ)·(g − y) − b·g``, ``g(0) = 0``, with ``a = 2·l2·(degree − 1)`` and
+    ``b = l2·degree``. With the integrating factor and ``q = exp(−as)``,
+
+        g(τ) = κ·y·ψ(τ),   ψ(τ) = exp(−bτ)/a · ∫_Q^1 q^(−p)·exp(−c·(q − Q)) dq,
+
+    where ``Q = exp(−aτ)``, ``c = κ/a`` and ``p = b/a = degree/(2·(degree − 1))`` (so
+    ``s = 1 − p`` is in [0, ½)). With ``v = c·q`` the integral is
+    ``c^(p−1)·[e^x·Γ(s, x) − e^(x−c)·e^c·Γ(s, c)]`` at ``x = c·Q`` (upper incomplete gamma;
+    the exponential integral when degree = 2); for ``c ≤ 1`` its power series
+    ``e^x·Σ_j (−c)^j/j! · (1 − Q^(s+j))/(s+j)`` avoids the cancellation of the two terms.
+    Without kernel decay (``a = 0``: l2 = 0 or degree = 1), ``ψ = (1 − exp(−(κ+b)τ))/(κ+b)``.
+
+    Returning ``ψ`` rather than ``g`` keeps modes with ``κ → 0`` exact for test predictions,
+    which need ``g/κ``.
+
+    Args:
+      kappa: (n,) eigenvalues of ``Θ₀(X, X)/(n·k)``, ≥ 0.
+      tau: (T,) times ``lr·t``, ≥ 0, possibly inf.
+      l2: L2 coefficient λ (may be traced).
+      degree: homogeneity degree of the network.
+      decays: whether the kernel decays, ``l2 > 0 and degree > 1`` (static).
+
+    Returns:
+      (T, n) array ``ψ``.
+    """
+    tau = tau[:, None]
+    finite_tau = jnp.where(jnp.isinf(tau), 0.0, tau)
+    decay_rate, shrink_rate = 2 * l2 * (degree - 1), l2 * degree
+    if not decays:
+        rate = kappa + shrink_rate
+        safe_rate = jnp.where(rate > 0, rate, 1.0)
+        psi = jnp.where(rate > 0, -jnp.expm1(-safe_rate * finite_tau) / safe_rate, finite_tau)
+        return jnp.where(jnp.isinf(tau), 1 / rate, psi)
+
+    s = (degree - 2) / (2 * (degree - 1))  # 1 − shrink_rate/decay_rate
+    ratio = kappa / decay_rate
+    survival = jnp.exp(-decay_rate * finite_tau)  # Q
+
+    # Power series for small ratio; the clipped ratio keeps the unused branch finite.
+    small_ratio = jnp.minimum(ratio, _SERIES_MAX_RATIO)
+    orders = s + jnp.arange(_RATIO_SERIES_TERMS, dtype=tau.dtype)
+    inverse_orders = -1 / jnp.arange(1, _RATIO_SERIES_TERMS, dtype=tau.dtype)
+    coefficients = jnp.cumprod(jnp.concatenate([jnp.ones(1, tau.dtype), inverse_orders]))
+    # coefficients[j] = (−1)^j / j!
+    safe_orders = jnp.where(orders > 0, orders, 1.0)
+    integrals = jnp.where(
+        orders > 0,
+        -jnp.expm1(-safe_orders * decay_rate * finite_tau[..., None]) / safe_orders,
+        decay_rate * finite_tau[..., None],
+    )  # (1 − Q^(s+j))/(s+j), (T, 1, J)
+    series = jnp.exp(small_ratio * survival) * jnp.sum(
+        coefficients * small_ratio[:, None] ** jnp.arange(_RATIO_SERIES_TERMS) * integrals, axis=-1
+    )
+
+    # Incomplete gamma form for large ratio.
+    large_ratio = jnp.maximum(ratio, _SERIES_MAX_RATIO)
+    large_x = large_ratio * survival
+    log_large_ratio = jnp.log(large_ratio)
+    gamma_form = large_ratio ** (-s) * (
+        _scaled_upper_gamma(s, large_x, log_large_ratio - decay_rate * finite_tau)
+        - jnp.exp(large_x - large_ratio) * _scaled_upper_gamma(s, large_ratio, log_large_ratio)
+    )
+
+    integral = jnp.where(ratio <= _SERIES_MAX_RATIO, series, gamma_form)
+    psi = jnp.exp(-shrink_rate * finite_tau) * integral / decay_rate
+    # The kernel decays and the L2 term drives every mode to zero.
+    return jnp.where(jnp.isinf(tau), 0.0, psi)
+
+
+@functools.partial(jax.jit, static_argnames="degree")
+def _predict_mse(train_map, test_map, kappa, y_eigen, tau, l2, degree):
+    """(T, n, k) and (T, m, k) outputs at times ``tau`` from the eigenbasis of `l2_flow_mse`."""
+    decays = degree > 1
+    psi = _mode_response(kappa, tau, l2, degree, decays)
+    if decays:  # l2 = 0 has no kernel decay; a traced l2 cannot choose the branch
+        psi = jnp.where(l2 > 0, psi, _mode_response(kappa, tau, l2, degree, False))
+    weighted = psi[..., None] * y_eigen
+    return (
+        jnp.einsum("ij,tjk->tik", train_map, weighted),
+        jnp.einsum("ij,tjk->tik", test_map, weighted),
+    )
+
+
+def l2_flow_mse(
+    k_train_train: jax.typing.ArrayLike,
+    k_test_train: jax.typing.ArrayLike,
+    y_train: jax.typing.ArrayLike,
+    *,
+    l2: float,
+    degree: int,
+    lr: float = 1.0,
+) -> Predictor:
+    """Exact infinite-width MSE dynamics with L2, equation (1) of this module.
+
+    Solves, for the loss ``½·mean over the n·k entries of (f(X) − y)²``,
+
+        ∂τ f(x) = −exp(−2·l2·(degree − 1)·τ)·Θ₀(x, X)·(f(X) − y)/(n·k) − l2·degree·f(x),
+
+    with ``f₀ = 0``, exactly in the eigenbasis of ``Θ₀(X, X)`` (see `_mode_response`). Test
+    predictions follow from the training ones: ``f(x) = Θ₀(x, X)·Θ₀(X, X)⁺·f(X)`` at all times,
+    computed without inverting small eigenvalues.
+
+    Args:
+      k_train_train: (n, n) NTK ``Θ₀(X, X)`` between training inputs (one output; the kernel
+        of k outputs is ``Θ₀ ⊗ I_k``).
+      k_test_train: (m, n) NTK ``Θ₀(X*, X)`` between test and training inputs.
+      y_train: (n, k) training targets.
+      l2: L2 coefficient λ of ``(λ/2)·‖θ‖²``, ≥ 0.
+      degree: homogeneity degree L of the network (its number of layers for a bias-free ReLU
+        network), ≥ 1; 1 is a linear model.
+      lr: learning rate η; time is ``τ = lr·t``.
+
+    Returns:
+      ``predict(t)``: ``t`` in steps (≥ 0, inf allowed), a scalar or a 1-D array of length T.
+      Returns ``(f_train, f_test)`` of shapes ``(n, k), (m, k)`` for a scalar and
+      ``(T, n, k), (T, m, k)`` for an array.
+    """
+    k_train_train, k_test_train, y_train = _validate(
+        k_train_train, k_test_train, y_train, l2, degree, lr
+    )
+    normalization = y_train.size
+    evals, evecs = jnp.linalg.eigh(k_train_train)
+    kappa = jnp.maximum(evals, 0) / normalization
+    y_eigen = evecs.T @ y_train  # (n, k)
+    train_map = evecs * kappa  # f(X) = V·diag(κ)·(ψ·y_eigen)
+    test_map = k_test_train @ evecs / normalization  # f(X*) = Θ₀(X*, X)·V/(n·k)·(ψ·y_eigen)
+
+    def predict(t):
+        tau, scalar = _steps_to_time(t, lr)
+        f_train, f_test = _predict_mse(
+            train_map, test_map, kappa, y_eigen, tau.astype(kappa.dtype), l2, degree
+        )
+        return (f_train[0], f_test[0]) if scalar else (f_train, f_test)
+
+    return predict
+
+
+def _loss_gradient(loss: str, f_train: jax.Array, y_train: jax.Array) -> jax.Array:
+    """Gradient of the mean training loss with respect to the (n, k) outputs ``f(X)``."""
+    if loss == "mse":  # ½·mean over the n·k entries of (f − y)²
+        return (f_train - y_train) / y_train.size
+    # Cross-entropy averaged over the n examples, y a probability vector per example.
+    return (jax.nn.softmax(f_train, axis=-1) - y_train) / y_train.shape[0]
+
+
+def l2_flow(
+    k_train_train: jax.typing.ArrayLike,
+    k_test_train: jax.typing.ArrayLike,
+    y_train: jax.typing.ArrayLike,
+    *,
+    l2: float,
+    degree: int,
+    lr: float = 1.0,
+    loss: str = "xent",
+    solver: diffrax.AbstractSolver | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    max_steps: int = 100_000,
+) -> Predictor:
+    """Infinite-width dynamics with L2, equation (1), integrated with an adaptive ODE solver.
+
+    Integrates ``∂τ f(x) = −exp(−2·l2·(degree − 1)·τ)·Θ₀(x, X)·∂loss/∂f(X) − l2·degree·f(x)``
+    from ``f₀ = 0`` jointly for the training and test outputs, with ``diffrax`` (Dopri5 and a
+    PID step-size controller by default).
+
+    Args:
+      k_train_train: (n, n) NTK between training inputs.
+      k_test_train: (m, n) NTK between test and training inputs.
+      y_train: (n, k) targets: one-hot labels or probabilities for ``"xent"``.
+      l2: L2 coefficient λ, ≥ 0.
+      degree: homogeneity degree of the network, ≥ 1.
+      lr: learning rate η; time is ``τ = lr·t``.
+      loss: ``"xent"``: softmax cross-entropy averaged over the n examples; ``"mse"``:
+        ``½·mean over the n·k entries of (f − y)²`` (the equation `l2_flow_mse` solves
+        exactly).
+      solver: a diffrax solver; Dopri5 when None (pass e.g. ``diffrax.Kvaerno5()`` when
+        ``lr·Θ₀/n`` is large compared with the time range, where the system is stiff).
+      rtol, atol: tolerances of the step-size controller.
+      max_steps: most solver steps per call of ``predict``.
+
+    Returns:
+      ``predict(t)`` with the shapes of `l2_flow_mse`; ``t`` finite. Each call solves from 0
+      to ``max(t)``.
+    """
+    k_train_train, k_test_train, y_train = _validate(
+        k_train_train, k_test_train, y_train, l2, degree, lr
+    )
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    solver = diffrax.Dopri5() if solver is None else solver
+    decay_rate, shrink_rate = 2 * l2 * (degree - 1), l2 * degree
+    n, m = k_train_train.shape[0], k_test_train.shape[0]
+    # One product per evaluation: [Θ₀(X, X); Θ₀(X*, X)] · ∂loss/∂f(X).
+    kernel = jnp.concatenate([k_train_train, k_test_train])
+
+    def vector_field(tau, f, args):
+        del args
+        gradient = _loss_gradient(loss, f[:n], y_train)
+        return -jnp.exp(-decay_rate * tau) * (kernel @ gradient) - shrink_rate * f
+
+    @jax.jit
+    def solve(tau):
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(vector_field),
+            solver,
+            t0=0.0,
+            t1=tau[-1],
+            dt0=None,
+            y0=jnp.zeros((n + m, y_train.shape[1]), kernel.dtype),
+            saveat=diffrax.SaveAt(ts=tau),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+            max_steps=max_steps,
+        )
+        return solution.ys
+
+    def predict(t):
+        tau, scalar = _steps_to_time(t, lr)
+        if not bool(jnp.all(jnp.isfinite(tau))):
+            raise ValueError(f"t must be finite for the ODE solver, got {t!r}")
+        order = jnp.argsort(tau)
+        outputs = solve(tau[order].astype(kernel.dtype))[jnp.argsort(order)]
+        f_train, f_test = outputs[:, :n], outputs[:, n:]
+        return (f_train[0], f_test[0]) if scalar else (f_train, f_test)
+
+    return predict
+
+
+def linear_model(
+    k_train_train: jax.typing.ArrayLike,
+    k_test_train: jax.typing.ArrayLike,
+    y_train: jax.typing.ArrayLike,
+    *,
+    l2: float,
+    lr: float = 1.0,
+    loss: str = "mse",
+) -> Predictor:
+    """A model linear in its parameters (degree 1), trained with L2: its kernel never decays.
+
+    For MSE it is `l2_flow_mse` with ``degree=1``; ``predict(inf)`` is the kernel ridge
+    regression limit ``f(X*) = Θ₀(X*, X)·(Θ₀(X, X) + l2·n·k·I)⁻¹·y`` (the ridge is ``l2·n·k``
+    because the loss is a mean over the n·k entries). For ``"xent"`` it is `l2_flow` with
+    ``degree=1``.
+
+    Args:
+      k_train_train: (n, n) kernel between training inputs (the model's tangent kernel).
+      k_test_train: (m, n) kernel between test and training inputs.
+      y_train: (n, k) targets.
+      l2: L2 coefficient λ, ≥ 0.
+      lr: learning rate η; time is ``τ = lr·t``.
+      loss: ``"mse"`` (closed form) or ``"xent"`` (ODE solver).
+
+    Returns:
+      ``predict(t)`` with the shapes of `l2_flow_mse`.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss == "mse":
+        return l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=1, lr=lr)
+    return l2_flow(k_train_train, k_test_train, y_train, l2=l2, degree=1, lr=lr, loss=loss)
