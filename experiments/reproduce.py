@@ -20,12 +20,17 @@ bias-free NTK MLP with MSE on digits shows relation 1 as a peak followed by a co
 batch-norm MLP with cross-entropy on mnist1d shows relation 2). The workdir receives
 `report.md`, PNG plots and `results.json`; each sweep's curves are cached in
 `workdir/cache/` under a hash of its settings, so a rerun reuses finished parts.
+
+Presets: `quick` (about a minute, used by the tests), `default` (≤ 10 minutes on 2 CPU
+cores, 3 seeds) and `paper` (WRN-28-10 on CIFAR-10, every run through the trainer
+`l2reg.train` in `workdir/runs/`, for an accelerator; `--dataset` then takes any TFDS set).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import sys
@@ -35,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import tqdm
 from absl import app, flags, logging
 
 from l2reg import relations, sweep
@@ -53,7 +59,7 @@ COLLAPSE_MARGIN = 0.1
 class TStarGrid:
     """Part 1: runs of `run_length/(λη)` steps over a grid of λη and learning rates."""
 
-    setup: sweep.Setup
+    setup: sweep.Setup | None  # None when the preset trains through the trainer
     lrs: tuple[float, ...]
     l2_lrs: tuple[float, ...]  # the products λη
     run_length: float  # in units of 1/(λη)
@@ -66,7 +72,7 @@ class L2Grid:
     Constant η, so the curve of one run gives its accuracy at every budget T ≤ num_steps.
     """
 
-    setup: sweep.Setup
+    setup: sweep.Setup | None  # None when the preset trains through the trainer
     lrs: tuple[float, ...]
     l2s: tuple[float, ...]
     num_steps: int
@@ -79,10 +85,25 @@ class L2Grid:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
+    """The grids of every part, and how they are trained.
+
+    Attributes:
+      t_star, l2: the grids of part 1 and of parts 2–4.
+      seeds: seeds per configuration.
+      evals_per_decade: log-spaced test evaluations per decade (sweeps).
+      trainer_config: None trains the grids' setups with `l2reg.sweep`; a config module of
+        `experiments/configs` (e.g. 'wrn28_10_cifar10') trains every run with the trainer.
+      trainer_overrides: (field, value) pairs set on that config for every run.
+      trainer_evals: test evaluations per trainer run (evenly spaced).
+    """
+
     t_star: TStarGrid
     l2: L2Grid
     seeds: int
-    evals_per_decade: int
+    evals_per_decade: int = 12
+    trainer_config: str | None = None
+    trainer_overrides: tuple[tuple[str, Any], ...] = ()
+    trainer_evals: int = 100
 
 
 def _mse_ntk_mlp(dataset: str, width: int) -> sweep.Setup:
@@ -154,13 +175,51 @@ PRESETS = {
         evals_per_decade=12,
     ),
 }
-PRESET_NAMES = (*PRESETS, "paper")
+# The paper's setup through the trainer, for an accelerator: WRN-28-10 on CIFAR-10, plain SGD
+# without augmentation for the relations (as the authors' λ×η grids), batch 128.
+PRESETS["paper"] = Preset(
+    t_star=TStarGrid(
+        setup=None,
+        lrs=(0.05, 0.1, 0.2),
+        l2_lrs=tuple(np.geomspace(5e-5, 5e-3, 5).tolist()),
+        run_length=2.0,
+    ),
+    l2=L2Grid(
+        setup=None,
+        lrs=(0.1,),
+        l2s=(0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+        num_steps=39_000,  # 100 epochs
+        budgets=(3_900, 15_600, 39_000),
+        scaled_length=10.0,
+        probe_l2=2e-2,  # the authors' probe, L2 = 0.01 in their units
+        probe_length=2.0,
+        autol2_l2=0.2,  # their Figure 1c start, L2 = 0.1
+    ),
+    seeds=1,
+    trainer_config="wrn28_10_cifar10",
+    trainer_overrides=(("optimizer", "sgd"), ("augment", False)),
+)
+PRESET_NAMES = tuple(PRESETS)
+
+
+def trainer_base_config(settings: Preset):
+    """The preset's trainer config (experiments/configs/{trainer_config}.py) with overrides."""
+    import importlib
+
+    module = importlib.import_module(f"experiments.configs.{settings.trainer_config}")
+    config = module.get_config()
+    for field, value in settings.trainer_overrides:
+        config[field] = value
+    return config
 
 
 def with_dataset(preset: Preset, dataset: str | None) -> Preset:
     """The preset with every part on `dataset` (its models and losses unchanged)."""
     if not dataset:
         return preset
+    if preset.trainer_config:
+        overrides = (*preset.trainer_overrides, ("dataset", dataset))
+        return dataclasses.replace(preset, trainer_overrides=overrides)
 
     def move(setup: sweep.Setup) -> sweep.Setup:
         if setup.dataset == dataset:
@@ -177,18 +236,15 @@ def with_dataset(preset: Preset, dataset: str | None) -> Preset:
 
 def validate(dataset: str | None, preset: str, seeds: int | None) -> None:
     """One-line ValueError for a bad flag, raised before any work."""
+    import l2reg.data
+
     if preset not in PRESET_NAMES:
         raise ValueError(f"Unknown preset {preset!r}; expected one of {', '.join(PRESET_NAMES)}.")
-    if preset == "paper":
-        raise ValueError(
-            "The 'paper' preset (WRN-28-10 on CIFAR-10, an accelerator's job) is not "
-            "implemented yet: run the trainer (python -m experiments.train "
-            "--config=experiments/configs/wrn28_10_cifar10.py) for its runs."
-        )
-    if dataset and dataset not in EMBEDDED_DATASETS:
+    allowed = l2reg.data.NAMES if PRESETS[preset].trainer_config else EMBEDDED_DATASETS
+    if dataset and dataset not in allowed:
         raise ValueError(
             f"Unknown dataset {dataset!r} for preset {preset!r}; expected one of "
-            f"{', '.join(EMBEDDED_DATASETS)} (other data sets need the 'paper' preset)."
+            f"{', '.join(allowed)}."
         )
     if seeds is not None and seeds < 1:
         raise ValueError(f"seeds must be ≥ 1, got {seeds}.")
@@ -213,8 +269,6 @@ def write_atomic(path: str, data: bytes | str) -> None:
 
 
 def save_figure(figure, path: str) -> None:
-    import io
-
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -223,32 +277,129 @@ def save_figure(figure, path: str) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def cached_sweep(
-    workdir: str, name: str, setup: sweep.Setup, configs: Sequence[sweep.Config], per_decade: int
-) -> list[sweep.Curves]:
-    """`sweep.run`, reusing `workdir/cache/{name}-{hash}.npz` when the settings match."""
-    settings = repr((setup, tuple(configs), per_decade)).encode()
-    path = os.path.join(workdir, "cache", f"{name}-{hashlib.sha256(settings).hexdigest()[:16]}.npz")
-    if os.path.exists(path):
-        logging.info("Reusing %s", path)
-        with np.load(path) as stored:
-            return [
-                sweep.Curves(*(stored[f"{i}/{field}"] for field in sweep.Curves._fields))
-                for i in range(len(configs))
-            ]
-    logging.info("Training %d configurations for %s", len(configs), name)
-    curves = sweep.run(setup, configs, evals_per_decade=per_decade)
-    arrays = {
-        f"{i}/{field}": value
-        for i, curve in enumerate(curves)
-        for field, value in curve._asdict().items()
-    }
-    import io
+@dataclasses.dataclass(frozen=True)
+class SweepRunner:
+    """Trains configurations as one vmapped `l2reg.sweep`, caching the curves in
+    `workdir/cache/{name}-{hash of the settings}.npz` so that a rerun reuses them."""
 
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
-    return curves
+    workdir: str
+    setup: sweep.Setup
+    evals_per_decade: int
+
+    @property
+    def label(self) -> str:
+        return self.setup.describe()
+
+    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
+        settings = repr((self.setup, tuple(configs), self.evals_per_decade)).encode()
+        digest = hashlib.sha256(settings).hexdigest()[:16]
+        path = os.path.join(self.workdir, "cache", f"{name}-{digest}.npz")
+        if os.path.exists(path):
+            logging.info("Reusing %s", path)
+            with np.load(path) as stored:
+                return [
+                    sweep.Curves(*(stored[f"{i}/{field}"] for field in sweep.Curves._fields))
+                    for i in range(len(configs))
+                ]
+        logging.info("Training %d configurations for %s", len(configs), name)
+        curves = sweep.run(self.setup, configs, evals_per_decade=self.evals_per_decade)
+        arrays = {
+            f"{i}/{field}": value
+            for i, curve in enumerate(curves)
+            for field, value in curve._asdict().items()
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(path, buffer.getvalue())
+        return curves
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainerRunner:
+    """Trains configurations one after another with the trainer (`l2reg.train`), each in
+    `workdir/runs/{name}-{hash of its trainer config}`; the trainer resumes from its
+    checkpoints, so a rerun reuses finished runs and continues interrupted ones."""
+
+    workdir: str
+    config: Any  # the base trainer ConfigDict
+    config_name: str
+    evals: int  # test evaluations per run (the trainer evaluates every steps // evals)
+
+    @property
+    def label(self) -> str:
+        base = self.config
+        return (
+            f"trainer config {self.config_name}: {base.dataset}, {base.model}, {base.loss}, "
+            f"{base.optimizer}, batch {base.batch_size}, augment {base.augment}"
+        )
+
+    def trainer_config(self, config: sweep.Config):
+        """The base config with the configuration's λ, η, seed, length, L2 mode and schedule."""
+        from ml_collections import config_dict
+
+        trainer = self.config.copy_and_resolve_references()
+        trainer.l2, trainer.lr, trainer.seed = config.l2, config.lr, config.seed
+        trainer.steps = config.num_steps
+        trainer.lr_schedule = config.lr_schedule
+        trainer.eval_every = max(1, config.num_steps // self.evals)
+        trainer.checkpoint_every = max(trainer.eval_every, config.num_steps // 4)
+        mode = config.l2_mode
+        if isinstance(mode, sweep.FixedL2):
+            trainer.l2_mode = "fixed"
+            return trainer
+        if mode.learning_rate is not None and config.lr_schedule != "constant":
+            raise ValueError(
+                f"The trainer's AutoL2 clock follows η; a fixed clock η = {mode.learning_rate} "
+                f"needs a constant schedule, got {config.lr_schedule!r}."
+            )
+        momentum = trainer.momentum if trainer.optimizer == "momentum" else 0.0
+        clock = relations.effective_lr(config.lr, momentum)
+        # cooldown/(λ·clock) steps on the trainer's clock equals ours on a fixed clock.
+        cooldown = mode.cooldown * clock / (mode.learning_rate or clock)
+        trainer.l2_mode = "autol2"
+        trainer.autol2 = config_dict.ConfigDict(
+            {
+                "decay_factor": mode.decay_factor,
+                "cooldown": cooldown,
+                "patience": mode.patience,
+                "check_every": mode.check_every,
+                "min_l2": mode.min_l2,
+            }
+        )
+        return trainer
+
+    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
+        from l2reg import train
+
+        curves = []
+        for config in tqdm.tqdm(configs, desc=name, unit="run"):
+            trainer = self.trainer_config(config)
+            digest = hashlib.sha256(trainer.to_json_best_effort().encode()).hexdigest()[:16]
+            folder = os.path.join(self.workdir, "runs", f"{name}-{digest}")
+            train.train_and_evaluate(trainer, folder)
+            lines = train.read_metrics(folder)
+            curves.append(
+                sweep.Curves(
+                    *(np.array([line[field] for line in lines]) for field in _METRIC_FIELDS)
+                )
+            )
+        return curves
+
+
+# The trainer's metrics.jsonl fields, in the order of sweep.Curves.
+_METRIC_FIELDS = ("step", "test_accuracy", "test_loss", "l2", "weight_norm")
+
+Runner = SweepRunner | TrainerRunner
+
+
+def runner(settings: Preset, part: str, workdir: str) -> Runner:
+    """How `part` ('t_star' or 'l2') of a preset trains its configurations."""
+    if settings.trainer_config:
+        return TrainerRunner(
+            workdir, trainer_base_config(settings), settings.trainer_config, settings.trainer_evals
+        )
+    grid = settings.t_star if part == "t_star" else settings.l2
+    return SweepRunner(workdir, grid.setup, settings.evals_per_decade)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,9 +445,7 @@ def has_clear_peak(peak: dict[str, float]) -> bool:
     return peak["peak_fraction"] < 0.8 and peak["drop_after_peak"] >= 0.005
 
 
-def t_star_part(
-    grid: TStarGrid, seeds: Sequence[int], per_decade: int, workdir: str
-) -> tuple[dict, list]:
+def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dict, list]:
     """Part 1: t* of every run, the power-law fit pooled over seeds and per seed."""
     configs = [
         sweep.Config(l2_lr / lr, lr, seed, max(1, round(grid.run_length / l2_lr)))
@@ -304,7 +453,7 @@ def t_star_part(
         for lr in grid.lrs
         for l2_lr in grid.l2_lrs
     ]
-    curves = cached_sweep(workdir, "t_star", grid.setup, configs, per_decade)
+    curves = run("t_star", configs)
     points = [
         {"l2": c.l2, "lr": c.lr, "seed": c.seed, "num_steps": c.num_steps, **peak_of(curve)}
         for c, curve in zip(configs, curves, strict=True)
@@ -331,7 +480,7 @@ def t_star_part(
     per_seed = [fit(used & (seed_of == seed)) for seed in seeds]
     interior = [p for p in points if p["used"] and p["peak_fraction"] < 0.5]
     result = {
-        "setup": grid.setup.describe(),
+        "setup": run.label,
         "slope": pooled.slope if pooled else None,
         "slope_stderr": pooled.slope_stderr if pooled else None,
         "c": pooled.c if pooled else None,
@@ -360,7 +509,7 @@ def refine_l2_opt(l2s: np.ndarray, accuracy: np.ndarray) -> float:
     return float(np.exp(np.clip(-b / (2 * a), x[0], x[-1]))) if a < 0 else float(l2s[best])
 
 
-def l2_part(grid: L2Grid, seeds: Sequence[int], per_decade: int, workdir: str) -> tuple[dict, Any]:
+def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]:
     """Parts 2 and 3: accuracy vs λ at fixed budgets and with T ∝ 1/(λη); the probe's c."""
     lr = grid.lrs[0]
     probe_steps = max(1, round(grid.probe_length / (grid.probe_l2 * lr)))
@@ -371,7 +520,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], per_decade: int, workdir: str) -
         for l2 in grid.l2s
     ]
     probes = [sweep.Config(grid.probe_l2, lr, seed, probe_steps) for seed in seeds]
-    curves = cached_sweep(workdir, "l2", grid.setup, configs + probes, per_decade)
+    curves = run("l2", configs + probes)
     grid_curves, probe_curves = curves[: len(configs)], curves[len(configs) :]
     by_key = {(c.lr, c.l2, c.seed): curve for c, curve in zip(configs, grid_curves, strict=True)}
     positive = np.array([l2 for l2 in grid.l2s if l2 > 0])
@@ -430,7 +579,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], per_decade: int, workdir: str) -
     # The probe's t* means something only if its curve peaks inside the run and falls after.
     clear_peak = [has_clear_peak(p) for p in probe_peaks]
     prediction = {
-        "setup": grid.setup.describe(),
+        "setup": run.label,
         "lr": lr,
         "probe_l2": grid.probe_l2,
         "probe_steps": probe_steps,
@@ -448,7 +597,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], per_decade: int, workdir: str) -
         ),
     }
     result = {
-        "setup": grid.setup.describe(),
+        "setup": run.label,
         "fixed_budget": fixed_budget,
         "l2_opt_vs_budget_slope": l2_opt_slopes,
         "scaled_budget": scaled,
@@ -470,8 +619,7 @@ AUTOL2_VARIANTS = {
 def autol2_part(
     grid: L2Grid,
     seeds: Sequence[int],
-    per_decade: int,
-    workdir: str,
+    run: Runner,
     fixed: dict,
     by_key: dict,
     predicted_l2: float,
@@ -486,7 +634,7 @@ def autol2_part(
         for mode, schedule in variants.values()
         for seed in seeds
     ]
-    curves = cached_sweep(workdir, "autol2", grid.setup, configs, per_decade)
+    curves = run("autol2", configs)
     row = next(r for r in fixed["fixed_budget"] if r["lr"] == lr and r["budget_steps"] == budget)
     best_l2 = row["best_l2"]
     best_accuracy = [accuracy_at(by_key[lr, best_l2, s], budget) for s in seeds]
@@ -509,7 +657,7 @@ def autol2_part(
     zero = [accuracy_at(by_key[lr, 0.0, s], budget) for s in seeds] if 0.0 in grid.l2s else []
     results = {
         "autol2": {
-            "setup": grid.setup.describe(),
+            "setup": run.label,
             "lr": lr,
             "budget_steps": budget,
             "l2_init": grid.autol2_l2,
@@ -773,15 +921,14 @@ def reproduce(workdir: str, *, dataset: str | None, preset: str, seeds: int | No
     seed_list = list(range(seeds or settings.seeds))
     start = time.time()
     os.makedirs(workdir, exist_ok=True)
-    per_decade = settings.evals_per_decade
 
-    t_star, runs = t_star_part(settings.t_star, seed_list, per_decade, workdir)
-    l2_parts, (by_key, _) = l2_part(settings.l2, seed_list, per_decade, workdir)
+    t_star, runs = t_star_part(settings.t_star, seed_list, runner(settings, "t_star", workdir))
+    l2_run = runner(settings, "l2", workdir)
+    l2_parts, (by_key, _) = l2_part(settings.l2, seed_list, l2_run)
     auto_parts, auto_curves = autol2_part(
         settings.l2,
         seed_list,
-        per_decade,
-        workdir,
+        l2_run,
         l2_parts["accuracy_vs_l2"],
         by_key,
         l2_parts["l2_prediction"]["predicted_l2"],
@@ -815,9 +962,14 @@ def main(argv: Sequence[str]) -> None:
         validate(FLAGS.dataset, FLAGS.preset, FLAGS.seeds)
     except ValueError as error:
         sys.exit(f"reproduce: {error}")
-    results = reproduce(
-        FLAGS.workdir, dataset=FLAGS.dataset, preset=FLAGS.preset, seeds=FLAGS.seeds
-    )
+    import l2reg.data
+
+    try:
+        results = reproduce(
+            FLAGS.workdir, dataset=FLAGS.dataset, preset=FLAGS.preset, seeds=FLAGS.seeds
+        )
+    except l2reg.data.DatasetNotPreparedError as error:
+        sys.exit(f"reproduce: {' '.join(str(error).split())}")
     logging.info("Wrote %s/report.md in %.0f s", FLAGS.workdir, results["elapsed_seconds"])
 
 

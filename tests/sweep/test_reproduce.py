@@ -142,3 +142,40 @@ def test_command_line_reports_a_bad_preset_in_one_line(tmp_path):
         "Unknown preset 'huge'; expected one of quick, default, paper."
     )
     assert not os.listdir(tmp_path)
+
+
+def tiny_trainer_runner(workdir):
+    from experiments.configs import mlp_digits
+
+    config = mlp_digits.get_config()
+    config.model_options.widths = (16, 16)
+    config.optimizer = "sgd"
+    return reproduce.TrainerRunner(str(workdir), config, "mlp_digits", evals=4)
+
+
+def test_trainer_runs_get_each_configuration_and_our_autol2_clock(tmp_path):
+    run = tiny_trainer_runner(tmp_path)
+    authors = sweep.Config(0.2, 0.5, 3, 80, sweep.AutoL2(learning_rate=1.0, cooldown=0.2))
+    trainer = run.trainer_config(authors)
+    assert (trainer.l2, trainer.lr, trainer.seed, trainer.steps) == (0.2, 0.5, 3, 80)
+    assert trainer.l2_mode == "autol2" and trainer.eval_every == 20
+    # 0.2/(λ·1) steps on a fixed clock = cooldown/(λ·η) on the trainer's clock η = 0.5.
+    assert trainer.autol2.cooldown == pytest.approx(0.2 * 0.5)
+    assert run.trainer_config(sweep.Config(1e-3, 0.5, 0, 80)).l2_mode == "fixed"
+    with pytest.raises(ValueError, match="needs a constant schedule"):
+        run.trainer_config(authors._replace(lr_schedule="step"))
+
+
+@pytest.mark.slow
+def test_trainer_runner_trains_through_the_trainer_and_reuses_finished_runs(tmp_path):
+    run = tiny_trainer_runner(tmp_path)
+    configs = [sweep.Config(1e-3, 0.5, 0, 40), sweep.Config(0.1, 0.5, 0, 40, sweep.AutoL2())]
+    curves = run("t_star", configs)
+    for curve in curves:
+        np.testing.assert_array_equal(curve.steps, [10, 20, 30, 40])
+        assert np.all((curve.test_accuracy >= 0) & (curve.test_accuracy <= 1))
+    np.testing.assert_allclose(curves[0].l2, 1e-3, rtol=1e-6)
+    assert len(os.listdir(tmp_path / "runs")) == 2
+    again = run("t_star", configs)
+    np.testing.assert_array_equal(again[1].test_accuracy, curves[1].test_accuracy)
+    assert len(os.listdir(tmp_path / "runs")) == 2
