@@ -130,7 +130,8 @@ def create_optimizer(
 
     Coupled placement puts the L2 step before the preconditioner (λθ joins the gradient, as the
     paper's L2 in the loss); decoupled puts it after (weight decay λη per step, as in AdamW).
-    AutoL2's cooldown is measured in 1/(λη) with the effective η/(1−μ) under momentum.
+    AutoL2's cooldown is measured in 1/(λη), with the effective η/(1−μ) when coupled L2 goes
+    through momentum μ (decoupled decay is applied once, at η).
     """
     if config.optimizer == "sgd":
         preconditioner = optax.identity()
@@ -146,7 +147,8 @@ def create_optimizer(
     elif config.l2_mode == "fixed":
         l2_step = [l2reg.add_l2(config.l2)]
     else:
-        momentum = config.momentum if config.optimizer == "momentum" else 0.0
+        through_momentum = config.optimizer == "momentum" and config.l2_placement == "coupled"
+        momentum = config.momentum if through_momentum else 0.0
         effective_lr = lambda step: lr_schedule(step) / (1.0 - momentum)
         l2_step = [l2reg.autol2(config.l2, effective_lr, **config.autol2)]
 
@@ -638,8 +640,9 @@ def train_and_evaluate(
     Writes `workdir/metrics.jsonl` (a line every `eval_every` steps and at the end, fields
     `step, train_loss, train_accuracy, test_loss, test_accuracy, l2, lr, weight_norm,
     steps_per_sec`; train_* are means over the steps since the previous line, l2 is the λ in
-    force after the step), TensorBoard events and orbax checkpoints. On SIGTERM, saves a
-    checkpoint and returns; rerunning the same command continues bitwise identically.
+    force after the step, steps_per_sec leaves out evaluation), TensorBoard events and orbax
+    checkpoints. On SIGTERM, saves a checkpoint and returns; rerunning the same command
+    continues bitwise identically.
 
     Raises:
       ValueError: a bad config or workdir (before anything is written).
@@ -669,11 +672,12 @@ def train_and_evaluate(
             for step in range(start + 1, config.steps + 1):
                 state = trainer.train_step(state, *next(batches))
                 bar.update()
-                if step % config.eval_every == 0 or step == config.steps:
-                    summary = jax.device_get(trainer.summarize(state))
+                report = step % config.eval_every == 0 or step == config.steps
+                if report:
+                    summary = jax.device_get(trainer.summarize(state))  # waits for the steps
+                    steps_per_sec = (step - clock_step) / (time.perf_counter() - clock)
                     _check_finite(summary, last_checkpoint)
                     test = trainer.evaluate(state)
-                    now = time.perf_counter()
                     record = {
                         "step": step,
                         "train_loss": float(summary["train_loss"]),
@@ -682,9 +686,8 @@ def train_and_evaluate(
                         "l2": float(summary["l2"]),
                         "lr": float(summary["lr"]),
                         "weight_norm": float(summary["weight_norm"]),
-                        "steps_per_sec": (step - clock_step) / (now - clock),
+                        "steps_per_sec": steps_per_sec,
                     }
-                    clock, clock_step = now, step
                     if log:
                         log.write(record)
                     bar.set_postfix(
@@ -694,6 +697,8 @@ def train_and_evaluate(
                     )
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     save(step, state)
+                if report:  # the throughput excludes evaluation and checkpoints
+                    clock, clock_step = time.perf_counter(), step
                 if sigterm.is_set() or (
                     jax.process_count() > 1 and checkpoints.reached_preemption(step)
                 ):
