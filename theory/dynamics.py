@@ -301,6 +301,37 @@ def _loss_gradient(loss: str, f_train: jax.Array, y_train: jax.Array) -> jax.Arr
     return (jax.nn.softmax(f_train, axis=-1) - y_train) / y_train.shape[0]
 
 
+@functools.partial(
+    jax.jit, static_argnames=("degree", "loss", "solver", "rtol", "atol", "max_steps")
+)
+def _solve_flow(kernel, y_train, tau, l2, *, degree, loss, solver, rtol, atol, max_steps):
+    """(T, n + m, k) outputs at sorted times ``tau``: equation (1) solved with diffrax.
+
+    ``kernel`` is ``[Θ₀(X, X); Θ₀(X*, X)]``, (n + m, n), so that each evaluation of the vector
+    field is one matrix product for the training and test outputs together.
+    """
+    n = y_train.shape[0]
+
+    def vector_field(tau, f, l2):
+        gradient = _loss_gradient(loss, f[:n], y_train)
+        decay = jnp.exp(-2 * l2 * (degree - 1) * tau)
+        return -decay * (kernel @ gradient) - l2 * degree * f
+
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0=0.0,
+        t1=tau[-1],
+        dt0=None,
+        y0=jnp.zeros((kernel.shape[0], y_train.shape[1]), kernel.dtype),
+        args=l2,
+        saveat=diffrax.SaveAt(ts=tau),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+    )
+    return solution.ys
+
+
 def l2_flow(
     k_train_train: jax.typing.ArrayLike,
     k_test_train: jax.typing.ArrayLike,
@@ -346,37 +377,18 @@ def l2_flow(
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     solver = diffrax.Dopri5() if solver is None else solver
-    decay_rate, shrink_rate = 2 * l2 * (degree - 1), l2 * degree
-    n, m = k_train_train.shape[0], k_test_train.shape[0]
-    # One product per evaluation: [Θ₀(X, X); Θ₀(X*, X)] · ∂loss/∂f(X).
     kernel = jnp.concatenate([k_train_train, k_test_train])
-
-    def vector_field(tau, f, args):
-        del args
-        gradient = _loss_gradient(loss, f[:n], y_train)
-        return -jnp.exp(-decay_rate * tau) * (kernel @ gradient) - shrink_rate * f
-
-    @jax.jit
-    def solve(tau):
-        solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            solver,
-            t0=0.0,
-            t1=tau[-1],
-            dt0=None,
-            y0=jnp.zeros((n + m, y_train.shape[1]), kernel.dtype),
-            saveat=diffrax.SaveAt(ts=tau),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=max_steps,
-        )
-        return solution.ys
+    n = k_train_train.shape[0]
+    options = dict(degree=degree, loss=loss, solver=solver, rtol=rtol, atol=atol)
 
     def predict(t):
         tau, scalar = _steps_to_time(t, lr)
         if not bool(jnp.all(jnp.isfinite(tau))):
             raise ValueError(f"t must be finite for the ODE solver, got {t!r}")
         order = jnp.argsort(tau)
-        outputs = solve(tau[order].astype(kernel.dtype))[jnp.argsort(order)]
+        outputs = _solve_flow(
+            kernel, y_train, tau[order].astype(kernel.dtype), l2, max_steps=max_steps, **options
+        )[jnp.argsort(order)]
         f_train, f_test = outputs[:, :n], outputs[:, n:]
         return (f_train[0], f_test[0]) if scalar else (f_train, f_test)
 

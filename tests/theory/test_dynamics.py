@@ -1,0 +1,209 @@
+"""Infinite-width dynamics with L2: limits, closed form vs ODE solver, and relation 1."""
+
+import jax
+import numpy as np
+import pytest
+
+import theory
+from l2reg import relations
+from theory import compat, dynamics
+
+
+def random_problem(n=24, m=9, k=3, seed=0, depth=2):
+    """A depth-`depth` NTK on random inputs and random targets."""
+    rng = np.random.default_rng(seed)
+    x_train, x_test = rng.normal(size=(n, 5)), rng.normal(size=(m, 5))
+    return (
+        np.asarray(theory.ntk(x_train, depth=depth)),
+        np.asarray(theory.ntk(x_test, x_train, depth=depth)),
+        rng.normal(size=(n, k)),
+    )
+
+
+def test_shapes_for_scalar_and_array_times():
+    k_train_train, k_test_train, y_train = random_problem()
+    predict = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.01, degree=3)
+    f_train, f_test = predict(7.0)
+    assert f_train.shape == (24, 3) and f_test.shape == (9, 3)
+    steps = np.array([0.0, 7.0, 300.0])
+    f_trains, f_tests = predict(steps)
+    assert f_trains.shape == (3, 24, 3) and f_tests.shape == (3, 9, 3)
+    np.testing.assert_allclose(f_trains[1], f_train, rtol=1e-12)
+    np.testing.assert_allclose(f_tests[1], f_test, rtol=1e-12)
+    np.testing.assert_array_equal(f_trains[0], 0.0)
+
+
+def test_learning_rate_rescales_time():
+    k_train_train, k_test_train, y_train = random_problem()
+    slow = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.01, degree=2, lr=0.5)
+    fast = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.01, degree=2, lr=2.0)
+    np.testing.assert_allclose(slow(40.0)[1], fast(10.0)[1], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("degree", [1, 3])
+def test_no_l2_is_neural_tangents_gradient_descent(degree):
+    nt = compat.import_neural_tangents()
+    k_train_train, k_test_train, y_train = random_problem()
+    steps = np.array([0.5, 5.0, 50.0, 5000.0])
+    f_train, f_test = theory.l2_flow_mse(
+        k_train_train, k_test_train, y_train, l2=0.0, degree=degree, lr=0.3
+    )(steps)
+    reference = nt.predict.gradient_descent_mse(k_train_train, y_train, learning_rate=0.3)
+    ref_train, ref_test = reference(steps, np.zeros_like(y_train), np.zeros((9, 3)), k_test_train)
+    np.testing.assert_allclose(f_train, ref_train, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(f_test, ref_test, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("degree", [2, 3])
+def test_closed_form_agrees_with_the_ode_solver(degree):
+    k_train_train, k_test_train, y_train = random_problem()
+    l2 = 0.02
+    # Both forms of the exact mode solution are exercised: modes with κ/(2·l2·(degree − 1))
+    # below and above the switch.
+    ratios = np.linalg.eigvalsh(k_train_train) / y_train.size / (2 * l2 * (degree - 1))
+    assert ratios.min() < dynamics._SERIES_MAX_RATIO < ratios.max()
+    steps = np.geomspace(0.1, 20 / l2, 25)
+    closed = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=degree)
+    solved = theory.l2_flow(
+        k_train_train,
+        k_test_train,
+        y_train,
+        l2=l2,
+        degree=degree,
+        loss="mse",
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    for exact, numerical in zip(closed(steps), solved(steps), strict=True):
+        np.testing.assert_allclose(exact, numerical, rtol=0, atol=1e-7)
+
+
+def test_linear_model_converges_to_kernel_ridge_regression():
+    k_train_train, k_test_train, y_train = random_problem()
+    l2 = 0.003
+    predict = theory.linear_model(k_train_train, k_test_train, y_train, l2=l2)
+    ridge = l2 * y_train.size  # the loss is a mean over the n·k entries
+    weights = np.linalg.solve(k_train_train + ridge * np.eye(24), y_train)
+    for steps in (np.inf, 200 / l2):
+        f_train, f_test = predict(steps)
+        np.testing.assert_allclose(f_train, k_train_train @ weights, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(f_test, k_test_train @ weights, rtol=1e-8, atol=1e-10)
+
+
+def test_network_output_vanishes_but_linear_model_does_not():
+    k_train_train, k_test_train, y_train = random_problem()
+    l2 = 0.01
+    network = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=3)
+    linear = theory.linear_model(k_train_train, k_test_train, y_train, l2=l2)
+    peak = np.abs(network(np.geomspace(1, 1 / l2, 20))[1]).max()
+    assert np.abs(network(30 / l2)[1]).max() < 1e-20 * peak
+    np.testing.assert_array_equal(network(np.inf)[1], 0.0)
+    assert np.abs(linear(30 / l2)[1]).max() > 0.1 * peak
+
+
+def accuracy(outputs, labels):
+    return np.mean(np.argmax(outputs, axis=-1) == labels, axis=-1)
+
+
+@pytest.mark.slow
+def test_test_loss_minimum_and_accuracy_peak_on_digits(digits_kernels):
+    """Relation 1 from first principles: on 300 digits with a depth-3 ReLU NTK the step of
+    the test-loss minimum scales as (l2·lr)^s, s in [−1.1, −0.85], over two decades of l2."""
+    k_train_train, k_test_train, y_train, test_labels = digits_kernels
+    y_test = np.eye(10)[test_labels]
+    l2s, lr = np.array([1e-3, 1e-4, 1e-5]), 0.5
+    loss_minima, final_drops = [], []
+    for l2 in l2s:
+        steps = np.geomspace(1, 30 / (l2 * lr), 400)
+        _, f_test = theory.l2_flow_mse(
+            k_train_train, k_test_train, y_train, l2=float(l2), degree=3, lr=lr
+        )(steps)
+        f_test = np.asarray(f_test)
+        test_loss = 0.5 * np.mean((f_test - y_test) ** 2, axis=(1, 2))
+        loss_minima.append(steps[np.argmin(test_loss)])
+        curve = accuracy(f_test, test_labels)
+        peak = relations.t_star(steps, curve)
+        # Accuracy rises to its peak, then declines once the kernel has decayed.
+        assert peak.peak_accuracy > curve[0] + 0.1
+        final_drops.append(peak.peak_accuracy - curve[-1])
+    fit = relations.fit_t_star(l2s, lr, np.array(loss_minima))
+    assert -1.1 <= fit.slope <= -0.85, fit
+    assert min(final_drops) > 0.03, final_drops
+
+
+def test_linear_model_accuracy_has_no_late_decline(digits_kernels):
+    k_train_train, k_test_train, y_train, test_labels = digits_kernels
+    for l2 in (1e-2, 1e-4):
+        steps = np.geomspace(1, 300 / l2, 200)
+        curve = accuracy(
+            np.asarray(theory.linear_model(k_train_train, k_test_train, y_train, l2=l2)(steps)[1]),
+            test_labels,
+        )
+        # Within one test image of the best accuracy at the end.
+        assert curve[-1] >= curve.max() - 1 / len(test_labels), (l2, curve.max(), curve[-1])
+
+
+def test_cross_entropy_flow_reaches_the_stationary_point_of_the_linear_model():
+    k_train_train, k_test_train, y_train = random_problem()
+    labels = np.eye(3)[np.argmax(y_train, axis=1)]
+    l2 = 0.05
+    f_train, f_test = theory.linear_model(k_train_train, k_test_train, labels, l2=l2, loss="xent")(
+        400 / l2
+    )
+    # Stationarity of equation (1) at degree 1: l2·f(x) = −Θ(x, X)·∂loss/∂f(X).
+    gradient = (jax.nn.softmax(f_train, axis=-1) - labels) / len(labels)
+    np.testing.assert_allclose(l2 * f_train, -k_train_train @ gradient, atol=1e-6)
+    np.testing.assert_allclose(l2 * f_test, -k_test_train @ gradient, atol=1e-6)
+    assert accuracy(f_train, np.argmax(labels, axis=1)) > 0.5
+
+
+def test_cross_entropy_network_fits_then_vanishes():
+    k_train_train, k_test_train, y_train = random_problem()
+    labels = np.eye(3)[np.argmax(y_train, axis=1)]
+    l2 = 0.05
+    predict = theory.l2_flow(k_train_train, k_test_train, labels, l2=l2, degree=2)
+    f_train, _ = predict(np.array([3.0 / l2, 40.0 / l2]))
+    assert np.abs(f_train[1]).max() < 1e-3 * np.abs(f_train[0]).max()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"l2": -1e-3}, "l2"),
+        ({"l2": float("nan")}, "l2"),
+        ({"degree": 0}, "degree"),
+        ({"degree": 2.0}, "degree"),
+        ({"lr": 0.0}, "lr"),
+        ({"y_train": np.zeros((5, 3))}, "k_train_train"),
+        ({"y_train": np.zeros(24)}, "y_train"),
+        ({"k_test_train": np.zeros((9, 23))}, "k_test_train"),
+        ({"k_train_train": np.full((24, 24), np.nan)}, "non-finite"),
+    ],
+)
+def test_bad_arguments_raise_one_line_errors(change, match):
+    k_train_train, k_test_train, y_train = random_problem()
+    arguments = dict(
+        k_train_train=k_train_train,
+        k_test_train=k_test_train,
+        y_train=y_train,
+        l2=1e-3,
+        degree=2,
+        lr=1.0,
+    )
+    arguments.update(change)
+    for flow in (theory.l2_flow_mse, theory.l2_flow):
+        with pytest.raises(ValueError, match=match) as error:
+            flow(**arguments)
+        assert "\n" not in str(error.value)
+
+
+def test_bad_steps_and_loss_raise():
+    k_train_train, k_test_train, y_train = random_problem()
+    predict = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=1e-3, degree=2)
+    for steps in (-1.0, np.ones((2, 2)), np.nan):
+        with pytest.raises(ValueError, match="t must"):
+            predict(steps)
+    with pytest.raises(ValueError, match="loss"):
+        theory.l2_flow(k_train_train, k_test_train, y_train, l2=1e-3, degree=2, loss="hinge")
+    with pytest.raises(ValueError, match="finite"):
+        theory.l2_flow(k_train_train, k_test_train, y_train, l2=1e-3, degree=2)(np.inf)
