@@ -16,9 +16,9 @@ COMMAND = [
     "-m",
     "experiments.train",
     "--config=experiments/configs/mlp_digits.py",
-    "--config.steps=1000",
-    "--config.eval_every=100",
-    "--config.checkpoint_every=100",
+    "--config.steps=600",
+    "--config.eval_every=60",
+    "--config.checkpoint_every=60",
 ]
 
 
@@ -64,7 +64,7 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
     reference_dir, workdir = tmp_path / "reference", tmp_path / "interrupted"
     finish(launch(compilation_cache, f"--workdir={reference_dir}"))
     reference = train.read_metrics(reference_dir)
-    assert [line["step"] for line in reference] == list(range(100, 1001, 100))
+    assert [line["step"] for line in reference] == list(range(60, 601, 60))
 
     process = launch(compilation_cache, f"--workdir={workdir}")
     wait_for_lines(workdir, 3, process)
@@ -78,7 +78,7 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
     stderr = finish(process)  # a clean exit, status 0
     assert "preempted (SIGTERM): saved the checkpoint of step" in stderr
     stopped = train.read_metrics(workdir)[-1]["step"]
-    assert stopped < 1000
+    assert stopped < 600
     assert max(int(step) for step in os.listdir(workdir / train.CHECKPOINT_DIR)) >= stopped
 
     finish(launch(compilation_cache, f"--workdir={workdir}"))
