@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -657,7 +658,14 @@ def train_and_evaluate(
         logging.info("resuming from the checkpoint of step %d", start)
     is_chief = jax.process_index() == 0
     log = MetricsLog(workdir, start) if is_chief else None
-    bar = tqdm.tqdm(total=config.steps, initial=start, disable=not is_chief, unit="step")
+    # Redrawn often on a terminal, every half minute in a log file.
+    bar = tqdm.tqdm(
+        total=config.steps,
+        initial=start,
+        disable=not is_chief,
+        unit="step",
+        mininterval=0.1 if sys.stderr.isatty() else 30.0,
+    )
 
     def save(step: int, state: TrainState) -> None:
         nonlocal last_checkpoint

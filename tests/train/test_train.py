@@ -124,6 +124,19 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
     assert not os.path.exists(tmp_path / "metrics.jsonl") or not train.read_metrics(tmp_path)
 
 
+def test_resumed_metrics_log_drops_later_and_torn_lines(tmp_path):
+    lines = [json.dumps({"step": step, "train_loss": 1.0 / step}) + "\n" for step in (10, 20, 30)]
+    (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"step": 40, "train_lo')
+    log = train.MetricsLog(str(tmp_path), start_step=20)
+    log.write({"step": 30, "train_loss": 0.5})
+    log.close()
+    assert train.read_metrics(tmp_path) == [
+        {"step": 10, "train_loss": 0.1},
+        {"step": 20, "train_loss": 0.05},
+        {"step": 30, "train_loss": 0.5},
+    ]
+
+
 def _snapshot(directory) -> dict[str, bytes]:
     return {
         os.path.relpath(os.path.join(root, name), directory): open(
