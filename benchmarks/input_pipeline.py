@@ -20,34 +20,14 @@ input/train: far above 1 means input cannot limit training.
 """
 
 import argparse
-import os
 import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from cifar_data import cifar10_or_random
 
 from l2reg import data, models
-
-TFDS_DEFAULT_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
-
-
-def cifar10(data_dir: str | None, num_train: int) -> data.Dataset:
-    """CIFAR-10 from TFDS when its folder exists, else random CIFAR-shaped uint8 images."""
-    if os.path.isdir(os.path.join(data_dir or TFDS_DEFAULT_DIR, "cifar10")):
-        try:
-            return data.load("cifar10", data_dir=data_dir)
-        except (ImportError, ValueError) as error:
-            print(f"CIFAR-10 not loaded ({str(error).splitlines()[0]}); using random images")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (num_train, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, num_train).astype(np.int32)
-    mean, std = data.channel_stats(images)
-    split = data.Split(images, labels)
-    return data.Dataset(
-        "cifar10_random", 10, (32, 32, 3), split, split, mean, std, data.Augmentation()
-    )
 
 
 def images_per_second(step, state, batch_size: int, steps: int, warmup: int) -> float:
@@ -115,7 +95,7 @@ def main():
             raise SystemExit(f"--{name}={getattr(args, name)} must be positive")
     model = models.create(args.model, num_classes=10, dtype=args.dtype)
 
-    dataset = cifar10(args.data_dir, args.num_train)
+    dataset = cifar10_or_random(args.data_dir, args.num_train)
     device = jax.devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     print(f"data: {dataset.name}, {len(dataset.train)} training images, batch {args.batch}")

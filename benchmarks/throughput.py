@@ -21,39 +21,12 @@ import statistics
 import time
 
 import jax
-import numpy as np
+from cifar_data import cifar10_or_random
 
 from experiments.configs import wrn28_10_cifar10
-from l2reg import data, train
+from l2reg import train
 
 VARIANTS = ("synthetic", "real", "fixed_l2")
-
-
-def cifar_like(num_train: int, seed: int = 0) -> data.Dataset:
-    """Random uint8 images shaped like CIFAR-10, with CIFAR's augmentation and statistics."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (num_train, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, num_train).astype(np.int32)
-    mean, std = data.channel_stats(images[:1000])
-    return data.Dataset(
-        name="cifar10_synthetic",
-        num_classes=10,
-        input_shape=(32, 32, 3),
-        train=data.Split(images, labels),
-        test=data.Split(images[:1000], labels[:1000]),
-        mean=mean,
-        std=std,
-        augmentation=data.Augmentation(),
-    )
-
-
-def load_cifar10(data_dir: str | None, num_train: int) -> data.Dataset:
-    """CIFAR-10 from TFDS when prepared (and importable), else `cifar_like`."""
-    try:
-        return data.load("cifar10", data_dir=data_dir)
-    except (ImportError, ValueError) as error:
-        print(f"CIFAR-10 not available ({str(error).splitlines()[0]}); using random images")
-        return cifar_like(num_train)
 
 
 def make_config(args: argparse.Namespace, l2_mode: str):
@@ -94,7 +67,7 @@ def main():
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
 
-    dataset = load_cifar10(args.data_dir, num_train=50_000)
+    dataset = cifar10_or_random(args.data_dir)
     trainers = {
         "autol2": train.create_trainer(make_config(args, "autol2"), dataset=dataset),
         "fixed_l2": train.create_trainer(make_config(args, "fixed"), dataset=dataset),

@@ -43,6 +43,23 @@ def test_throughput_script_times_three_variants_of_the_trainer_step():
     assert ratio(output, "AutoL2 / fixed-λ step time") > 0
 
 
+def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):
+    output = run_script(
+        "input_pipeline.py",
+        "--model=mlp",
+        "--batch=8",
+        "--steps=2",
+        "--input_steps=2",
+        "--warmup=1",
+        "--num_train=64",
+        f"--data_dir={tmp_path}",
+    )
+    assert "data: cifar10_random, 64 training images, batch 8" in output
+    rates = re.findall(r"([\d,.]+) images/s", output)
+    assert len(rates) == 3 and all(float(rate.replace(",", "")) > 0 for rate in rates)
+    assert re.search(r"ratio input/train: [\d,]+x", output)
+
+
 def test_transform_overhead_script_prints_ratio():
     output = run_script("transform_overhead.py", "--width=32", "--rounds=2", "--steps=2")
     assert ratio(output, "autol2 / add_decayed_weights step time") > 0
