@@ -476,6 +476,11 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
         )
 
     pooled = fit(used)
+    # A check that does not depend on the collapse margin: every run whose curve has a clear
+    # peak (early in the run, falling after it), collapsed or not.
+    clear = np.array([has_clear_peak(p) for p in points])
+    clear_fit = fit(clear)
+    fitted_l2_lr = [p["l2"] * p["lr"] for p in points if p["used"]]
     seed_of = np.array([p["seed"] for p in points])
     per_seed = [fit(used & (seed_of == seed)) for seed in seeds]
     interior = [p for p in points if p["used"] and p["peak_fraction"] < 0.5]
@@ -488,6 +493,13 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
         "per_seed_slope": spread([f.slope if f else np.nan for f in per_seed]),
         "per_seed_c": spread([f.c if f else np.nan for f in per_seed]),
         "l2_lr_decades": float(np.log10(max(grid.l2_lrs) / min(grid.l2_lrs))),
+        "fitted_l2_lr_range": [min(fitted_l2_lr), max(fitted_l2_lr)],
+        "clear_peak_fit": {
+            "runs": int(clear.sum()),
+            "slope": clear_fit.slope if clear_fit else None,
+            "slope_stderr": clear_fit.slope_stderr if clear_fit else None,
+            "c": clear_fit.c if clear_fit else None,
+        },
         "peaks_in_first_half": len(interior),
         "median_drop_after_peak": float(np.median([p["drop_after_peak"] for p in interior]))
         if interior
@@ -576,6 +588,13 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     row = next(r for r in fixed_budget if r["lr"] == lr and r["budget_steps"] == budget)
     grid_steps = grid.num_steps * len(grid.l2s)
     ratio = predicted / row["l2_opt"]
+    # Relation 3 at every budget, not only the largest: λ_pred(T) = c/(ηT) vs λ_opt(T).
+    ratios_by_budget = {
+        str(r["budget_steps"]): relations.predict_l2(float(np.mean(c)), lr, r["budget_steps"])
+        / r["l2_opt"]
+        for r in fixed_budget
+        if r["lr"] == lr
+    }
     # The probe's t* means something only if its curve peaks inside the run and falls after.
     clear_peak = [has_clear_peak(p) for p in probe_peaks]
     prediction = {
@@ -590,9 +609,12 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
         "predicted_l2": float(predicted),
         "grid_best_l2": row["l2_opt"],
         "ratio": float(ratio),
+        "ratios_by_budget": ratios_by_budget,
         "compute_fraction": probe_steps / grid_steps,
+        # A ratio near 1 from a probe without a peak would be a coincidence, not relation 3.
         "met": bool(
-            1 / PREDICTION_GOAL <= ratio <= PREDICTION_GOAL
+            all(clear_peak)
+            and 1 / PREDICTION_GOAL <= ratio <= PREDICTION_GOAL
             and probe_steps / grid_steps <= PROBE_COMPUTE_GOAL
         ),
     }
@@ -799,7 +821,7 @@ def plot_autol2(results: dict, curves: dict, by_key: dict, seeds: Sequence[int],
     for name, mine in curves.items():
         top.plot(mine[0].steps, mine[0].test_accuracy, label=name)
         bottom.plot(mine[0].steps, np.maximum(mine[0].l2, 1e-8), label=name)
-    top.set(xscale="log", ylabel="test accuracy")
+    top.set(xscale="log", ylabel="test accuracy", xlim=(50, None))
     top.legend(fontsize=7)
     bottom.set(xscale="log", yscale="log", xlabel="step", ylabel="λ (λ = 0 drawn at 1e-8)")
     save_figure(figure, path)
@@ -813,6 +835,15 @@ def _fmt(value, digits: int = 3) -> str:
             return "never"
         return f"{value['mean']:.{digits}g} ± {value['std']:.2g}"
     return f"{value:.{digits}g}"
+
+
+def _steps(reached: dict) -> str:
+    """Mean steps over the seeds that got there, and how many did."""
+    values = reached["values"]
+    hits = [v for v in values if v is not None]
+    if not hits:
+        return "never"
+    return f"{np.mean(hits):.0f} ({len(hits)} of {len(values)} seeds)"
 
 
 def _met(flag: bool) -> str:
@@ -838,7 +869,14 @@ def report(results: dict) -> str:
         f"Fitted slope (all seeds pooled): {_fmt(t_star['slope'])} ± "
         f"{_fmt(t_star['slope_stderr'], 2)}, c = {_fmt(t_star['c'])}; per seed: "
         f"{_fmt(t_star['per_seed_slope'])}. Goal: slope in {t_star['goal']}: "
-        f"{_met(t_star['met'])}.",
+        f"{_met(t_star['met'])}. The fitted runs span λη from "
+        f"{t_star['fitted_l2_lr_range'][0]:.2g} to {t_star['fitted_l2_lr_range'][1]:.2g} "
+        f"({np.log10(t_star['fitted_l2_lr_range'][1] / t_star['fitted_l2_lr_range'][0]):.1f} "
+        "decades).",
+        f"Fit over the {t_star['clear_peak_fit']['runs']} runs with a clear peak (peak before "
+        "80% of the run and a fall of ≥ 0.5 points after it, collapsed or not): slope "
+        f"{_fmt(t_star['clear_peak_fit']['slope'])} ± "
+        f"{_fmt(t_star['clear_peak_fit']['slope_stderr'], 2)}.",
         f"Runs fitted: {sum(p['used'] for p in t_star['points'])} of {len(t_star['points'])} "
         f"(runs peaking more than {COLLAPSE_MARGIN} below the best are collapsed and "
         "excluded); peaks in the first half of their run: "
@@ -887,11 +925,15 @@ def report(results: dict) -> str:
         f"λ_opt = {prediction['grid_best_l2']:.3g}, ratio {prediction['ratio']:.2f}. Goal: "
         f"within ×{PREDICTION_GOAL:g} using ≤ {100 * PROBE_COMPUTE_GOAL:.0f}% of the grid's "
         f"compute: {_met(prediction['met'])}.",
+        "λ_pred/λ_opt at each budget T: "
+        + ", ".join(f"T = {t}: {r:.2f}" for t, r in prediction["ratios_by_budget"].items())
+        + ".",
     ]
     if not prediction["probe_has_clear_peak"]:
         lines.append(
             "The probe's curve has no clear peak (its maximum lies late in the run or the "
-            "curve does not fall after it), so its t* and c are not supported by a peak here."
+            "curve does not fall after it), so its t* and c are not supported by a peak here "
+            "and the goal counts as missed whatever the ratio."
         )
     lines += [
         "",
@@ -906,7 +948,7 @@ def report(results: dict) -> str:
     for name, variant in auto["variants"].items():
         lines.append(
             f"| {name} | {_fmt(variant['accuracy'])} | {_fmt(variant['final_l2'])} | "
-            f"{_fmt(variant['steps_to_best_fixed_accuracy'])} | {_met(variant['met'])} |"
+            f"{_steps(variant['steps_to_best_fixed_accuracy'])} | {_met(variant['met'])} |"
         )
     lines += ["", "![AutoL2](autol2.png)", ""]
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import jax
 import numpy as np
 import pytest
 
@@ -20,8 +19,10 @@ def test_vmapped_configurations_match_runs_alone():
     configs = [
         sweep.Config(1e-3, 1.0, 0, 120),
         sweep.Config(3e-2, 0.5, 1, 45),  # shorter: frozen while its bucket goes on
-        sweep.Config(5e-2, 1.0, 2, 80, sweep.AutoL2(cooldown=0.01)),
-        sweep.Config(5e-2, 1.0, 2, 80, sweep.AutoL2(learning_rate=1.0, min_l2=1e-3), "step"),
+        # The authors' clock: a cooldown of 0.2/λ steps, short enough to decay here.
+        sweep.Config(
+            5e-2, 1.0, 2, 80, sweep.AutoL2(learning_rate=1.0, cooldown=0.2, min_l2=1e-3), "step"
+        ),
     ]
     together = sweep.run(SETUP, configs, chunk_steps=40, progress=False)
     for config, curves in zip(configs, together, strict=True):
@@ -30,9 +31,9 @@ def test_vmapped_configurations_match_runs_alone():
         assert curves.steps[-1] == config.num_steps
         for field in ("test_accuracy", "test_loss", "l2", "weight_norm"):
             np.testing.assert_allclose(getattr(curves, field), getattr(alone, field), rtol=1e-4)
-    # AutoL2 decayed (the cooldown of 0.01/(λη) passes quickly) and respects its floor.
+    # AutoL2 decayed and respects its floor.
     assert together[2].l2[-1] < 5e-2
-    assert together[3].l2.min() >= 1e-3 * (1 - 1e-6)
+    assert together[2].l2.min() >= 1e-3 * (1 - 1e-6)
     # Fixed λ stays put; an untrained model is near chance, a trained one is not.
     np.testing.assert_allclose(together[0].l2, 1e-3)
     assert together[0].test_accuracy[-1] > together[0].test_accuracy[0] + 0.1
@@ -78,14 +79,3 @@ def test_bad_setups_are_one_line_errors():
         )
     with pytest.raises(TypeError, match=r"Expected sweep\.Config"):
         sweep.run(SETUP, [(1e-3, 1.0, 0, 10)], progress=False)
-
-
-@pytest.mark.slow
-def test_batch_norm_model_trains_and_is_evaluated_with_running_statistics():
-    setup = sweep.Setup(
-        "mnist1d",
-        model_options=(("use_bias", False), ("normalization", "batch"), ("widths", (16, 16))),
-    )
-    curves = sweep.run(setup, [sweep.Config(1e-3, 0.3, 0, 60)], chunk_steps=30, progress=False)
-    assert np.all(np.isfinite(curves[0].test_loss))
-    assert jax.numpy.asarray(curves[0].test_accuracy[-1]) > 0.15
