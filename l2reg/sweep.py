@@ -62,6 +62,8 @@ class Setup:
       batch_size: examples per SGD step.
       momentum: SGD momentum μ (0 is plain SGD, as in the paper's grids). The AutoL2
         cooldown clock uses the effective learning rate η/(1−μ).
+      label_noise: fraction of training labels replaced, once and for all, by a uniformly
+        drawn different class (seeded by LABEL_NOISE_SEED; the test labels stay clean).
     """
 
     dataset: str
@@ -71,6 +73,7 @@ class Setup:
     loss: str = "cross_entropy"
     batch_size: int = 100
     momentum: float = 0.0
+    label_noise: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -79,6 +82,8 @@ class Setup:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}.")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ValueError(f"label_noise must be in [0, 1), got {self.label_noise}.")
 
     def describe(self) -> str:
         """A one-line label for reports, e.g. 'digits, mlp(parameterization=ntk), mse, …'."""
@@ -87,6 +92,7 @@ class Setup:
         return (
             f"{self.dataset}({data}), {self.model}({options}), {self.loss}, "
             f"SGD batch {self.batch_size}, momentum {self.momentum}"
+            + (f", {self.label_noise:.0%} label noise" if self.label_noise else "")
         )
 
 
@@ -333,6 +339,19 @@ class _State(NamedTuple):
     opt_state: Any
 
 
+LABEL_NOISE_SEED = 0
+
+
+def noisy_labels(labels: np.ndarray, num_classes: int, fraction: float) -> np.ndarray:
+    """int32 labels with round(fraction·N) of them, chosen at random, moved to another class."""
+    rng = np.random.default_rng(LABEL_NOISE_SEED)
+    labels = np.array(labels, dtype=np.int32)
+    flipped = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
+    shift = rng.integers(1, num_classes, size=len(flipped))
+    labels[flipped] = (labels[flipped] + shift) % num_classes
+    return labels
+
+
 def _program_kind(l2_mode: FixedL2 | AutoL2) -> FixedL2 | AutoL2:
     """The part of an L2 mode that shapes the compiled program (the rest is traced)."""
     if isinstance(l2_mode, FixedL2):
@@ -367,7 +386,9 @@ class _Program:
             setup=setup,
             model=model,
             train_x=jnp.asarray(dataset.preprocess(dataset.train.images)),
-            train_y=jnp.asarray(dataset.train.labels, jnp.int32),
+            train_y=jnp.asarray(
+                noisy_labels(dataset.train.labels, dataset.num_classes, setup.label_noise)
+            ),
             test_x=jnp.asarray(dataset.preprocess(dataset.test.images)),
             test_y=jnp.asarray(dataset.test.labels, jnp.int32),
             num_classes=dataset.num_classes,

@@ -46,6 +46,15 @@ def test_eval_steps_are_log_spaced_and_end_at_the_run():
     assert set(sweep.eval_steps(700, 4)) <= set(steps) | {700}
 
 
+def test_label_noise_moves_the_requested_fraction_to_other_classes():
+    labels = np.arange(1000) % 10
+    noisy = sweep.noisy_labels(labels, 10, 0.2)
+    assert noisy.dtype == np.int32 and np.all((noisy >= 0) & (noisy < 10))
+    assert np.count_nonzero(noisy != labels) == 200
+    np.testing.assert_array_equal(noisy, sweep.noisy_labels(labels, 10, 0.2))
+    np.testing.assert_array_equal(sweep.noisy_labels(labels, 10, 0.0), labels)
+
+
 def test_bucket_size_trades_shared_overhead_for_wasted_steps():
     assert sweep.choose_bucket_size([1000] * 12, step_overhead=2.0) == 12
     assert sweep.choose_bucket_size([1000] * 40, step_overhead=2.0) == 20
@@ -73,6 +82,8 @@ def test_bad_configurations_are_one_line_errors(config, message):
 def test_bad_setups_are_one_line_errors():
     with pytest.raises(ValueError, match="Unknown loss 'hinge'"):
         sweep.Setup("digits", loss="hinge")
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\), got 1.5"):
+        sweep.Setup("digits", label_noise=1.5)
     with pytest.raises(ValueError, match="batch_size 5000 exceeds"):
         sweep.run(
             dataclasses.replace(SETUP, batch_size=5000), [sweep.Config(0, 1, 0, 1)], progress=False
