@@ -1,11 +1,10 @@
 """Shared fixtures of the theory tests: 64-bit floats and a small digits kernel."""
 
 import jax
-import numpy as np
 import pytest
 
 import theory
-from l2reg import data
+from theory import problems
 
 
 @pytest.fixture(autouse=True)
@@ -19,17 +18,10 @@ def x64():
 def digits_kernels():
     """Depth-3 ReLU NTK on 300 digits: (k_train_train, k_test_train, y_train, test_labels)."""
     with jax.enable_x64(True):
-        dataset = data.load("digits")
-
-        def features(split, size):
-            images = split.images[:size]
-            return np.asarray(dataset.preprocess(images), np.float64).reshape(len(images), -1)
-
-        x_train, x_test = features(dataset.train, 300), features(dataset.test, 10_000)
-        labels = np.asarray(dataset.train.labels[:300])
+        problem = problems.load_flat("digits", num_train=300)
         return (
-            theory.ntk(x_train, depth=3),
-            theory.ntk(x_test, x_train, depth=3),
-            np.eye(dataset.num_classes)[labels],
-            np.asarray(dataset.test.labels),
+            theory.ntk(problem.x_train, depth=3),
+            theory.ntk(problem.x_test, problem.x_train, depth=3),
+            problem.y_train,
+            problem.test_labels,
         )

@@ -5,20 +5,12 @@ import numpy as np
 import pytest
 
 import theory
-from l2reg import data
-from theory import finite
+from theory import finite, problems
 
 
 @pytest.mark.slow
 def test_finite_network_tracks_theory_better_as_width_grows():
-    dataset = data.load("digits")
-
-    def features(split, size):
-        images = split.images[:size]
-        return np.asarray(dataset.preprocess(images), np.float64).reshape(len(images), -1)
-
-    x_train, x_test = features(dataset.train, 64), features(dataset.test, 128)
-    y_train = np.eye(10)[dataset.train.labels[:64]]
+    x_train, y_train, x_test, _ = problems.load_flat("digits", num_train=64, num_test=128)
     depth, l2, lr = 2, 1e-2, 0.5
     steps = np.unique(np.geomspace(1, 4 / (l2 * lr), 12).astype(int))
     _, f_theory = theory.l2_flow_mse(
