@@ -83,7 +83,7 @@ def collapse_and_linear(problem, depth, l2s, lr, num_times, workdir) -> list[str
     ]
     loss_minima, peaks = [], []
     for index, l2 in enumerate(l2s):
-        steps = np.geomspace(1e-2 / (l2 * lr), 100 / (l2 * lr), num_times)
+        steps = np.geomspace(1, 100 / (l2 * lr), num_times)
         scaled_time = l2 * lr * steps
         network = curves(
             theory.l2_flow_mse(

@@ -33,6 +33,20 @@ def test_shapes_for_scalar_and_array_times():
     np.testing.assert_array_equal(f_trains[0], 0.0)
 
 
+def test_numpy_scalars_are_accepted():
+    k_train_train, k_test_train, y_train = random_problem()
+    exact = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=1e-2, degree=3, lr=0.5)
+    numpy = theory.l2_flow_mse(
+        k_train_train,
+        k_test_train,
+        y_train,
+        l2=np.float32(1e-2),
+        degree=np.int64(3),
+        lr=np.float64(0.5),
+    )
+    np.testing.assert_allclose(numpy(10.0)[1], exact(10.0)[1], rtol=1e-6)
+
+
 def test_learning_rate_rescales_time():
     k_train_train, k_test_train, y_train = random_problem()
     slow = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.01, degree=2, lr=0.5)

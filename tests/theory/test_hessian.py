@@ -30,6 +30,7 @@ def test_exhausted_krylov_space_adds_no_spurious_eigenvalue():
     np.testing.assert_allclose(min_eig, 3.0, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_hessian_min_eig_matches_the_dense_hessian_of_a_network():
     init_fn, apply_fn, _ = theory.relu_network(2, width=16)
     x, y = (
