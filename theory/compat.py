@@ -8,6 +8,7 @@ JAX still has, so on an older JAX it is a no-op.
 """
 
 import importlib
+import importlib.util
 import sys
 import types
 

@@ -1,5 +1,7 @@
 """The neural-tangents shim restores only what JAX lacks, once."""
 
+import importlib
+
 import jax
 import jax.core
 import jax.interpreters.ad
@@ -22,6 +24,7 @@ def test_shim_is_idempotent_and_uses_the_moved_names():
     for name in compat._CORE_NAMES:
         assert getattr(jax.core, name) is getattr(extend_core, name)
     assert hasattr(jax.interpreters.ad, "zeros_like_p")
+    assert callable(importlib.import_module("jax.util").safe_map)
 
 
 def test_shim_leaves_names_a_jax_still_has(monkeypatch: pytest.MonkeyPatch):
