@@ -76,9 +76,7 @@ def relation() -> None:
                 predict = theory.l2_flow_mse(
                     k_train_train, k_test_train, problem.y_train, l2=l2, degree=degree, lr=lr
                 )
-                f_test = np.asarray(predict(steps)[1])
-                test_loss = 0.5 * np.mean((f_test - problem.y_test) ** 2, axis=(1, 2))
-                curve = np.mean(np.argmax(f_test, -1) == problem.test_labels, axis=-1)
+                curve, test_loss = problems.curves(predict, steps, problem)
                 peak = relations.t_star(steps, curve)
                 loss_minimum = steps[np.argmin(test_loss)]
                 print(

@@ -32,6 +32,7 @@ import theory
 from experiments import reproduce
 from l2reg import relations
 from theory import finite, problems
+from theory.problems import accuracy, curves, mse_loss
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the PNGs and report.md.")
 _DATASET = flags.DEFINE_string("dataset", "digits", "An embedded l2reg data set.")
@@ -49,22 +50,6 @@ _FINITE_DEPTH = flags.DEFINE_integer("finite_depth", 2, "Depth of the finite net
 _FINITE_L2 = flags.DEFINE_float("finite_l2", 1e-2, "λ of the finite-width comparison.")
 _FINITE_LR = flags.DEFINE_float("finite_lr", 0.5, "η of the finite networks (small: flow).")
 flags.mark_flags_as_required(["workdir"])
-
-
-def accuracy(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Fraction of correct argmax predictions over the second-to-last axis' examples."""
-    return np.mean(np.argmax(outputs, axis=-1) == labels, axis=-1)
-
-
-def test_loss(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """½·mean over test examples and classes of (f − y)², per time."""
-    return 0.5 * np.mean((outputs - targets) ** 2, axis=(-2, -1))
-
-
-def curves(predict, steps, problem):
-    """(test accuracy, test loss) at ``steps`` of a predictor of `theory.dynamics`."""
-    f_test = np.asarray(predict(steps)[1])
-    return accuracy(f_test, problem.test_labels), test_loss(f_test, problem.y_test)
 
 
 def collapse_and_linear(problem, depth, l2s, lr, num_times, workdir) -> list[str]:
@@ -162,7 +147,7 @@ def finite_width(problem, depth, widths, l2, lr, workdir) -> list[str]:
     scaled_time = l2 * lr * steps
     accuracy_axis.semilogx(scaled_time, accuracy(theory_test, problem.test_labels), "k", lw=2)
     loss_axis.semilogx(
-        scaled_time, test_loss(theory_test, problem.y_test), "k", lw=2, label="infinite width"
+        scaled_time, mse_loss(theory_test, problem.y_test), "k", lw=2, label="infinite width"
     )
     lines = [
         f"## Finite width ({problem.x_train.shape[0]} training examples, depth {depth}, "
@@ -193,7 +178,7 @@ def finite_width(problem, depth, widths, l2, lr, workdir) -> list[str]:
         color = f"C{index}"
         accuracy_axis.semilogx(scaled_time, accuracy(network_test, problem.test_labels), color)
         loss_axis.semilogx(
-            scaled_time, test_loss(network_test, problem.y_test), color, label=f"width {width}"
+            scaled_time, mse_loss(network_test, problem.y_test), color, label=f"width {width}"
         )
     accuracy_axis.set(xlabel="l2·lr·t", ylabel="test accuracy")
     loss_axis.set(xlabel="l2·lr·t", ylabel="test loss")

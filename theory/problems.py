@@ -45,3 +45,19 @@ def load_flat(name: str, *, num_train: int, num_test: int | None = None) -> Prob
         features(dataset.test.images[test]),
         np.asarray(dataset.test.labels[test]),
     )
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Fraction of correct argmax predictions over the second-to-last axis' examples."""
+    return np.mean(np.argmax(outputs, axis=-1) == labels, axis=-1)
+
+
+def mse_loss(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """½·mean over test examples and classes of (f − y)², per time."""
+    return 0.5 * np.mean((outputs - targets) ** 2, axis=(-2, -1))
+
+
+def curves(predict, steps, problem):
+    """(test accuracy, test loss) at ``steps`` of a predictor of `theory.dynamics`."""
+    f_test = np.asarray(predict(steps)[1])
+    return accuracy(f_test, problem.test_labels), mse_loss(f_test, problem.y_test)
