@@ -36,7 +36,7 @@ EXTRAS["test"] = [
     *EXTRAS["experiments"],
     *EXTRAS["theory"],
 ]
-EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
+EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement in group})
 
 setuptools.setup(
     name="l2reg",
