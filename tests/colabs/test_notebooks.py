@@ -12,6 +12,10 @@ NOTEBOOKS = sorted(COLABS.glob("*.ipynb"))
 # Injected after each notebook's "parameters" cell, as papermill does, to keep CI short.
 SMALL = {
     "autol2_quickstart.ipynb": "STEPS = 400\nEVAL_EVERY = 100\nWIDTH = 32",
+    "empirical_relations.ipynb": (
+        "WIDTH = 32\nLRS = (1.0, 2.0)\nL2_LRS = (3e-3, 1e-2)\nGRID_L2S = (1e-3, 3e-3)\n"
+        "GRID_STEPS = 300\nBUDGETS = (100, 300)\nPROBE_L2 = 3e-2"
+    ),
     "infinite_width.ipynb": (
         "NUM_TRAIN = 64\nL2S = (1e-3, 1e-4)\nNUM_TIMES = 60\nWIDTHS = (64, 128)\n"
         "FINITE_NUM_TRAIN = 16"
