@@ -61,6 +61,14 @@ def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):
     assert re.search(r"ratio input/train: [\d,]+x", output)
 
 
+def test_theory_flow_script_times_the_flow():
+    output = run_script(
+        "theory_l2_flow.py", "--parts=speed", "--num_train=50", "--num_test=20", "--num_times=5"
+    )
+    assert re.search(r"kernel n=50 m=20: [0-9.]+ s", output), output
+    assert re.search(r"l2_flow_mse float64, 5 times: .* predict alone [0-9.]+ s", output), output
+
+
 def test_transform_overhead_script_prints_ratio():
     output = run_script("transform_overhead.py", "--width=32", "--rounds=2", "--steps=2")
     assert ratio(output, "autol2 / add_decayed_weights step time") > 0
