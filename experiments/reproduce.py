@@ -18,8 +18,9 @@ Four parts, each trained as one vmapped sweep (`l2reg.sweep`) and analysed with
 Each part names its setup, chosen by measurement: a bias-free NTK MLP with MSE on digits
 shows relation 1 as a peak followed by a collapse, but there λ = 0 is best; with 20% of the
 training labels flipped (the test set stays clean) the same model also gains from L2, so the
-default preset runs parts 2–4 on that noisy variant (the quick preset, a smoke test, uses a
-batch-norm MLP with cross-entropy on mnist1d, which shows relation 2). The workdir receives
+default preset runs every part on that noisy variant (the quick preset, a smoke test, pairs
+the clean variant for part 1 with a batch-norm MLP with cross-entropy on mnist1d, which
+shows relation 2, for parts 2–4). The workdir receives
 `report.md`, PNG plots and `results.json`; each sweep's curves are cached in
 `workdir/cache/` under a hash of its settings, so a rerun reuses finished parts.
 
@@ -158,7 +159,7 @@ PRESETS = {
     ),
     "default": Preset(
         t_star=TStarGrid(
-            setup=_mse_ntk_mlp("digits", 256),
+            setup=_mse_ntk_mlp("digits", 256, label_noise=0.2),
             lrs=(0.5, 1.0, 2.0),
             l2_lrs=tuple(np.geomspace(2e-4, 2e-2, 5).tolist()),
             run_length=3.0,
