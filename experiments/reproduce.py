@@ -515,17 +515,6 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
     return result, list(zip(configs, curves, strict=True))
 
 
-def refine_l2_opt(l2s: np.ndarray, accuracy: np.ndarray) -> float:
-    """λ of the highest accuracy over λ > 0, refined by a parabola in log λ through the best
-    grid point and its neighbours (the grid point itself at either end of the grid)."""
-    best = int(np.argmax(accuracy))
-    if best == 0 or best == len(l2s) - 1:
-        return float(l2s[best])
-    x = np.log(l2s[best - 1 : best + 2])
-    a, b, _ = np.polyfit(x, accuracy[best - 1 : best + 2], 2)
-    return float(np.exp(np.clip(-b / (2 * a), x[0], x[-1]))) if a < 0 else float(l2s[best])
-
-
 def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]:
     """Parts 2 and 3: accuracy vs λ at fixed budgets and with T ∝ 1/(λη); the probe's c."""
     lr = grid.lrs[0]
@@ -559,7 +548,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
                     "l2": list(grid.l2s),
                     "accuracy": [spread(row) for row in accuracy],
                     "best_l2": float(positive[best]),
-                    "l2_opt": refine_l2_opt(positive, with_l2),
+                    "l2_opt": relations.l2_opt(positive, with_l2),
                     "interior_peak": 0 < best < len(positive) - 1,
                     "gain_over_zero_l2": float(with_l2[best] - zero),
                 }

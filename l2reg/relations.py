@@ -25,6 +25,7 @@ __all__ = [
     "c_from",
     "effective_lr",
     "fit_t_star",
+    "l2_opt",
     "predict_l2",
     "smooth_curve",
     "t_star",
@@ -211,6 +212,36 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
     return TStarFit(
         c=float(np.exp(intercept)), slope=float(slope), slope_stderr=slope_stderr, used=used
     )
+
+
+def l2_opt(l2, accuracy) -> float:
+    """The best λ of a grid: the highest accuracy, refined between grid points.
+
+    A parabola in log λ through the best grid point and its two neighbours locates the
+    maximum between them (the grid point itself at either end of the grid, or where the
+    parabola does not open downward).
+
+    Args:
+      l2: shape (n,), increasing λ > 0 of the grid.
+      accuracy: shape (n,), the accuracy each λ reached (at one budget).
+
+    Returns:
+      λ_opt, within [l2[best − 1], l2[best + 1]].
+    """
+    l2 = _positive("l2", l2)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if l2.ndim != 1 or accuracy.shape != l2.shape or np.any(np.diff(l2) <= 0):
+        raise ValueError(
+            f"l2 must be increasing and 1-D with accuracy of its shape, got {l2!r} and {accuracy!r}"
+        )
+    best = int(np.nanargmax(accuracy))
+    if best == 0 or best == len(l2) - 1:
+        return float(l2[best])
+    x = np.log(l2[best - 1 : best + 2])
+    curvature, slope, _ = np.polyfit(x, accuracy[best - 1 : best + 2], 2)
+    if curvature >= 0:
+        return float(l2[best])
+    return float(np.exp(np.clip(-slope / (2 * curvature), x[0], x[-1])))
 
 
 def c_from(t_star, l2, lr):

@@ -76,6 +76,15 @@ def test_fit_t_star_respects_used_and_skips_missing_peaks():
     assert np.isnan(partial.slope_stderr)
 
 
+def test_l2_opt_refines_between_grid_points():
+    l2 = np.geomspace(1e-5, 1e-1, 5)
+    accuracy = 0.9 - 0.01 * (np.log10(l2) - np.log10(3e-3)) ** 2  # peak at λ = 3e-3
+    assert relations.l2_opt(l2, accuracy) == pytest.approx(3e-3, rel=1e-6)
+    assert relations.l2_opt(l2, -accuracy) == l2[0]  # best at the grid's end: no refinement
+    edge = np.array([0.1, 0.5, 0.5, 0.4, 0.2])  # flat top: the parabola stays in its bracket
+    assert l2[1] <= relations.l2_opt(l2, edge) <= l2[3]
+
+
 def test_prediction_round_trip():
     c = relations.c_from(t_star=200.0, l2=1e-2, lr=0.5)
     assert c == pytest.approx(1.0)
@@ -96,6 +105,7 @@ def test_prediction_round_trip():
         (lambda: relations.fit_t_star([1e-3, 1e-3], 1.0, [1, 2]), "at least 2 runs"),
         (lambda: relations.fit_t_star([1e-3, 1e-2], 1.0, [1, 2, 3]), "shape of l2"),
         (lambda: relations.predict_l2(1.0, 0.0, 100), "lr must be"),
+        (lambda: relations.l2_opt([1e-3, 1e-4], [0.5, 0.6]), "increasing"),
         (lambda: relations.effective_lr(0.1, momentum=1.0), "momentum"),
     ],
 )
