@@ -69,6 +69,13 @@ def test_theory_flow_script_times_the_flow():
     assert re.search(r"l2_flow_mse float64, 5 times: .* predict alone [0-9.]+ s", output), output
 
 
+@pytest.mark.slow
+def test_sweep_speedup_script_prints_ratio():
+    output = run_script("sweep_speedup.py", "--steps=20", "--setup=digits_ntk_mse")
+    assert "16 configurations × 20 steps" in output
+    assert ratio(output, "speedup (sequential / vmapped)") > 0
+
+
 def test_transform_overhead_script_prints_ratio():
     output = run_script("transform_overhead.py", "--width=32", "--rounds=2", "--steps=2")
     assert ratio(output, "autol2 / add_decayed_weights step time") > 0
