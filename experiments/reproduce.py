@@ -37,7 +37,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +46,7 @@ import tqdm
 from absl import app, flags, logging
 
 from l2reg import relations, sweep
+from l2reg.files import save_figure, write_atomic
 
 EMBEDDED_DATASETS = ("digits", "mnist1d")
 # A goal is checked only where its inputs exist; these are the issue's targets.
@@ -257,29 +257,6 @@ def validate(dataset: str | None, preset: str, seeds: int | None) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # I/O at the edges: atomic writes and the sweep cache.
-
-
-def write_atomic(path: str, data: bytes | str) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and os.replace."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def save_figure(figure, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    write_atomic(path, buffer.getvalue())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import reproduce
-from l2reg import relations, sweep, train
+from l2reg import files, relations, sweep, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Trainer config file (experiments/configs/*.py).", lock_config=False
@@ -97,7 +97,7 @@ def suggest(
         "compute_fraction": probe.steps / budget_steps,
     }
     _plot(curve, peak, os.path.join(workdir, "probe.png"))
-    reproduce.write_atomic(
+    files.write_atomic(
         os.path.join(workdir, "suggestion.json"), json.dumps(record, indent=1, default=str)
     )
     return record
@@ -113,7 +113,7 @@ def _plot(curve: sweep.Curves, peak: dict, path: str) -> None:
     axis.axvline(peak["t_star"], color="C1", label=f"t* = {peak['t_star']:.0f}")
     axis.set(xscale="log", xlabel="step", ylabel="test accuracy")
     axis.legend(fontsize=8)
-    reproduce.save_figure(figure, path)
+    files.save_figure(figure, path)
 
 
 def main(argv) -> None:

@@ -29,8 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 
 import theory
-from experiments import reproduce
-from l2reg import relations
+from l2reg import files, relations
 from theory import finite, problems
 from theory.problems import accuracy, curves, mse_loss
 
@@ -101,14 +100,14 @@ def collapse_and_linear(problem, depth, l2s, lr, num_times, workdir) -> list[str
     accuracy_axis.set(xlabel="l2·lr·t", ylabel="test accuracy", title="network (dotted: t*)")
     loss_axis.set(xlabel="l2·lr·t", ylabel="test loss", title="network (dotted: minimum)")
     accuracy_axis.legend()
-    reproduce.save_figure(figure, os.path.join(workdir, "collapse.png"))
+    files.save_figure(figure, os.path.join(workdir, "collapse.png"))
     compare_axis.set(
         xlabel="l2·lr·t",
         ylabel="test accuracy",
         title=f"degree {depth} network (solid) vs linear model (dashed)",
     )
     compare_axis.legend(fontsize="small")
-    reproduce.save_figure(compare, os.path.join(workdir, "network_vs_linear.png"))
+    files.save_figure(compare, os.path.join(workdir, "network_vs_linear.png"))
     lines.append("")
     if len(l2s) >= 2:
         for what, values in (("test-loss minimum", loss_minima), ("accuracy peak", peaks)):
@@ -183,7 +182,7 @@ def finite_width(problem, depth, widths, l2, lr, workdir) -> list[str]:
     accuracy_axis.set(xlabel="l2·lr·t", ylabel="test accuracy")
     loss_axis.set(xlabel="l2·lr·t", ylabel="test loss")
     loss_axis.legend()
-    reproduce.save_figure(figure, os.path.join(workdir, "finite_width.png"))
+    files.save_figure(figure, os.path.join(workdir, "finite_width.png"))
     return lines
 
 
@@ -217,7 +216,7 @@ def main(argv) -> None:
         small, _FINITE_DEPTH.value, widths, _FINITE_L2.value, _FINITE_LR.value, workdir
     )
     lines += ["", "Figures: collapse.png, network_vs_linear.png, finite_width.png.", ""]
-    reproduce.write_atomic(os.path.join(workdir, "report.md"), "\n".join(lines))
+    files.write_atomic(os.path.join(workdir, "report.md"), "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -44,7 +44,7 @@ from jax.sharding import PartitionSpec as P
 
 import l2reg
 from l2reg import data as l2reg_data
-from l2reg import models
+from l2reg import files, models
 from l2reg.checkpointing import Checkpoints
 
 AXIS = "data"
@@ -496,15 +496,6 @@ def create_trainer(
 # I/O at the edges: the work directory, metrics, signals, the loop.
 
 
-def _atomic_write(path: str, text: str) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 def _config_json(config: ml_collections.ConfigDict) -> dict:
     return json.loads(config.to_json_best_effort(sort_keys=True))
 
@@ -552,7 +543,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
             path = os.path.join(workdir, name)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     os.makedirs(workdir, exist_ok=True)
-    _atomic_write(os.path.join(workdir, CONFIG_FILE), json.dumps(current, indent=2) + "\n")
+    files.write_atomic(os.path.join(workdir, CONFIG_FILE), json.dumps(current, indent=2) + "\n")
 
 
 class MetricsLog:
@@ -575,7 +566,7 @@ class MetricsLog:
                         continue
                     if record["step"] <= start_step:
                         kept.append(line if line.endswith("\n") else line + "\n")
-        _atomic_write(self.path, "".join(kept))
+        files.write_atomic(self.path, "".join(kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._events = tensorboardX.SummaryWriter(
             os.path.join(workdir, TENSORBOARD_DIR),

@@ -1,0 +1,36 @@
+"""Tests for l2reg.files: atomic writes."""
+
+import os
+
+import pytest
+
+from l2reg import files
+
+
+def test_write_atomic_creates_and_replaces(tmp_path):
+    path = tmp_path / "out" / "report.md"
+    files.write_atomic(str(path), "first")
+    files.write_atomic(str(path), b"second")
+    assert path.read_text() == "second"
+    assert os.listdir(path.parent) == ["report.md"]
+
+
+def test_write_atomic_failure_keeps_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "results.json"
+    files.write_atomic(str(path), "{}")
+    with pytest.raises(TypeError):
+        files.write_atomic(str(path), 42)  # neither str nor bytes: fails mid-write
+    assert path.read_text() == "{}"
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_save_figure_writes_a_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    files.save_figure(figure, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
