@@ -14,10 +14,16 @@ included — in three variants, interleaved round by round so drifts hit all ali
 
 Warm-up steps (and compilation) are excluded. FLOPs are counted on the step's jaxpr by
 `l2reg.flops.matmul_flops` (XLA's cost analysis misses cuDNN convolutions on GPU). Prints one
-line per variant and the ratios the targets are stated in.
+line per variant and the ratios the targets are stated in; `--json=FILE` also writes them to
+FILE, and `--profile_dir=DIR` then records a `jax.profiler` trace of a few synthetic steps in
+DIR (open `perfetto_trace.json.gz` in ui.perfetto.dev, or DIR in TensorBoard's or XProf's
+profile viewer) to see where a step's time goes.
 """
 
 import argparse
+import glob
+import json
+import os
 import statistics
 import time
 
@@ -25,7 +31,7 @@ import jax
 from cifar_data import cifar10_or_random
 
 from experiments.configs import wrn28_10_cifar10
-from l2reg import train
+from l2reg import files, train
 from l2reg.flops import matmul_flops
 
 VARIANTS = ("synthetic", "real", "fixed_l2")
@@ -51,8 +57,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
     parser.add_argument("--data_dir", default=None, help="TFDS data directory for CIFAR-10")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--profile_dir", default=None, help="record a profiler trace here")
+    parser.add_argument("--profile_steps", type=int, default=5, help="steps in the trace")
     args = parser.parse_args()
-    for name in ("batch", "steps", "rounds", "warmup"):
+    for name in ("batch", "steps", "rounds", "warmup", "profile_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
 
@@ -87,23 +96,41 @@ def main():
             seconds[variant].append(run(variant, args.steps))
 
     devices = jax.local_devices()
-    print(
+    setup = (
         f"{args.model}, global batch {args.batch}, {args.dtype}, {len(devices)} × "
         f"{devices[0].device_kind}, jax {jax.__version__}, data {dataset.name}"
     )
+    print(setup)
     print(f"{flops / args.batch / 1e9:.2f} GFLOP per image (convolutions and matmuls, fwd+bwd)")
-    rates = {}
+    results = {"setup": setup, "gflop_per_image": flops / args.batch / 1e9}
     for variant in VARIANTS:
         median = statistics.median(seconds[variant])
-        rates[variant] = args.batch / median
-        tflops = f", {flops / median / 1e12:.1f} TFLOP/s"
+        results[variant] = {
+            "images_per_sec": args.batch / median,
+            "ms_per_step": 1e3 * median,
+            "tflop_per_sec": flops / median / 1e12,
+        }
         print(
-            f"{variant:>10}: {rates[variant]:10.1f} images/s ({1e3 * median:.2f} ms/step{tflops})"
+            f"{variant:>10}: {args.batch / median:10.1f} images/s ({1e3 * median:.2f} ms/step, "
+            f"{flops / median / 1e12:.2f} TFLOP/s)"
         )
-    print(f"real / synthetic input: {rates['real'] / rates['synthetic']:.3f} (target ≥ 0.95)")
+    rate = {variant: results[variant]["images_per_sec"] for variant in VARIANTS}
+    results["real_over_synthetic"] = rate["real"] / rate["synthetic"]
+    results["autol2_over_fixed_step_time"] = rate["fixed_l2"] / rate["synthetic"]
+    print(f"real / synthetic input: {results['real_over_synthetic']:.3f} (target ≥ 0.95)")
     print(
-        f"AutoL2 / fixed-λ step time: {rates['fixed_l2'] / rates['synthetic']:.3f} (target ≤ 1.01)"
+        f"AutoL2 / fixed-λ step time: {results['autol2_over_fixed_step_time']:.3f} (target ≤ 1.01)"
     )
+    if args.json:
+        files.write_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    if args.profile_dir:
+        with jax.profiler.trace(args.profile_dir, create_perfetto_trace=True):
+            run("synthetic", args.profile_steps)
+        traces = glob.glob(
+            os.path.join(args.profile_dir, "**", "perfetto_trace.json.gz"), recursive=True
+        )
+        newest = max(traces, key=os.path.getmtime) if traces else args.profile_dir
+        print(f"profile of {args.profile_steps} synthetic steps: {newest}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The benchmark scripts run end to end on CPU at a tiny size and print their ratios."""
 
+import gzip
+import json
+import os
 import pathlib
 import re
 import subprocess
@@ -27,21 +30,42 @@ def ratio(output, label):
 
 
 @pytest.mark.slow
-def test_throughput_script_times_three_variants_of_the_trainer_step():
-    output = run_script(
-        "throughput.py",
-        "--model=wrn10_1",
-        "--batch=8",
-        "--dtype=float32",
-        "--steps=1",
-        "--rounds=1",
-        "--warmup=1",
+def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
+    # The suite runs throughput.py (three variants of the trainer's step, figures to JSON, a
+    # profiler trace) and input_pipeline.py, as on an accelerator, at a tiny size.
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "throughput_suite.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={
+            **os.environ,
+            "PYTHON": sys.executable,
+            "MODEL": "wrn10_1",
+            "BATCHES": "8",
+            "STEPS": "1",
+            "ROUNDS": "1",
+        },
     )
+    output = result.stdout
+    assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
     assert re.search(r"synthetic: +[0-9.]+ images/s", output), output
-    assert re.search(r"[0-9.]+ GFLOP per image", output), output
     assert re.search(r"synthetic: .* [0-9.]+ TFLOP/s", output), output
     assert ratio(output, "real / synthetic input") > 0
     assert ratio(output, "AutoL2 / fixed-λ step time") > 0
+    figures = json.loads((tmp_path / "batch_8.json").read_text())
+    assert figures["real_over_synthetic"] == pytest.approx(
+        figures["real"]["images_per_sec"] / figures["synthetic"]["images_per_sec"]
+    )
+    # wrn10_1 on 32×32: 25,003,264 forward FLOPs (2 per multiply-add) in its convolutions and
+    # dense layer; the backward pass costs twice that, less the stem's unneeded input gradient.
+    assert figures["gflop_per_image"] * 1e9 == pytest.approx(3 * 25_003_264 - 884_736)
+    trace = re.search(r"profile of 5 synthetic steps: (\S+)", output).group(1)
+    assert trace.startswith(str(tmp_path / "profile"))
+    with gzip.open(trace, "rt") as file:
+        assert json.load(file)["traceEvents"]
+    assert re.search(r"ratio input/train: [\d,]+x", output), output
 
 
 def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):

@@ -293,3 +293,33 @@ def test_wide_resnet_config_runs_a_few_steps_in_bfloat16(tmp_path):
     moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), initial_stats, state.batch_stats)
     assert all(jax.tree.leaves(moved))
     assert np.isfinite(trainer.evaluate(state)["test_loss"])
+
+
+@pytest.mark.slow
+def test_wide_resnet_step_lowers_to_nhwc_bfloat16_convolutions_on_donated_float32_state():
+    config = wrn28_10_cifar10.get_config()
+    config.update(model="wrn10_1", dtype="bfloat16", batch_size=8, l2_mode="autol2", l2=0.2)
+    trainer = train.create_trainer(config, dataset=_fake_cifar(64, 8))
+    state = trainer.init_state()
+    text = trainer.train_step.lower(state, *next(trainer.train_batches(0))).as_text()
+
+    # Every state leaf is an argument the step may overwrite in place, and the parameters and
+    # optimizer state stay float32 (the master weights).
+    assert text.count("jax.buffer_donor = true") == len(jax.tree.leaves(state))
+    float_leaves = jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
+    assert {leaf.dtype for leaf in float_leaves if leaf.ndim} == {jnp.dtype(jnp.float32)}
+    # The 9 convolutions of wrn10_1 (stem, 3 blocks of 2, 2 projection shortcuts) run forward on
+    # NHWC activations and HWIO kernels; backward, 9 kernel gradients and 8 input gradients (none
+    # for the stem's input). Every one takes and gives bfloat16.
+    convolutions = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    layouts = [re.search(r"dim_numbers = (.*?), window", line).group(1) for line in convolutions]
+    assert sorted(layouts) == sorted(
+        ["[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]"] * 9
+        + ["[f, 0, 1, b]x[i, 0, 1, o]->[0, 1, b, f]"] * 9
+        + ["[b, 0, 1, f]x[0, 1, o, i]->[b, 0, 1, f]"] * 8
+    )
+    for line in convolutions:
+        types = re.findall(r"tensor<[^>]*>", line.split(" : ")[-1])
+        assert len(types) == 3 and all(t.endswith("xbf16>") for t in types), line
+    # Nothing in the step calls back to the host.
+    assert "custom_call" not in text
