@@ -92,6 +92,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     require(is_number(config.l2) and math.isfinite(config.l2) and config.l2 >= 0, "l2", ">= 0")
     require(is_number(config.lr) and math.isfinite(config.lr) and config.lr > 0, "lr", "> 0")
     require(is_number(config.momentum) and 0 <= config.momentum < 1, "momentum", "in [0, 1)")
+    require(
+        is_number(config.mixup_alpha)
+        and math.isfinite(config.mixup_alpha)
+        and config.mixup_alpha >= 0,
+        "mixup_alpha",
+        ">= 0 (0 turns mixup off)",
+    )
     for name in ("steps", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every"):
         require(is_int(config[name]) and config[name] > 0, name, "an integer > 0")
     require(
@@ -222,14 +229,23 @@ def _variables(params: Any, batch_stats: Any) -> dict[str, Any]:
 
 
 def train_step(
-    state: TrainState, images: jax.Array, labels: jax.Array, *, loss: str, report_every: int
+    state: TrainState,
+    images: jax.Array,
+    labels: jax.Array,
+    mix: tuple[jax.Array, jax.Array] | None = None,
+    *,
+    loss: str,
+    report_every: int,
 ) -> TrainState:
     """One optimizer step on this device's slice of the batch; runs inside shard_map over AXIS.
 
     Args:
       state: the replicated training state.
-      images: float inputs, (batch / devices, *input_shape), already preprocessed.
+      images: float inputs, (batch / devices, *input_shape), already preprocessed (and mixed,
+        with `mix`).
       labels: int labels, (batch / devices,).
+      mix: with mixup, `(partner_labels, weight)` from `l2reg.data.mixup`: the loss and the
+        accuracy are then weight · (those of `labels`) + (1 − weight) · (those of the partners).
       loss: 'cross_entropy' or 'mse'.
       report_every: the running training metrics restart at steps that are multiples of it.
 
@@ -237,13 +253,23 @@ def train_step(
       The state after one step, identical on every device.
     """
 
+    def mean_over(per_example: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        # per_example(labels) averaged over the batch, mixed with the partners' under mixup.
+        if mix is None:
+            return per_example(labels).mean()
+        partner_labels, weight = mix
+        return (
+            weight * per_example(labels).mean() + (1 - weight) * per_example(partner_labels).mean()
+        )
+
     def objective(params):
         variables = _variables(params, state.batch_stats)
         if state.batch_stats:
             logits, updates = state.apply_fn(variables, images, train=True, mutable=["batch_stats"])
         else:
             logits, updates = state.apply_fn(variables, images, train=True), {}
-        return classification_loss(logits, labels, loss).mean(), (logits, updates)
+        mean_loss = mean_over(lambda target: classification_loss(logits, target, loss))
+        return mean_loss, (logits, updates)
 
     # Gradients of this device's loss alone, then averaged explicitly with pmean (the pmap
     # model). Without the cast, shard_map differentiates the replicated parameters through an
@@ -254,7 +280,8 @@ def train_step(
     )
     grads = jax.lax.pmean(grads, AXIS)
     batch_loss = jax.lax.pmean(batch_loss, AXIS)
-    accuracy = jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), AXIS)
+    predictions = jnp.argmax(logits, -1)
+    accuracy = jax.lax.pmean(mean_over(lambda target: predictions == target), AXIS)
 
     updates_tx, opt_state = state.tx.update(
         grads, state.opt_state, state.params, value=batch_loss, accuracy=accuracy
@@ -315,8 +342,9 @@ class Trainer:
     """A run's parts, built from a config by `create_trainer`; nothing has run yet.
 
     `train_step(state, images, labels)` is jitted, donates `state` and includes the data set's
-    preprocessing (and on-device augmentation when `config.augment`); `train_batches(step)`
-    gives its global batches from a step on, sharded over the mesh.
+    preprocessing (and on device: augmentation when `config.augment`, mixup when
+    `config.mixup_alpha` > 0); `train_batches(step)` gives its global batches from a step on,
+    sharded over the mesh.
     """
 
     config: ml_collections.ConfigDict
@@ -433,7 +461,9 @@ def create_trainer(
     tx = create_optimizer(config, lr_schedule)
     mesh = jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     replicated = NamedSharding(mesh, P())
-    init_key, augment_key = jax.random.split(jax.random.key(config.seed))
+    root_key = jax.random.key(config.seed)
+    init_key, augment_key = jax.random.split(root_key)
+    mixup_key = jax.random.fold_in(root_key, 1)  # its own stream; leaves the other two as they are
 
     @functools.partial(jax.jit, out_shardings=replicated)
     def init_state() -> TrainState:
@@ -452,19 +482,27 @@ def create_trainer(
             tx=tx,
         )
 
+    mixing = config.mixup_alpha > 0
     per_device_train = jax.shard_map(
         functools.partial(train_step, loss=config.loss, report_every=config.eval_every),
         mesh=mesh,
-        in_specs=(P(), P(AXIS), P(AXIS)),
+        in_specs=(P(), P(AXIS), P(AXIS), *([(P(AXIS), P())] if mixing else [])),
         out_specs=P(),
     )
 
     @functools.partial(jax.jit, donate_argnums=0)
     def sharded_train_step(state: TrainState, images: jax.Array, labels: jax.Array):
-        # Augmenting the global batch (not per device) keeps the random crops and flips the
-        # same whatever the device count.
+        # Augmenting and mixing the global batch (not per device) keeps the random crops, flips
+        # and mixup pairs the same whatever the device count.
         key = jax.random.fold_in(augment_key, state.step) if config.augment else None
-        return per_device_train(state, dataset.preprocess(images, key=key), labels)
+        images = dataset.preprocess(images, key=key)
+        if not mixing:
+            return per_device_train(state, images, labels)
+        step_key = jax.random.fold_in(mixup_key, state.step)
+        images, partner_labels, weight = l2reg_data.mixup(
+            step_key, images, labels, config.mixup_alpha
+        )
+        return per_device_train(state, images, labels, (partner_labels, weight))
 
     per_device_eval = jax.shard_map(
         functools.partial(eval_step, loss=config.loss),

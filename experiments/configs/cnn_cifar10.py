@@ -27,6 +27,7 @@ def get_config() -> config_dict.ConfigDict:
     config.data_dir = config_dict.placeholder(str)
     config.data_options = config_dict.ConfigDict()
     config.augment = False  # 4-pixel pad, random crop, horizontal flip
+    config.mixup_alpha = 0.0  # mixup weights ~ Beta(α, α); 0 turns mixup off
     config.loss = "cross_entropy"  # 'cross_entropy' | 'mse'
     config.batch_size = 128  # global, split over the devices
     config.eval_batch_size = 1_000

@@ -28,6 +28,7 @@ def get_config() -> config_dict.ConfigDict:
     # The standard 1,000-example test set is too noisy to compare λ (seeds differ by ~5 points).
     config.data_options = config_dict.ConfigDict({"test_size": 10_000})
     config.augment = False
+    config.mixup_alpha = 0.0  # mixup weights ~ Beta(α, α); 0 turns mixup off
     config.loss = "cross_entropy"  # 'cross_entropy' | 'mse'
     config.batch_size = 100  # global, split over the devices
     config.eval_batch_size = 1_000

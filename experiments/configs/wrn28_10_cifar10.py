@@ -1,9 +1,11 @@
 """WRN-28-10 on CIFAR-10: the authors' setup (batch norm, flip/crop augmentation, momentum SGD
-η = 0.2, batch 128, 200 epochs, η × 0.2 at 30/60/90% of training), without their mixup.
+η = 0.2, batch 128, 200 epochs, η × 0.2 at 30/60/90% of training), with their mixup off.
 
 λ = 1e-3 is their L2 = 5e-4 (their loss adds L2·Σθ², ours ½λ‖θ‖²). Switches:
   --config.model_options.normalization=none   no batch norm
   --config.augment=False                      no augmentation
+  --config.mixup_alpha=1.0                    mixup, as the authors' code has by default (α = 1
+                                              is the mixup paper's CIFAR-10 choice)
   --config.l2_mode=autol2 --config.l2=0.2     their Figure 1c AutoL2 run (L2 = 0.1 at the start)
   --config.model=wrn16_4, wrn28_1, ...        smaller Wide ResNets
   --config.dtype=bfloat16                     bf16 compute, float32 parameters and optimizer state
@@ -33,6 +35,7 @@ def get_config() -> config_dict.ConfigDict:
     config.data_dir = config_dict.placeholder(str)
     config.data_options = config_dict.ConfigDict()
     config.augment = True  # 4-pixel pad, random crop, horizontal flip
+    config.mixup_alpha = 0.0  # mixup weights ~ Beta(α, α); 0 turns mixup off (authors: on)
     config.loss = "cross_entropy"  # 'cross_entropy' | 'mse'
     config.batch_size = 128  # global, split over the devices
     config.eval_batch_size = 1_000

@@ -15,6 +15,7 @@ from l2reg.data.dataset import (
     augment,
     batch_indices,
     channel_stats,
+    mixup,
     permute,
 )
 from l2reg.data.embedded import digits, mnist1d
@@ -30,6 +31,7 @@ __all__ = [
     "batch_indices",
     "channel_stats",
     "load",
+    "mixup",
     "permute",
 ]
 

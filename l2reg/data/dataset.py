@@ -61,6 +61,34 @@ def augment(key: jax.Array, images: jax.Array, augmentation: Augmentation) -> ja
     return jax.vmap(one)(jax.random.split(key, len(images)), padded)
 
 
+def mixup(
+    key: jax.Array, images: jax.Array, labels: jax.Array, alpha: float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Mixup (Zhang et al., 2018) of a batch with itself shifted by one; jittable.
+
+    One weight w ~ Beta(alpha, alpha) is drawn for the batch, and example i becomes
+    w·x_i + (1 − w)·x_(i−1): batches are already in random order, so the shift pairs random
+    examples, and on a batch sharded over devices it moves one example per device. Train on
+    `w·loss(labels) + (1 − w)·loss(partner_labels)`, which for cross-entropy (and, up to a
+    constant, for the squared error) is the loss on the mixed one-hot targets.
+
+    Args:
+      key: a PRNG key.
+      images: float (N, ...) inputs, already preprocessed.
+      labels: int (N,) labels.
+      alpha: the Beta distribution's parameters, > 0.
+
+    Returns:
+      (mixed images, partner labels (N,), w as a float32 scalar in [0, 1]).
+    """
+    if not alpha > 0:
+        raise ValueError(f"alpha={alpha!r} must be > 0")
+    weight = jax.random.beta(key, alpha, alpha).astype(jnp.float32)
+    partner = jnp.roll(images, 1, axis=0)
+    mixed = weight * images + (1.0 - weight) * partner
+    return mixed.astype(images.dtype), jnp.roll(labels, 1, axis=0), weight
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """A classification data set: splits, shapes and its preprocessing.

@@ -93,6 +93,30 @@ def test_cifar_style_preprocess_augments_only_with_a_key():
     assert augmented.shape == plain.shape and not np.allclose(augmented, plain)
 
 
+def test_mixup_blends_each_example_with_the_previous_one():
+    images = jax.random.normal(jax.random.key(1), (6, 4, 4, 3))
+    labels = jnp.arange(6)
+    mixup = jax.jit(data.mixup, static_argnums=3)
+    mixed, partner_labels, weight = mixup(jax.random.key(2), images, labels, 1.0)
+    assert weight.shape == () and 0 <= weight <= 1
+    np.testing.assert_array_equal(partner_labels, [5, 0, 1, 2, 3, 4])
+    expected = weight * images + (1 - weight) * images[np.array([5, 0, 1, 2, 3, 4])]
+    np.testing.assert_allclose(mixed, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(mixup(jax.random.key(2), images, labels, 1.0)[0], mixed)
+    assert not np.array_equal(mixup(jax.random.key(3), images, labels, 1.0)[0], mixed)
+
+
+@pytest.mark.parametrize(("alpha", "near_ends"), [(0.2, (0.5, 1.0)), (8.0, (0.0, 0.01))])
+def test_mixup_weight_follows_beta_alpha_alpha(alpha, near_ends):
+    # Beta(0.2, 0.2) puts 72% of its mass within 0.1 of 0 or 1; Beta(8, 8) puts 0.04% there.
+    keys = jax.random.split(jax.random.key(0), 4000)
+    draw = jax.vmap(lambda key: data.mixup(key, jnp.zeros((2, 1)), jnp.zeros(2), alpha)[2])
+    weights = np.asarray(draw(keys))
+    assert abs(weights.mean() - 0.5) < 0.03
+    share = np.mean(np.minimum(weights, 1 - weights) < 0.1)
+    assert near_ends[0] <= share <= near_ends[1]
+
+
 def test_channel_stats_match_numpy():
     images = np.random.default_rng(0).integers(0, 256, (5000, 4, 4, 3), dtype=np.uint8)
     mean, std = data.channel_stats(images)
@@ -164,6 +188,7 @@ def test_batches_resume_where_they_left_off(digits):
         (lambda: data.batch_indices(0, 0, 101, 100), "batch_size=101 exceeds num_examples=100"),
         (lambda: data.batch_indices(0, 0, 0, 100), "batch_size=0 must be a positive int"),
         (lambda: data.Augmentation(padding_mode="wrap"), "padding_mode='wrap' is not one of"),
+        (lambda: data.mixup(jax.random.key(0), jnp.ones((2, 3)), jnp.ones(2), 0.0), "alpha=0.0"),
     ],
 )
 def test_bad_arguments_give_one_line_errors(call, message):

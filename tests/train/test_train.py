@@ -8,6 +8,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 
@@ -77,6 +78,38 @@ def test_loss_trajectory_does_not_depend_on_the_device_count(small_config):
         np.testing.assert_allclose(losses[num_devices], losses[1], rtol=1e-5)
         np.testing.assert_allclose(test[num_devices]["test_loss"], test[1]["test_loss"], rtol=1e-5)
     assert losses[1][-1] < losses[1][0]
+
+
+def test_mixup_loss_is_the_loss_on_mixed_one_hot_targets():
+    logits = jax.random.normal(jax.random.key(0), (5, 10))
+    labels, partners, weight = jnp.arange(5), jnp.array([4, 0, 1, 2, 3]), 0.3
+    targets = weight * jax.nn.one_hot(labels, 10) + (1 - weight) * jax.nn.one_hot(partners, 10)
+
+    def mixed(logits, loss):
+        return weight * train.classification_loss(logits, labels, loss) + (
+            1 - weight
+        ) * train.classification_loss(logits, partners, loss)
+
+    np.testing.assert_allclose(
+        mixed(logits, "cross_entropy"), optax.softmax_cross_entropy(logits, targets), rtol=1e-6
+    )
+    # The squared error differs by a constant, so the gradients agree.
+    on_targets = jax.grad(lambda f: 0.5 * jnp.sum(jnp.square(f - targets)))(logits)
+    np.testing.assert_allclose(
+        jax.grad(lambda f: mixed(f, "mse").sum())(logits), on_targets, atol=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_mixup_trains_and_its_pairs_do_not_depend_on_the_device_count(small_config):
+    small_config.eval_every = 1
+    small_config.steps = 15
+    plain, _ = _trajectory(small_config, 4)
+    small_config.mixup_alpha = 1.0
+    losses = {n: _trajectory(small_config, n)[0] for n in (1, 4)}
+    np.testing.assert_allclose(losses[4], losses[1], rtol=1e-5)
+    assert not np.allclose(losses[1], plain, rtol=1e-3)
+    assert np.all(np.isfinite(losses[1])) and losses[1][-1] < losses[1][0]
 
 
 def _corrupt(directory) -> None:
@@ -172,6 +205,7 @@ BAD_INPUTS = [
     ("optimizer", "rmsprop", r"config.optimizer='rmsprop' is invalid"),
     ("lr_schedule", "linear", r"config.lr_schedule='linear' is invalid"),
     ("dtype", "float16", r"config.dtype='float16' is invalid"),
+    ("mixup_alpha", -1.0, r"config.mixup_alpha=-1.0 is invalid: must be >= 0"),
     ("model", "transformer", r"unknown model 'transformer'"),
     ("dataset", "imagenet21k", r"imagenet21k"),
     ("batch_size", 2000, r"config.batch_size=2000 exceeds the 1500 training examples"),
