@@ -46,7 +46,7 @@ import tqdm
 from absl import app, flags, logging
 
 from l2reg import relations, sweep
-from l2reg.files import save_figure, write_atomic
+from l2reg.files import pyplot, save_figure, write_atomic
 
 EMBEDDED_DATASETS = ("digits", "mnist1d")
 # A goal is checked only where its inputs exist; these are the issue's targets.
@@ -405,26 +405,9 @@ def accuracy_at(curve: sweep.Curves, step: float) -> float:
     return float(curve.test_accuracy[max(index, 0)])
 
 
-def peak_of(curve: sweep.Curves) -> dict[str, float]:
-    """t* of a curve, where it falls in the run and how far the curve falls after it."""
-    peak = relations.t_star(curve.steps, curve.test_accuracy)
-    smoothed = relations.smooth_curve(curve.steps, curve.test_accuracy, 0.1)
-    after = smoothed[curve.steps >= peak.step]
-    return {
-        "t_star": peak.step,
-        "low": peak.low,
-        "high": peak.high,
-        "peak_accuracy": peak.peak_accuracy,
-        "final_accuracy": float(curve.test_accuracy[-1]),
-        "peak_fraction": peak.step / float(curve.steps[-1]),
-        "drop_after_peak": float(peak.peak_accuracy - after.min()),
-    }
-
-
-def has_clear_peak(peak: dict[str, float]) -> bool:
-    """Whether a `peak_of` result is a real peak: early enough in the run (< 80% of it) and
-    followed by a fall of at least half a point, so that t* is not the run's end."""
-    return peak["peak_fraction"] < 0.8 and peak["drop_after_peak"] >= 0.005
+def peak_of(curve: sweep.Curves) -> relations.Peak:
+    """t* of a curve's test accuracy, where it falls in the run and how far it falls after."""
+    return relations.peak_shape(curve.steps, curve.test_accuracy)
 
 
 def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dict, list]:
@@ -436,9 +419,10 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
         for l2_lr in grid.l2_lrs
     ]
     curves = run("t_star", configs)
+    shapes = [peak_of(curve) for curve in curves]
     points = [
-        {"l2": c.l2, "lr": c.lr, "seed": c.seed, "num_steps": c.num_steps, **peak_of(curve)}
-        for c, curve in zip(configs, curves, strict=True)
+        {"l2": c.l2, "lr": c.lr, "seed": c.seed, "num_steps": c.num_steps, **shape._asdict()}
+        for c, shape in zip(configs, shapes, strict=True)
     ]
     peaks = np.array([p["peak_accuracy"] for p in points])
     # Runs whose λ is too large to fit the data collapse early and peak far below the
@@ -460,7 +444,7 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
     pooled = fit(used)
     # A check that does not depend on the collapse margin: every run whose curve has a clear
     # peak (early in the run, falling after it), collapsed or not.
-    clear = np.array([has_clear_peak(p) for p in points])
+    clear = np.array([shape.is_clear() for shape in shapes])
     clear_fit = fit(clear)
     fitted_l2_lr = [p["l2"] * p["lr"] for p in points if p["used"]]
     seed_of = np.array([p["seed"] for p in points])
@@ -554,7 +538,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     # Part 3: c from the probe, λ_pred = c/(ηT) at the largest budget, vs the grid's best.
     budget = grid.num_steps
     probe_peaks = [peak_of(curve) for curve in probe_curves]
-    c = [relations.c_from(p["t_star"], grid.probe_l2, lr) for p in probe_peaks]
+    c = [relations.c_from(p.t_star, grid.probe_l2, lr) for p in probe_peaks]
     predicted = relations.predict_l2(float(np.mean(c)), lr, budget)
     row = next(r for r in fixed_budget if r["lr"] == lr and r["budget_steps"] == budget)
     grid_steps = grid.num_steps * len(grid.l2s)
@@ -567,13 +551,13 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
         if r["lr"] == lr
     }
     # The probe's t* means something only if its curve peaks inside the run and falls after.
-    clear_peak = [has_clear_peak(p) for p in probe_peaks]
+    clear_peak = [p.is_clear() for p in probe_peaks]
     prediction = {
         "setup": run.label,
         "lr": lr,
         "probe_l2": grid.probe_l2,
         "probe_steps": probe_steps,
-        "probe": probe_peaks,
+        "probe": [p._asdict() for p in probe_peaks],
         "probe_has_clear_peak": all(clear_peak),
         "c": spread(c),
         "budget_steps": budget,
@@ -669,18 +653,9 @@ def autol2_part(
 # Figures and report.
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_t_star(part: dict, runs: list, path: str, collapse_path: str) -> None:
     """t* vs λη (log-log, with the [low, high] interval and the fit) and the collapse."""
-    plt = _pyplot()
+    plt = pyplot()
     points = part["points"]
     lrs = sorted({p["lr"] for p in points})
     colors = dict(zip(lrs, plt.cm.viridis(np.linspace(0, 0.85, len(lrs))), strict=True))
@@ -736,7 +711,7 @@ def plot_t_star(part: dict, runs: list, path: str, collapse_path: str) -> None:
 
 def plot_l2(parts: dict, by_key: dict, seeds: Sequence[int], path: str) -> None:
     """Accuracy vs λ at fixed budgets, and with T ∝ 1/(λη)."""
-    plt = _pyplot()
+    plt = pyplot()
     fixed = parts["accuracy_vs_l2"]["fixed_budget"]
     lrs = sorted({r["lr"] for r in fixed})
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -779,7 +754,7 @@ def plot_l2(parts: dict, by_key: dict, seeds: Sequence[int], path: str) -> None:
 
 def plot_autol2(results: dict, curves: dict, by_key: dict, seeds: Sequence[int], path: str):
     """Accuracy and λ over steps for the AutoL2 variants, the best fixed λ and λ = 0."""
-    plt = _pyplot()
+    plt = pyplot()
     lr = results["autol2"]["lr"]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     references = {f"fixed λ = {results['best_fixed']['l2']:g} (best)": results["best_fixed"]["l2"]}

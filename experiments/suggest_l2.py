@@ -23,7 +23,6 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import reproduce
 from l2reg import files, relations, sweep, train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -81,9 +80,10 @@ def suggest(
         weight_norm=np.array([line["weight_norm"] for line in lines]),
     )
     lr = effective_lr(config)
-    peak = reproduce.peak_of(curve)
-    clear = reproduce.has_clear_peak(peak)
-    c = relations.c_from(peak["t_star"], probe_l2, lr)
+    shape = relations.peak_shape(curve.steps, curve.test_accuracy)
+    clear = shape.is_clear()
+    c = relations.c_from(shape.t_star, probe_l2, lr)
+    peak = shape._asdict()
     record = {
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
         "effective_lr": lr,
@@ -104,7 +104,7 @@ def suggest(
 
 
 def _plot(curve: sweep.Curves, peak: dict, path: str) -> None:
-    plt = reproduce._pyplot()
+    plt = files.pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.5))
     axis.plot(curve.steps, curve.test_accuracy, "o-", markersize=3, label="probe")
     smoothed = relations.smooth_curve(curve.steps, curve.test_accuracy, 0.1)

@@ -4,7 +4,7 @@ import io
 import os
 import tempfile
 
-__all__ = ["save_figure", "write_atomic"]
+__all__ = ["pyplot", "save_figure", "write_atomic"]
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -25,6 +25,17 @@ def write_atomic(path: str, data: bytes | str) -> None:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: matplotlib is an
+    optional dependency)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(figure, path: str, *, dpi: int = 110) -> None:

@@ -20,12 +20,14 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "Peak",
     "TStar",
     "TStarFit",
     "c_from",
     "effective_lr",
     "fit_t_star",
     "l2_opt",
+    "peak_shape",
     "predict_l2",
     "smooth_curve",
     "t_star",
@@ -165,6 +167,60 @@ def t_star(
         low=float(steps[low]),
         high=float(steps[high]),
         peak_accuracy=float(smoothed[peak]),
+    )
+
+
+class Peak(NamedTuple):
+    """A test-accuracy curve's peak (`t_star`) and what the run does after it.
+
+    Attributes:
+      t_star, low, high, peak_accuracy: as in `TStar` (step, interval, smoothed maximum).
+      final_accuracy: the last measured accuracy (raw).
+      peak_fraction: t* as a fraction of the run's last step.
+      drop_after_peak: how far the smoothed curve falls below its maximum after t*, in the
+        accuracy's units.
+    """
+
+    t_star: float
+    low: float
+    high: float
+    peak_accuracy: float
+    final_accuracy: float
+    peak_fraction: float
+    drop_after_peak: float
+
+    def is_clear(self, *, max_fraction: float = 0.8, min_drop: float = 0.005) -> bool:
+        """Whether this is a real peak rather than the end of a rising curve: before
+        `max_fraction` of the run, followed by a fall of at least `min_drop` (half a point of
+        accuracy by default), so that relation 1 can be read from it."""
+        return self.peak_fraction < max_fraction and self.drop_after_peak >= min_drop
+
+
+def peak_shape(
+    steps: Sequence[float] | np.ndarray,
+    accuracy: Sequence[float] | np.ndarray,
+    *,
+    smoothing: float = 0.1,
+    tolerance: float = 0.005,
+) -> Peak:
+    """`t_star` of a curve, where it falls in the run and how far the curve falls after it.
+
+    Args and errors as in `t_star`; the run's last step must be > 0.
+    """
+    peak = t_star(steps, accuracy, smoothing=smoothing, tolerance=tolerance)
+    steps = np.asarray(steps, dtype=np.float64)
+    if steps[-1] <= 0:
+        raise ValueError(f"the run's last step must be > 0, got {steps[-1]!r}")
+    smoothed = smooth_curve(steps, accuracy, smoothing)
+    after = smoothed[steps >= peak.step]
+    return Peak(
+        t_star=peak.step,
+        low=peak.low,
+        high=peak.high,
+        peak_accuracy=peak.peak_accuracy,
+        final_accuracy=float(np.asarray(accuracy, dtype=np.float64)[-1]),
+        peak_fraction=peak.step / float(steps[-1]),
+        drop_after_peak=float(peak.peak_accuracy - np.nanmin(after)),
     )
 
 

@@ -53,6 +53,23 @@ def test_smooth_curve_leaves_a_constant_unchanged():
     np.testing.assert_allclose(relations.smooth_curve(steps, np.full(50, 0.7), 0.3), 0.7)
 
 
+def test_peak_shape_tells_a_peak_from_a_rising_curve():
+    rng = np.random.default_rng(0)
+    steps = np.unique(np.geomspace(1, 10_000, 60).round())
+    peaked = relations.peak_shape(steps, synthetic_curve(300, steps, rng))
+    assert 200 <= peaked.t_star <= 450 and peaked.is_clear()
+    assert peaked.peak_fraction == peaked.t_star / 10_000
+    # The bump falls 0.3·(log10 10001 − log10 301)² ≈ 0.70 after its peak; smoothing takes a
+    # little off.
+    assert 0.6 <= peaked.drop_after_peak <= 0.72
+    rising = relations.peak_shape(steps, 0.9 - 0.5 / (1 + steps / 100))
+    assert rising.t_star == 10_000 and rising.drop_after_peak == 0 and not rising.is_clear()
+    # A peak whose fall is within the noise of a few test examples is not clear either.
+    flat = relations.peak_shape(steps, 0.9 - 0.001 * (np.log10(steps) - 2) ** 2)
+    assert flat.peak_fraction < 0.8 and not flat.is_clear()
+    assert flat.is_clear(min_drop=0.001)
+
+
 def test_fit_t_star_recovers_c_and_slope():
     rng = np.random.default_rng(2)
     l2 = np.repeat(np.geomspace(1e-5, 1e-2, 7), 3)
@@ -101,6 +118,7 @@ def test_prediction_round_trip():
         (lambda: relations.t_star([1, 2], [np.nan, np.nan]), "no finite value"),
         (lambda: relations.t_star([1, 2], [0.1, 0.2], smoothing=-1), "smoothing"),
         (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=-1), "tolerance"),
+        (lambda: relations.peak_shape([0, 0], [0.1, 0.2]), "last step must be > 0"),
         (lambda: relations.fit_t_star([1e-3, -1e-3], 1.0, [1, 2]), "l2 must be"),
         (lambda: relations.fit_t_star([1e-3, 1e-3], 1.0, [1, 2]), "at least 2 runs"),
         (lambda: relations.fit_t_star([1e-3, 1e-2], 1.0, [1, 2, 3]), "shape of l2"),
