@@ -8,12 +8,21 @@ steps) of one small model twice in the same process: once as one vmapped `l2reg.
 same code path, chunk length and evaluation steps; compilation is excluded (each program is
 compiled by a short warm-up first). Prints the time per configuration-step of each and the
 ratio sequential / vmapped (the goal is ≥ 5).
+
+Then it times, alone in a `lax.scan` of as many steps, two parts of the sweep's step whose cost
+on an accelerator does not follow their arithmetic: the batch order (`l2reg.data.batch_indices`
+for 16 seeds, a data-dependent `while_loop`) and the per-step evaluation branch (a `lax.cond`
+that is false on most steps). With `--profile_dir`, a `jax.profiler` trace of one vmapped chunk
+is recorded there.
 """
 
 import argparse
 import time
 
-from l2reg import sweep
+import jax
+import jax.numpy as jnp
+
+from l2reg import data, sweep
 
 SETUPS = {
     "mnist1d_batch_norm": sweep.Setup(
@@ -37,11 +46,42 @@ def timed(setup: sweep.Setup, groups: list[list[sweep.Config]], chunk_steps: int
     return time.perf_counter() - start
 
 
+def scan_time(body, num_steps: int) -> float:
+    """Seconds per step of `lax.scan(body)` over steps 0 … num_steps − 1, compiled first."""
+    loop = jax.jit(lambda: jax.lax.scan(body, jnp.int32(0), jnp.arange(num_steps))[0])
+    loop().block_until_ready()
+    start = time.perf_counter()
+    loop().block_until_ready()
+    return (time.perf_counter() - start) / num_steps
+
+
+def part_costs(setup: sweep.Setup, num_steps: int) -> dict[str, float]:
+    """Seconds per step of the batch order and of a mostly skipped `lax.cond`, each alone."""
+    num_examples = len(data.load(setup.dataset).train)
+    seeds = jnp.arange(NUM_CONFIGS)
+    is_eval = jnp.arange(num_steps + 1) % 100 == 0
+
+    def batch_order(carry, step):
+        indices = jax.vmap(data.batch_indices, in_axes=(0, None, None, None))(
+            seeds, step, setup.batch_size, num_examples
+        )
+        return carry + indices[:, 0].sum(), None
+
+    def branch(carry, step):
+        return jax.lax.cond(is_eval[step + 1], lambda c: c + 1, lambda c: c, carry), None
+
+    return {
+        "batch order (16 seeds)": scan_time(batch_order, num_steps),
+        "evaluation branch": scan_time(branch, num_steps),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="SGD steps per configuration")
     parser.add_argument("--setup", choices=sorted(SETUPS), default="mnist1d_batch_norm")
     parser.add_argument("--chunk_steps", type=int, default=500)
+    parser.add_argument("--profile_dir", default=None, help="record a profiler trace here")
     args = parser.parse_args()
     if args.steps < 1 or args.chunk_steps < 1:
         parser.error(f"--steps and --chunk_steps must be ≥ 1, got {args.steps}, {args.chunk_steps}")
@@ -69,6 +109,13 @@ def main() -> None:
         per_step = 1e6 * seconds / config_steps
         print(f"{name + ':':12s}{seconds:7.2f} s  ({per_step:6.1f} µs/config-step)")
     print(f"speedup (sequential / vmapped): {sequential / vmapped:.1f}×")
+    print(f"vmapped step: {1e6 * vmapped / args.steps:.1f} µs; of which, timed alone:")
+    for name, seconds in part_costs(setup, args.steps).items():
+        print(f"  {name}: {1e6 * seconds:.1f} µs/step")
+    if args.profile_dir:
+        with jax.profiler.trace(args.profile_dir, create_perfetto_trace=True):
+            timed(setup, [warmup], args.chunk_steps)
+        print(f"profile of one vmapped chunk of {args.chunk_steps} steps: {args.profile_dir}")
 
 
 if __name__ == "__main__":

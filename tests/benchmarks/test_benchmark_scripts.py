@@ -32,7 +32,8 @@ def ratio(output, label):
 @pytest.mark.slow
 def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     # The suite runs throughput.py (three variants of the trainer's step, figures to JSON, a
-    # profiler trace) and input_pipeline.py, as on an accelerator, at a tiny size.
+    # profiler trace), input_pipeline.py and sweep_speedup.py, as on an accelerator, at a tiny
+    # size.
     result = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "throughput_suite.sh"), str(tmp_path)],
         capture_output=True,
@@ -46,6 +47,7 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
             "BATCHES": "8",
             "STEPS": "1",
             "ROUNDS": "1",
+            "SWEEP_STEPS": "20",
         },
     )
     output = result.stdout
@@ -66,6 +68,10 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     with gzip.open(trace, "rt") as file:
         assert json.load(file)["traceEvents"]
     assert re.search(r"ratio input/train: [\d,]+x", output), output
+    assert ratio(output, "speedup (sequential / vmapped)") > 0
+    assert re.search(r"batch order \(16 seeds\): [0-9.]+ µs/step", output), output
+    assert re.search(r"evaluation branch: [0-9.]+ µs/step", output), output
+    assert (tmp_path / "sweep_profile").is_dir()
 
 
 def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):
@@ -91,13 +97,6 @@ def test_theory_flow_script_times_the_flow():
     )
     assert re.search(r"kernel n=50 m=20: [0-9.]+ s", output), output
     assert re.search(r"l2_flow_mse float64, 5 times: .* predict alone [0-9.]+ s", output), output
-
-
-@pytest.mark.slow
-def test_sweep_speedup_script_prints_ratio():
-    output = run_script("sweep_speedup.py", "--steps=20", "--setup=digits_ntk_mse")
-    assert "16 configurations × 20 steps" in output
-    assert ratio(output, "speedup (sequential / vmapped)") > 0
 
 
 def test_transform_overhead_script_prints_ratio():
