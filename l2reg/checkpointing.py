@@ -2,14 +2,18 @@
 
 A checkpoint that cannot be read (a damaged disk, a copy cut short) is reported, moved aside
 to `<directory>.corrupt/<step>` so that nothing is deleted, and the previous one is used.
+Under `jax.distributed` with several processes sharing `directory`, they agree on which
+checkpoint is readable and process 0 alone moves files.
 """
 
 import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 
 class Checkpoints:
@@ -42,27 +46,32 @@ class Checkpoints:
         for step in sorted(self._manager.all_steps(), reverse=True):
             try:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+                reason = None
             # orbax raises many exception types for damaged files (ValueError, OSError, JSON
             # and tensorstore errors); any failure to read means this checkpoint is unusable.
             except Exception as error:
-                logging.warning(
-                    "checkpoint of step %d in %s is corrupt (%s: %s); moved to %s.corrupt, "
-                    "resuming from the previous one",
-                    step,
-                    self.directory,
-                    type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "",
-                    self.directory,
-                )
-                self._quarantine(step)
-                continue
-            return state, step
+                message = str(error).splitlines()[0] if str(error) else ""
+                state, reason = None, f"{type(error).__name__}: {message}"
+            if _on_every_process(reason is None):
+                return state, step
+            logging.warning(
+                "checkpoint of step %d in %s is corrupt (%s); moved to %s.corrupt, "
+                "resuming from the previous one",
+                step,
+                self.directory,
+                reason or "unreadable by another process",
+                self.directory,
+            )
+            self._quarantine(step)
         return target, None
 
     def _quarantine(self, step: int) -> None:
-        corrupt = self.directory + ".corrupt"
-        os.makedirs(corrupt, exist_ok=True)
-        os.replace(os.path.join(self.directory, str(step)), os.path.join(corrupt, str(step)))
+        if jax.process_index() == 0:
+            corrupt = self.directory + ".corrupt"
+            os.makedirs(corrupt, exist_ok=True)
+            os.replace(os.path.join(self.directory, str(step)), os.path.join(corrupt, str(step)))
+        if jax.process_count() > 1:  # the others list the steps only once it is moved
+            multihost_utils.sync_global_devices(f"l2reg.Checkpoints._quarantine({step})")
         self._manager.reload()
 
     def reached_preemption(self, step: int) -> bool:
@@ -76,3 +85,10 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _on_every_process(value: bool) -> bool:
+    """Whether `value` is True in every process (a collective: all processes must call it)."""
+    if jax.process_count() == 1:
+        return value
+    return bool(np.all(multihost_utils.process_allgather(np.bool_(value))))

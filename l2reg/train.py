@@ -39,6 +39,7 @@ import tensorboardX
 import tqdm
 from absl import logging
 from flax import struct
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -357,26 +358,12 @@ class Trainer:
     summarize: Callable[[TrainState], dict]
     _eval_sums: Callable[..., jax.Array]
 
-    @property
-    def _local_rows(self) -> tuple[int, int]:
-        # The rows of a global batch held by this host's devices (contiguous: the mesh lists
-        # devices in process order).
-        local = [
-            i
-            for i, d in enumerate(self.mesh.devices.flat)
-            if d.process_index == jax.process_index()
-        ]
-        return local[0], local[-1] + 1
-
     def _shard(self, *arrays: np.ndarray) -> list[jax.Array]:
+        # Every host holds the whole global batch (given with the global shape, each device
+        # takes its own rows, wherever its host's devices sit in the mesh).
         sharding = NamedSharding(self.mesh, P(AXIS))
-        first, stop = self._local_rows
-        per_device = len(arrays[0]) // self.mesh.size
         return [
-            jax.make_array_from_process_local_data(
-                sharding, array[first * per_device : stop * per_device], array.shape
-            )
-            for array in arrays
+            jax.make_array_from_process_local_data(sharding, array, array.shape) for array in arrays
         ]
 
     def train_batches(self, start_step: int) -> Iterator[list[jax.Array]]:
@@ -574,14 +561,15 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
                 f"workdir {workdir!r} holds a run with a different config "
                 f"({'; '.join(changes)}): pass --overwrite to discard it, or choose another workdir"
             )
-    if jax.process_index() != 0:
-        return
-    if overwrite:
-        for name in present:
-            path = os.path.join(workdir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(workdir, exist_ok=True)
-    files.write_atomic(os.path.join(workdir, CONFIG_FILE), json.dumps(current, indent=2) + "\n")
+    if jax.process_index() == 0:
+        if overwrite:
+            for name in present:
+                path = os.path.join(workdir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        os.makedirs(workdir, exist_ok=True)
+        files.write_atomic(os.path.join(workdir, CONFIG_FILE), json.dumps(current, indent=2) + "\n")
+    if jax.process_count() > 1:  # the other processes use the workdir once it is ready
+        multihost_utils.sync_global_devices("l2reg.train.prepare_workdir")
 
 
 class MetricsLog:
