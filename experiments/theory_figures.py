@@ -21,10 +21,6 @@ each atomically.
 import os
 
 import jax
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from absl import app, flags, logging
 
@@ -32,6 +28,8 @@ import theory
 from l2reg import files, relations
 from theory import finite, problems
 from theory.problems import accuracy, curves, mse_loss
+
+plt = files.pyplot()
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the PNGs and report.md.")
 _DATASET = flags.DEFINE_string("dataset", "digits", "An embedded l2reg data set.")
