@@ -399,12 +399,6 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def accuracy_at(curve: sweep.Curves, step: float) -> float:
-    """Test accuracy at the last evaluation at or before `step`."""
-    index = np.searchsorted(curve.steps, step, side="right") - 1
-    return float(curve.test_accuracy[max(index, 0)])
-
-
 def peak_of(curve: sweep.Curves) -> relations.Peak:
     """t* of a curve's test accuracy, where it falls in the run and how far it falls after."""
     return relations.peak_shape(curve.steps, curve.test_accuracy)
@@ -496,7 +490,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     for lr_ in grid.lrs:
         for budget in grid.budgets:
             accuracy = np.array(
-                [[accuracy_at(by_key[lr_, l2, s], budget) for s in seeds] for l2 in grid.l2s]
+                [[by_key[lr_, l2, s].accuracy_at(budget) for s in seeds] for l2 in grid.l2s]
             )  # (λ, seed)
             mean = accuracy.mean(axis=1)
             with_l2 = mean[np.asarray(grid.l2s) > 0]
@@ -528,7 +522,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
             "l2": l2,
             "steps": min(grid.num_steps, grid.scaled_length / (l2 * lr_)),
             "accuracy": spread(
-                [accuracy_at(by_key[lr_, l2, s], grid.scaled_length / (l2 * lr_)) for s in seeds]
+                [by_key[lr_, l2, s].accuracy_at(grid.scaled_length / (l2 * lr_)) for s in seeds]
             ),
         }
         for lr_ in grid.lrs
@@ -614,7 +608,7 @@ def autol2_part(
     curves = run("autol2", configs)
     row = next(r for r in fixed["fixed_budget"] if r["lr"] == lr and r["budget_steps"] == budget)
     best_l2 = row["best_l2"]
-    best_accuracy = [accuracy_at(by_key[lr, best_l2, s], budget) for s in seeds]
+    best_accuracy = [by_key[lr, best_l2, s].accuracy_at(budget) for s in seeds]
     target = float(np.mean(best_accuracy))
     summary, curves_by_variant = {}, {}
     for index, name in enumerate(variants):
@@ -631,7 +625,7 @@ def autol2_part(
             "met": bool(np.all(np.asarray(reached) <= budget / 2)),
         }
     default = summary["autol2 (defaults)"]
-    zero = [accuracy_at(by_key[lr, 0.0, s], budget) for s in seeds] if 0.0 in grid.l2s else []
+    zero = [by_key[lr, 0.0, s].accuracy_at(budget) for s in seeds] if 0.0 in grid.l2s else []
     results = {
         "autol2": {
             "setup": run.label,

@@ -157,6 +157,11 @@ class Curves(NamedTuple):
     l2: np.ndarray
     weight_norm: np.ndarray
 
+    def accuracy_at(self, step: float) -> float:
+        """Test accuracy at the last evaluation at or before `step` (the first one before it)."""
+        index = np.searchsorted(self.steps, step, side="right") - 1
+        return float(self.test_accuracy[max(index, 0)])
+
 
 def validate(configs: Sequence[Config]) -> None:
     """Raises a one-line ValueError/TypeError for the first invalid configuration."""

@@ -46,6 +46,20 @@ def test_eval_steps_are_log_spaced_and_end_at_the_run():
     assert set(sweep.eval_steps(700, 4)) <= set(steps) | {700}
 
 
+def test_curves_accuracy_at_reads_the_last_evaluation_up_to_a_step():
+    steps = np.array([1, 10, 100])
+    curves = sweep.Curves(steps, np.array([0.1, 0.5, 0.9]), *(np.zeros(3),) * 3)
+    assert [curves.accuracy_at(t) for t in (0, 1, 9.5, 10, 99, 100, 1e6)] == [
+        0.1,
+        0.1,
+        0.1,
+        0.5,
+        0.5,
+        0.9,
+        0.9,
+    ]
+
+
 def test_label_noise_moves_the_requested_fraction_to_other_classes():
     labels = np.arange(1000) % 10
     noisy = sweep.noisy_labels(labels, 10, 0.2)
