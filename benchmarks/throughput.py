@@ -105,14 +105,14 @@ def main():
     results = {"setup": setup, "gflop_per_image": flops / args.batch / 1e9}
     for variant in VARIANTS:
         median = statistics.median(seconds[variant])
-        results[variant] = {
+        figures = results[variant] = {
             "images_per_sec": args.batch / median,
             "ms_per_step": 1e3 * median,
             "tflop_per_sec": flops / median / 1e12,
         }
         print(
-            f"{variant:>10}: {args.batch / median:10.1f} images/s ({1e3 * median:.2f} ms/step, "
-            f"{flops / median / 1e12:.2f} TFLOP/s)"
+            f"{variant:>10}: {figures['images_per_sec']:10.1f} images/s "
+            f"({figures['ms_per_step']:.2f} ms/step, {figures['tflop_per_sec']:.2f} TFLOP/s)"
         )
     rate = {variant: results[variant]["images_per_sec"] for variant in VARIANTS}
     results["real_over_synthetic"] = rate["real"] / rate["synthetic"]
