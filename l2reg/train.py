@@ -684,9 +684,12 @@ def train_and_evaluate(
         mininterval=0.1 if sys.stderr.isatty() else 30.0,
     )
 
-    def save(step: int, state: TrainState) -> None:
+    def save(step: int, state: TrainState, summary: dict | None = None) -> None:
+        # `summary`: the state's, when this step's report has already fetched it.
         nonlocal last_checkpoint
-        _check_finite(jax.device_get(trainer.summarize(state)), last_checkpoint)
+        if summary is None:
+            summary = jax.device_get(trainer.summarize(state))
+        _check_finite(summary, last_checkpoint)
         checkpoints.save(step, state)
         last_checkpoint = step
 
@@ -721,7 +724,7 @@ def train_and_evaluate(
                         l2=f"{record['l2']:.3g}",
                     )
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    save(step, state)
+                    save(step, state, summary if report else None)
                 if report:  # the throughput excludes evaluation and checkpoints
                     clock, clock_step = time.perf_counter(), step
                 if sigterm.is_set() or (
