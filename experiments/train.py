@@ -1,7 +1,8 @@
 """Trains a classifier with L2 regularization as a config file says.
 
     python -m experiments.train --config=experiments/configs/mlp_digits.py --workdir=/tmp/digits \
-        [--config.lr=0.05 ...] [--overwrite] [--distributed]
+        [--config.lr=0.05 ...] [--overwrite] [--distributed [--coordinator_address=HOST:PORT \
+        --num_processes=N --process_id=I]]
 
 Rerunning the same command resumes from the newest checkpoint in the workdir. The loop itself
 is `l2reg.train.train_and_evaluate`; this file only parses flags.
@@ -27,6 +28,18 @@ _DISTRIBUTED = flags.DEFINE_bool(
     False,
     "Call jax.distributed.initialize() (its arguments detected from the cluster environment) "
     "to train data parallel over the devices of all hosts.",
+)
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "With --distributed, where the cluster environment does not say: host:port of the "
+    "coordinator, which process 0 starts (the same on every process).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "With --distributed, where the cluster does not say: processes in all."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "With --distributed, where the cluster does not say: this one's index."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -55,8 +68,17 @@ def main(argv: list[str]) -> None:
         config.keys()  # ml_collections reports a config file that fails to load on first use
     except OSError as error:
         _fail(error)
+    cluster = {
+        "coordinator_address": _COORDINATOR_ADDRESS.value,
+        "num_processes": _NUM_PROCESSES.value,
+        "process_id": _PROCESS_ID.value,
+    }
+    given = [f"--{name}" for name, value in cluster.items() if value is not None]
+    if given and not _DISTRIBUTED.value:
+        verb = "applies" if len(given) == 1 else "apply"
+        _fail(f"{', '.join(given)} {verb} to --distributed runs only: add --distributed")
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**cluster)
     try:
         train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
     except (ValueError, TypeError, train.NonFiniteLossError) as error:

@@ -1,6 +1,6 @@
 """One process of a multi-process training run on CPU, launched by test_multihost.py.
 
-    python tests/train/multihost_worker.py --coordinator=localhost:PORT --num_processes=2 \
+    python tests/train/multihost_worker.py --coordinator_address=localhost:PORT --num_processes=2 \
         --process_id=0 --workdir=DIR --config='{"steps": 40}' [--alternate_devices]
 
 Runs `l2reg.train.train_and_evaluate` on experiments/configs/mlp_digits.py updated with the
@@ -29,7 +29,7 @@ def alternating_devices() -> list[jax.Device]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--coordinator", required=True, help="host:port of process 0")
+    parser.add_argument("--coordinator_address", required=True, help="host:port of process 0")
     parser.add_argument("--num_processes", type=int, required=True)
     parser.add_argument("--process_id", type=int, required=True)
     parser.add_argument("--workdir", required=True)
@@ -43,7 +43,7 @@ def main() -> None:
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=args.coordinator,
+        coordinator_address=args.coordinator_address,
         num_processes=args.num_processes,
         process_id=args.process_id,
     )

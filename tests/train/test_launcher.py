@@ -93,6 +93,7 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
         (["--config=experiments/configs/no_such_config.py"], "no_such_config.py"),
         (["--config.no_such_field=1"], "no config field 'no_such_field'"),
         (["--config.lr=-0.1"], "config.lr=-0.1 is invalid: must be > 0"),
+        (["--process_id=1"], "--process_id applies to --distributed runs only"),
     ],
 )
 def test_bad_command_line_is_a_one_line_error(tmp_path, compilation_cache, arguments, message):

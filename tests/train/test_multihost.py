@@ -1,7 +1,8 @@
 """Tests of l2reg.train as two processes under `jax.distributed`, each with two CPU devices.
 
-The processes run tests/train/multihost_worker.py on one shared workdir; their 4-device mesh
-must give the metrics of one process on the four forced CPU devices of tests/conftest.py.
+The processes run tests/train/multihost_worker.py, or the launcher `python -m experiments.train
+--distributed`, on one shared workdir; their 4-device mesh must give the metrics of one process
+on the four forced CPU devices of tests/conftest.py.
 """
 
 import os
@@ -29,10 +30,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Job:
-    """The processes of one run of `config` in `workdir`, their stderr in temporary files."""
+def worker(config, *flags: str) -> list[str]:
+    """The command of multihost_worker.py training `config`."""
+    return [sys.executable, WORKER, f"--config={config.to_json_best_effort()}", *flags]
 
-    def __init__(self, config, workdir, compilation_cache: str, *flags: str):
+
+def launcher(*overrides: str) -> list[str]:
+    """The command of `python -m experiments.train` on mlp_digits with `--config.` overrides."""
+    return [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--config=experiments/configs/mlp_digits.py",
+        *overrides,
+        "--distributed",
+    ]
+
+
+class Job:
+    """The processes of one run of `command` in `workdir`, their stderr in temporary files.
+
+    Each process runs `command` with `--coordinator_address`, `--num_processes`, `--process_id`
+    and `--workdir` added.
+    """
+
+    def __init__(self, command: list[str], workdir, compilation_cache: str):
         xla_flags = [
             flag
             for flag in os.environ.get("XLA_FLAGS", "").split()
@@ -53,14 +75,11 @@ class Job:
         self.processes = [
             subprocess.Popen(
                 [
-                    sys.executable,
-                    WORKER,
-                    f"--coordinator={coordinator}",
+                    *command,
+                    f"--coordinator_address={coordinator}",
                     f"--num_processes={NUM_PROCESSES}",
                     f"--process_id={process_id}",
                     f"--workdir={workdir}",
-                    f"--config={config.to_json_best_effort()}",
-                    *flags,
                 ],
                 cwd=REPOSITORY,
                 env=environment,
@@ -140,7 +159,7 @@ def test_two_processes_train_as_one_and_resume_past_a_corrupt_checkpoint(
     small_config, tmp_path, compilation_cache
 ):
     workdir = tmp_path / "run"
-    Job(small_config, workdir, compilation_cache).finish()
+    Job(worker(small_config), workdir, compilation_cache).finish()
     first = train.read_metrics(workdir)
     reference = run_in_one_process(small_config, tmp_path / "reference")
     assert_close(first, reference)
@@ -152,7 +171,7 @@ def test_two_processes_train_as_one_and_resume_past_a_corrupt_checkpoint(
     # from step 20. The resumed run's mesh alternates between the processes, so that each holds
     # the rows of devices 0 and 2 (or 1 and 3) of every batch, not a block of rows.
     corrupt(checkpoints / "40")
-    logs = Job(small_config, workdir, compilation_cache, "--alternate_devices").finish()
+    logs = Job(worker(small_config, "--alternate_devices"), workdir, compilation_cache).finish()
     assert all("checkpoint of step 40" in log and "corrupt" in log for log in logs)
     assert os.listdir(workdir / (train.CHECKPOINT_DIR + ".corrupt")) == ["40"]
     assert sorted(os.listdir(checkpoints)) == ["20", "40"]
@@ -164,10 +183,17 @@ def test_two_processes_train_as_one_and_resume_past_a_corrupt_checkpoint(
 def test_preempted_two_process_run_resumes_to_the_one_process_result(
     small_config, tmp_path, compilation_cache
 ):
+    # Through the launcher, as a researcher starts each host's process.
     small_config.steps = 100
     small_config.checkpoint_every = 50
+    command = launcher(
+        "--config.model_options.widths=(32, 32)",
+        f"--config.steps={small_config.steps}",
+        f"--config.eval_every={small_config.eval_every}",
+        f"--config.checkpoint_every={small_config.checkpoint_every}",
+    )
     workdir = tmp_path / "run"
-    job = Job(small_config, workdir, compilation_cache)
+    job = Job(command, workdir, compilation_cache)
     job.wait_for_lines(1)
     # The notice reaches process 1 alone; the processes agree on a step to save at and stop.
     job.processes[1].send_signal(signal.SIGTERM)
@@ -178,7 +204,7 @@ def test_preempted_two_process_run_resumes_to_the_one_process_result(
     last_line = before[-1]["step"]
     assert last_line <= stopped < min(last_line + small_config.eval_every, small_config.steps)
 
-    Job(small_config, workdir, compilation_cache).finish()
+    Job(command, workdir, compilation_cache).finish()
     resumed = train.read_metrics(workdir)
     assert resumed[: len(before)] == before  # kept as written, steps_per_sec included: not rerun
     assert_close(resumed, run_in_one_process(small_config, tmp_path / "reference"))
