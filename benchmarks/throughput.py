@@ -28,6 +28,7 @@ import statistics
 import time
 
 import jax
+import tqdm
 from cifar_data import cifar10_or_random
 
 from experiments.configs import wrn28_10_cifar10
@@ -88,10 +89,11 @@ def main():
         states[variant] = state
         return (time.perf_counter() - start) / steps
 
-    for variant in VARIANTS:
+    # Compiling the WRN-28-10 step takes minutes on a GPU: show where the time goes.
+    for variant in tqdm.tqdm(VARIANTS, desc="compiling and warming up", unit="variant"):
         run(variant, args.warmup)
     seconds = {variant: [] for variant in VARIANTS}
-    for _ in range(args.rounds):
+    for _ in tqdm.trange(args.rounds, desc="timing", unit="round"):
         for variant in VARIANTS:
             seconds[variant].append(run(variant, args.steps))
 
