@@ -395,6 +395,11 @@ class Trainer:
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """Mean loss and accuracy on the whole test split."""
+        return _test_means(*self.evaluation_sums(state))
+
+    def evaluation_sums(self, state: TrainState) -> tuple[jax.Array, int]:
+        """`[summed loss, correct count]` over the test split, a device array dispatched without
+        waiting for it, and the number of test examples."""
         batch_size = self.config.eval_batch_size
         sums, count = jnp.zeros(2, jnp.float32), 0
         for batch in self._test_batches():
@@ -407,8 +412,12 @@ class Trainer:
                 state, *self._shard(images, np.pad(batch.labels, padding), weights)
             )
             count += size
-        loss_sum, correct = np.asarray(sums, np.float64)
-        return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
+        return sums, count
+
+
+def _test_means(sums: jax.Array, count: int) -> dict[str, float]:
+    loss_sum, correct = np.asarray(sums, np.float64)  # waits for the evaluation
+    return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
 
 
 def create_trainer(
@@ -646,6 +655,16 @@ def _check_finite(summary: dict, last_checkpoint: int | None) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Report:
+    """A metrics line's values at `step`, computed on the device and copying to the host."""
+
+    step: int
+    summary: dict[str, jax.Array]
+    test_sums: jax.Array
+    test_count: int
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -659,8 +678,9 @@ def train_and_evaluate(
     `step, train_loss, train_accuracy, test_loss, test_accuracy, l2, lr, weight_norm,
     steps_per_sec`; train_* are means over the steps since the previous line, l2 is the λ in
     force after the step, steps_per_sec leaves out evaluation), TensorBoard events and orbax
-    checkpoints. On SIGTERM, saves a checkpoint and returns; rerunning the same command
-    continues bitwise identically.
+    checkpoints. A line's evaluation and its copies to the host are queued behind its step; the
+    line is written while the next step runs (at once at a checkpoint). On SIGTERM, saves a
+    checkpoint and returns; rerunning the same command continues bitwise identically.
 
     Raises:
       ValueError: a bad config or workdir (before anything is written).
@@ -693,45 +713,67 @@ def train_and_evaluate(
         checkpoints.save(step, state)
         last_checkpoint = step
 
+    def start_report(step: int, state: TrainState) -> _Report:
+        summary = trainer.summarize(state)
+        test_sums, test_count = trainer.evaluation_sums(state)
+        for value in jax.tree.leaves((summary, test_sums)):
+            value.copy_to_host_async()
+        return _Report(step, summary, test_sums, test_count)
+
+    def finish_report(report: _Report) -> dict:
+        # Waits for the report's values, checks and writes them; returns the host summary.
+        nonlocal clock, clock_step
+        summary = jax.device_get(report.summary)  # waits for the report's step
+        steps_per_sec = (report.step - clock_step) / (time.perf_counter() - clock)
+        _check_finite(summary, last_checkpoint)
+        test = _test_means(report.test_sums, report.test_count)  # waits for the evaluation
+        clock, clock_step = time.perf_counter(), report.step  # the throughput leaves it out
+        record = {
+            "step": report.step,
+            "train_loss": float(summary["train_loss"]),
+            "train_accuracy": float(summary["train_accuracy"]),
+            **test,
+            "l2": float(summary["l2"]),
+            "lr": float(summary["lr"]),
+            "weight_norm": float(summary["weight_norm"]),
+            "steps_per_sec": steps_per_sec,
+        }
+        if log:
+            log.write(record)
+        bar.set_postfix(
+            loss=f"{record['train_loss']:.4f}",
+            acc=f"{record['test_accuracy']:.4f}",
+            l2=f"{record['l2']:.3g}",
+        )
+        return summary
+
     try:
         with _sigterm_requests() as sigterm:
             clock, clock_step = time.perf_counter(), start
             batches = trainer.train_batches(start)
+            # A report's evaluation and copies are queued behind its step, and its line is
+            # written once the next step is queued: the device runs that step meanwhile.
+            pending: _Report | None = None
             for step in range(start + 1, config.steps + 1):
                 state = trainer.train_step(state, *next(batches))
                 bar.update()
-                report = step % config.eval_every == 0 or step == config.steps
-                if report:
-                    summary = jax.device_get(trainer.summarize(state))  # waits for the steps
-                    steps_per_sec = (step - clock_step) / (time.perf_counter() - clock)
-                    _check_finite(summary, last_checkpoint)
-                    test = trainer.evaluate(state)
-                    record = {
-                        "step": step,
-                        "train_loss": float(summary["train_loss"]),
-                        "train_accuracy": float(summary["train_accuracy"]),
-                        **test,
-                        "l2": float(summary["l2"]),
-                        "lr": float(summary["lr"]),
-                        "weight_norm": float(summary["weight_norm"]),
-                        "steps_per_sec": steps_per_sec,
-                    }
-                    if log:
-                        log.write(record)
-                    bar.set_postfix(
-                        loss=f"{record['train_loss']:.4f}",
-                        acc=f"{record['test_accuracy']:.4f}",
-                        l2=f"{record['l2']:.3g}",
-                    )
-                if step % config.checkpoint_every == 0 or step == config.steps:
-                    save(step, state, summary if report else None)
-                if report:  # the throughput excludes evaluation and checkpoints
-                    clock, clock_step = time.perf_counter(), step
-                if sigterm.is_set() or (
+                if pending is not None:
+                    finish_report(pending)
+                    pending = None
+                if step % config.eval_every == 0 or step == config.steps:
+                    pending = start_report(step, state)
+                checkpoint = step % config.checkpoint_every == 0 or step == config.steps
+                stop = sigterm.is_set() or (
                     jax.process_count() > 1 and checkpoints.reached_preemption(step)
-                ):
-                    if last_checkpoint != step:
-                        save(step, state)
+                )
+                summary = None
+                if pending is not None and (checkpoint or stop):  # these wait for the step
+                    summary = finish_report(pending)
+                    pending = None
+                if checkpoint or stop:
+                    save(step, state, summary)
+                    clock, clock_step = time.perf_counter(), step
+                if stop:
                     logging.warning(
                         "preempted (SIGTERM): saved the checkpoint of step %d and stopped; "
                         "rerun the same command to resume",

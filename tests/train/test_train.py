@@ -55,6 +55,40 @@ def test_same_config_and_seed_give_bitwise_identical_metrics(small_config, tmp_p
     assert without_timing(other_seed[-1]) != without_timing(first[-1])
 
 
+def test_a_report_is_written_while_the_next_step_runs(small_config, tmp_path, monkeypatch):
+    # Lines are written once the following step is queued; a checkpoint step (20, 40) waits
+    # for its own line. The values are those of a synchronous evaluation of the same state.
+    events, evaluated = [], {}
+    create_trainer, write = train.create_trainer, train.MetricsLog.write
+
+    def recording_trainer(config, **kwargs):
+        trainer = create_trainer(config, **kwargs)
+
+        def train_step(state, images, labels):
+            state = trainer.train_step(state, images, labels)
+            step = len([event for event in events if event[0] == "step"]) + 1
+            events.append(("step", step))
+            if step % config.eval_every == 0:
+                evaluated[step] = trainer.evaluate(state)
+            return state
+
+        return dataclasses.replace(trainer, train_step=train_step)
+
+    def recording_write(log, record):
+        events.append(("line", record["step"]))
+        write(log, record)
+
+    monkeypatch.setattr(train, "create_trainer", recording_trainer)
+    monkeypatch.setattr(train.MetricsLog, "write", recording_write)
+    lines = run(small_config, tmp_path)
+    order = [("step", n) for n in range(1, 41)]
+    for line, after in ((10, 11), (20, 20), (30, 31), (40, 40)):
+        order.insert(order.index(("step", after)) + 1, ("line", line))
+    assert events == order
+    for line in lines:
+        assert {name: line[name] for name in evaluated[line["step"]]} == evaluated[line["step"]]
+
+
 def _trajectory(config, num_devices: int) -> tuple[np.ndarray, dict]:
     trainer = train.create_trainer(config, devices=jax.devices()[:num_devices])
     state, batches, losses = trainer.init_state(), trainer.train_batches(0), []
