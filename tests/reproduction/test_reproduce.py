@@ -1,4 +1,5 @@
-"""The reproduce job: the quick preset end to end, its numbers consistent, reruns cached."""
+"""The reproduction: the quick preset end to end, its numbers consistent, reruns cached; the
+trainer runner; the command line's errors."""
 
 import json
 import os
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import reproduce
-from l2reg import relations, sweep
+from l2reg import relations, reproduction, sweep
+from l2reg.reproduction import parts
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_quick_results_are_consistent(quick):
         positive = [m for l2, m in zip(row["l2"], means, strict=True) if l2 > 0]
         assert row["best_l2"] == [l2 for l2 in row["l2"] if l2 > 0][int(np.argmax(positive))]
     variants = results["autol2"]["variants"]
-    assert set(variants) == set(reproduce.AUTOL2_VARIANTS)
+    assert set(variants) == set(parts.AUTOL2_VARIANTS)
     assert results["autol2"]["accuracy"] == variants["autol2 (defaults)"]["accuracy"]
     # λ only decays, and the floored variant stays at or above its floor.
     for variant in variants.values():
@@ -150,7 +152,7 @@ def tiny_trainer_runner(workdir):
     config = mlp_digits.get_config()
     config.model_options.widths = (16, 16)
     config.optimizer = "sgd"
-    return reproduce.TrainerRunner(str(workdir), config, "mlp_digits", evals=4)
+    return reproduction.TrainerRunner(str(workdir), config, "mlp_digits", evals=4)
 
 
 def test_trainer_runs_get_each_configuration_and_our_autol2_clock(tmp_path):

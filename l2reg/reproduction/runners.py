@@ -1,0 +1,137 @@
+"""How the reproduction trains a list of `l2reg.sweep.Config`s into `l2reg.sweep.Curves`.
+
+A runner is called as `run(name, configs)` and has a `label` describing its setup:
+`SweepRunner` trains them as one vmapped sweep and caches the curves; `TrainerRunner` trains
+them one by one through the data-parallel trainer, for models and data sets too large to vmap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tqdm
+from absl import logging
+
+from l2reg import relations, sweep
+from l2reg.files import write_atomic
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRunner:
+    """Trains configurations as one vmapped `l2reg.sweep`, caching the curves in
+    `workdir/cache/{name}-{hash of the settings}.npz` so that a rerun reuses them."""
+
+    workdir: str
+    setup: sweep.Setup
+    evals_per_decade: int
+
+    @property
+    def label(self) -> str:
+        return self.setup.describe()
+
+    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
+        settings = repr((self.setup, tuple(configs), self.evals_per_decade)).encode()
+        digest = hashlib.sha256(settings).hexdigest()[:16]
+        path = os.path.join(self.workdir, "cache", f"{name}-{digest}.npz")
+        if os.path.exists(path):
+            logging.info("Reusing %s", path)
+            with np.load(path) as stored:
+                return [
+                    sweep.Curves(*(stored[f"{i}/{field}"] for field in sweep.Curves._fields))
+                    for i in range(len(configs))
+                ]
+        logging.info("Training %d configurations for %s", len(configs), name)
+        curves = sweep.run(self.setup, configs, evals_per_decade=self.evals_per_decade)
+        arrays = {
+            f"{i}/{field}": value
+            for i, curve in enumerate(curves)
+            for field, value in curve._asdict().items()
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(path, buffer.getvalue())
+        return curves
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainerRunner:
+    """Trains configurations one after another with the trainer (`l2reg.train`), each in
+    `workdir/runs/{name}-{hash of its trainer config}`; the trainer resumes from its
+    checkpoints, so a rerun reuses finished runs and continues interrupted ones."""
+
+    workdir: str
+    config: Any  # the base trainer ConfigDict
+    config_name: str
+    evals: int  # test evaluations per run (the trainer evaluates every steps // evals)
+
+    @property
+    def label(self) -> str:
+        base = self.config
+        return (
+            f"trainer config {self.config_name}: {base.dataset}, {base.model}, {base.loss}, "
+            f"{base.optimizer}, batch {base.batch_size}, augment {base.augment}"
+        )
+
+    def trainer_config(self, config: sweep.Config):
+        """The base config with the configuration's λ, η, seed, length, L2 mode and schedule."""
+        from ml_collections import config_dict
+
+        trainer = self.config.copy_and_resolve_references()
+        trainer.l2, trainer.lr, trainer.seed = config.l2, config.lr, config.seed
+        trainer.steps = config.num_steps
+        trainer.lr_schedule = config.lr_schedule
+        trainer.eval_every = max(1, config.num_steps // self.evals)
+        trainer.checkpoint_every = max(trainer.eval_every, config.num_steps // 4)
+        mode = config.l2_mode
+        if isinstance(mode, sweep.FixedL2):
+            trainer.l2_mode = "fixed"
+            return trainer
+        if mode.learning_rate is not None and config.lr_schedule != "constant":
+            raise ValueError(
+                f"The trainer's AutoL2 clock follows η; a fixed clock η = {mode.learning_rate} "
+                f"needs a constant schedule, got {config.lr_schedule!r}."
+            )
+        momentum = trainer.momentum if trainer.optimizer == "momentum" else 0.0
+        clock = relations.effective_lr(config.lr, momentum)
+        # cooldown/(λ·clock) steps on the trainer's clock equals ours on a fixed clock.
+        cooldown = mode.cooldown * clock / (mode.learning_rate or clock)
+        trainer.l2_mode = "autol2"
+        trainer.autol2 = config_dict.ConfigDict(
+            {
+                "decay_factor": mode.decay_factor,
+                "cooldown": cooldown,
+                "patience": mode.patience,
+                "check_every": mode.check_every,
+                "min_l2": mode.min_l2,
+            }
+        )
+        return trainer
+
+    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
+        from l2reg import train
+
+        curves = []
+        for config in tqdm.tqdm(configs, desc=name, unit="run"):
+            trainer = self.trainer_config(config)
+            digest = hashlib.sha256(trainer.to_json_best_effort().encode()).hexdigest()[:16]
+            folder = os.path.join(self.workdir, "runs", f"{name}-{digest}")
+            train.train_and_evaluate(trainer, folder)
+            lines = train.read_metrics(folder)
+            curves.append(
+                sweep.Curves(
+                    *(np.array([line[field] for line in lines]) for field in _METRIC_FIELDS)
+                )
+            )
+        return curves
+
+
+# The trainer's metrics.jsonl fields, in the order of sweep.Curves.
+_METRIC_FIELDS = ("step", "test_accuracy", "test_loss", "l2", "weight_norm")
+
+Runner = SweepRunner | TrainerRunner
