@@ -1,14 +1,20 @@
 r"""Suggests λ for a training budget from one cheap large-λ probe run (the paper's recipe).
 
   python -m experiments.suggest_l2 --config=experiments/configs/mlp_digits.py \
-      --budget_steps=20000 --workdir=/tmp/suggest [--probe_l2=0.02] [--probe_length=3]
+      --budget_steps=20000 --workdir=/tmp/suggest --probe_l2=0.2 [--probe_length=3]
 
 Relation 1 says test accuracy peaks at t* ≈ c/(λη), so a run at a large λ peaks early:
 training the config once at `--probe_l2` (fixed, coupled L2, constant learning rate) for
 `probe_length/(λη)` steps measures c = t*·λ·η, and relation 3 turns it into
 λ_opt = c/(η·T) for a budget of T steps. η is the config's effective learning rate
 η/(1−μ) under momentum. The probe goes through the trainer (`l2reg.train`), so any trainer
-config works, and it resumes from its checkpoints when rerun.
+config with SGD or momentum works (not Adam: the relations are stated for SGD), and it
+resumes from its checkpoints when rerun.
+
+The default `--probe_l2=0.02` is the authors' probe for WRN-28-10 on CIFAR-10. The probe must
+be large for the config at hand: on `mlp_digits` (η/(1−μ) = 0.1) a probe at 0.02 still rises at
+the end of its 1,500 steps and no λ is suggested, while at 0.2 it peaks at step 42 (c = 0.84)
+and the suggestion for 20,000 steps is λ = 0.00042.
 
 Writes `workdir/suggestion.json` and `workdir/probe.png` (the probe's test accuracy with t*
 marked). When the probe's curve has no clear peak (its maximum late in the run, or no fall

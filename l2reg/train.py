@@ -671,6 +671,7 @@ def train_and_evaluate(
     *,
     overwrite: bool = False,
     devices: list[jax.Device] | None = None,
+    dataset: Any = None,
 ) -> TrainState:
     """Trains and evaluates as `config` says, resuming from the newest checkpoint in `workdir`.
 
@@ -682,11 +683,14 @@ def train_and_evaluate(
     line is written while the next step runs (at once at a checkpoint). On SIGTERM, saves a
     checkpoint and returns; rerunning the same command continues bitwise identically.
 
+    `devices` and `dataset` are those of `create_trainer` (a `dataset` given here is not
+    recorded in the workdir: a rerun must pass the same one).
+
     Raises:
       ValueError: a bad config or workdir (before anything is written).
       NonFiniteLossError: the training loss became NaN/inf (names the step).
     """
-    trainer = create_trainer(config, devices=devices)
+    trainer = create_trainer(config, devices=devices, dataset=dataset)
     prepare_workdir(workdir, config, overwrite=overwrite)
     checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)
     state, last_checkpoint = checkpoints.restore_latest(trainer.init_state())

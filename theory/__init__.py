@@ -1,4 +1,4 @@
-"""Infinite-width theory of training with L2 regularization (PAPER.md, "Theory").
+"""Infinite-width theory of training with L2 regularization (Lewkowycz & Gur-Ari, 2020).
 
 `l2_flow_mse` (exact), `l2_flow` (ODE solver, cross-entropy) and `linear_model` give the
 function-space dynamics of a homogeneous network of a given degree under gradient descent

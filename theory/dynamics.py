@@ -3,7 +3,7 @@
 A network whose output is homogeneous of degree ``degree`` in its parameters (an L-layer ReLU
 network without biases: ``f(aθ) = a^L f(θ)``) trained by gradient descent with learning rate
 ``lr`` on ``loss + (l2 / 2)·‖θ‖²`` follows, at infinite width and in time ``τ = lr·t``
-(t in SGD steps), the function-space equation (PAPER.md, "Theory")
+(t in SGD steps), the function-space equation (Lewkowycz & Gur-Ari, 2020)
 
     ∂τ f(x) = −exp(−2·l2·(degree − 1)·τ) · Θ₀(x, X) · ∂loss/∂f(X) − l2·degree·f(x),      (1)
 

@@ -2,7 +2,7 @@
 
 Near a minimum of ``L(θ) + (l2/2)·‖θ‖²`` of an overparameterized network, the directions in
 which ``L`` is flat are curved only by the L2 term, so the smallest Hessian eigenvalue is
-≈ ``l2``: the slowest mode of gradient descent relaxes in ~1/(l2·lr) steps (PAPER.md).
+≈ ``l2``: the slowest mode of gradient descent relaxes in ~1/(l2·lr) steps.
 """
 
 from collections.abc import Callable

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -32,8 +33,8 @@ def ratio(output, label):
 @pytest.mark.slow
 def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     # The suite runs throughput.py (three variants of the trainer's step, figures to JSON, a
-    # profiler trace), input_pipeline.py and sweep_speedup.py, as on an accelerator, at a tiny
-    # size.
+    # profiler trace), train_loop.py, input_pipeline.py and sweep_speedup.py, as on an
+    # accelerator, at a tiny size.
     result = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "throughput_suite.sh"), str(tmp_path)],
         capture_output=True,
@@ -47,6 +48,8 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
             "BATCHES": "8",
             "STEPS": "1",
             "ROUNDS": "1",
+            "LOOP_STEPS": "6",
+            "LOOP_EVERY": "2",
             "SWEEP_STEPS": "20",
         },
     )
@@ -67,6 +70,13 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     assert trace.startswith(str(tmp_path / "profile"))
     with gzip.open(trace, "rt") as file:
         assert json.load(file)["traceEvents"]
+    loop = json.loads((tmp_path / "loop.json").read_text())
+    # Lines at steps 2, 4, 6; the first, with compilation, is left out of the median.
+    assert len(loop["images_per_sec_by_line"]) == 2
+    assert loop["images_per_sec"] == pytest.approx(np.median(loop["images_per_sec_by_line"]))
+    assert loop["gflop_per_image"] == pytest.approx(figures["gflop_per_image"])
+    assert np.isfinite(loop["final_train_loss"])
+    assert re.search(r"training loop: +[0-9.]+ images/s, median of 2 lines", output), output
     assert re.search(r"ratio input/train: [\d,]+x", output), output
     assert ratio(output, "speedup (sequential / vmapped)") > 0
     assert re.search(r"batch order \(16 seeds\): [0-9.]+ µs/step", output), output
