@@ -305,6 +305,16 @@ def run(
     return results
 
 
+def _drop_steps(config: Config) -> tuple[int, ...]:
+    """The whole steps at which η is multiplied by 0.2, rounded as the trainer's 'step' schedule
+    rounds them (a fraction times the run length in float32 can land just past the step)."""
+    never = np.iinfo(np.int32).max
+    return tuple(
+        round(f * config.num_steps) if np.isfinite(f) else never
+        for f in LR_DROPS[config.lr_schedule]
+    )
+
+
 class _Hyper(NamedTuple):
     """Per-configuration numbers of a bucket, each of shape (bucket_size,) (traced, so one
     compiled program serves every value; AutoL2 fields are unused by FixedL2 buckets)."""
@@ -313,7 +323,7 @@ class _Hyper(NamedTuple):
     lr: jax.Array
     seed: jax.Array
     num_steps: jax.Array
-    lr_drops: jax.Array  # (bucket_size, 3): fractions of the run where η is multiplied by 0.2
+    lr_drops: jax.Array  # (bucket_size, 3): the steps at which η is multiplied by 0.2
     decay_factor: jax.Array
     cooldown: jax.Array
     min_l2: jax.Array
@@ -330,7 +340,7 @@ class _Hyper(NamedTuple):
             lr=column([c.lr for c in configs], jnp.float32),
             seed=column([c.seed for c in configs], jnp.uint32),
             num_steps=column([c.num_steps for c in configs], jnp.int32),
-            lr_drops=column([LR_DROPS[c.lr_schedule] for c in configs], jnp.float32),
+            lr_drops=column([_drop_steps(c) for c in configs], jnp.int32),
             decay_factor=column([m.decay_factor for m in autol2], jnp.float32),
             cooldown=column([m.cooldown for m in autol2], jnp.float32),
             min_l2=column([m.min_l2 for m in autol2], jnp.float32),
@@ -411,8 +421,7 @@ class _Program:
         Only the kind of `l2_mode` and its integer settings (patience, check_every) are read
         from it; its numbers come from `hyper`, so that AutoL2 variants share one program.
         """
-        drops = hyper.lr_drops * hyper.num_steps
-        schedule = lambda count: hyper.lr * 0.2 ** jnp.sum(count >= drops)
+        schedule = lambda count: hyper.lr * 0.2 ** jnp.sum(count >= hyper.lr_drops)
         if isinstance(l2_mode, FixedL2):
             l2_step = l2reg.add_l2(hyper.l2)
         else:

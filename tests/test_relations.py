@@ -40,12 +40,42 @@ def test_t_star_smoothing_beats_raw_argmax():
     assert np.mean(smooth_errors) < 0.5 * np.mean(raw_errors)
 
 
-def test_t_star_interval_is_contiguous_and_ignores_nan():
+def test_t_star_interval_is_contiguous_and_unsmoothed_nan_ends_it():
     steps = np.array([0, 1, 2, 3, 4, 5, 6], dtype=float)
     accuracy = np.array([0.1, 0.5, 0.9, np.nan, 0.895, 0.5, 0.9])
     estimate = relations.t_star(steps, accuracy, smoothing=0.0, tolerance=0.01)
-    # The late 0.9 at step 6 is not connected to the peak at step 2.
+    # Without smoothing the NaN at step 3 stays NaN, is never the peak, and ends the
+    # interval, so 0.895 at step 4 is left out; the late 0.9 at step 6 is not connected.
     assert estimate == relations.TStar(step=2.0, low=2.0, high=2.0, peak_accuracy=0.9)
+
+
+def test_smooth_curve_gives_nan_entries_no_weight():
+    # Positions log10(1 + step) = 0, 1, 2, 3 and a kernel of 1 decade: weights exp(−d²/2).
+    steps = np.array([0.0, 9.0, 99.0, 999.0])
+    values = np.array([0.2, np.nan, 0.8, np.nan])
+    near, far = np.exp(-0.5), np.exp(-2.0)  # d = 1 and d = 2
+    expected = [
+        (0.2 + far * 0.8) / (1 + far),  # d = 0 to 0.2, d = 2 to 0.8
+        (near * 0.2 + near * 0.8) / (2 * near),  # the NaN's own slot: both at d = 1
+        (far * 0.2 + 0.8) / (far + 1),
+        (np.exp(-4.5) * 0.2 + near * 0.8) / (np.exp(-4.5) + near),  # d = 3 and d = 1
+    ]
+    np.testing.assert_allclose(relations.smooth_curve(steps, values, 1.0), expected, rtol=1e-12)
+    assert np.isnan(relations.smooth_curve(steps, np.full(4, np.nan), 1.0)).all()
+
+
+def test_t_star_at_default_smoothing_ignores_nan():
+    steps = np.unique(np.geomspace(1, 1e5, 120).round())
+    clean = 0.9 - 0.3 * (np.log10(1 + steps) - np.log10(1 + 1_000)) ** 2
+    # NaN evaluations (e.g. lost evals) on the rise and one inside the plateau around the
+    # peak, but neither at the smoothed peak nor at the plateau's ends.
+    missing = np.zeros(steps.shape, bool)
+    missing[[10, 11, 30, 55]] = True
+    # Documented: non-finite values get no weight, i.e. the answer of the curve without them.
+    expected = relations.t_star(steps[~missing], clean[~missing])
+    assert expected.low < steps[55] < expected.step
+    assert abs(np.log10((1 + expected.step) / (1 + 1_000))) < 0.05
+    assert relations.t_star(steps, np.where(missing, np.nan, clean)) == expected
 
 
 def test_smooth_curve_leaves_a_constant_unchanged():

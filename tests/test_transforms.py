@@ -89,6 +89,26 @@ def test_autol2_mean_skips_nonfinite_and_empty_check_is_not_a_record():
     assert int(state.num_nonfinite) == 3
 
 
+@pytest.mark.parametrize(
+    "patience, first_decay",
+    [
+        # Every check is empty (all NaN), so none is a record: after k checks k are stale.
+        # "patience stale in a row" alone holds from check k = patience (n = 2·patience),
+        # but a decay also needs patience + 1 checks: the first is at n = 2·(patience + 1).
+        # The cooldown (1 step at λ = 0.1) has passed by then; the next one (10 steps at
+        # λ = 0.01) outlasts the run.
+        (1, 4),
+        (2, 6),
+    ],
+)
+def test_autol2_decays_only_after_patience_plus_one_checks(patience, first_decay):
+    losses = np.full(10, np.nan, np.float32)
+    used, state = run(scripted_autol2(patience=patience), losses)
+    np.testing.assert_allclose(used, [0.1] * first_decay + [0.01] * (10 - first_decay), rtol=1e-6)
+    assert int(state.last_decay) == first_decay
+    assert int(state.loss_patience_count) == 5
+
+
 def test_autol2_learning_rate_schedule_sets_cooldown_clock():
     # η drops to 0.1 at t = 10: after the decay at n = 8 the cooldown becomes
     # 0.1/(0.01·0.1) = 100 steps, so the next decay waits until n = 110.

@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -37,6 +39,63 @@ def test_vmapped_configurations_match_runs_alone():
     # Fixed λ stays put; an untrained model is near chance, a trained one is not.
     np.testing.assert_allclose(together[0].l2, 1e-3)
     assert together[0].test_accuracy[-1] > together[0].test_accuracy[0] + 0.1
+
+
+def learning_rates(config: sweep.Config) -> np.ndarray:
+    """η of each of the config's SGD steps, read off the optimizer a sweep trains it with.
+
+    With λ = 0 and no momentum, the update for a unit gradient is −η of that step.
+    """
+    program = sweep._Program.create(SETUP)
+    hyper = jax.tree.map(lambda column: column[0], sweep._Hyper.stack([config._replace(l2=0.0)]))
+    tx = program.optimizer(config.l2_mode, hyper)
+    params = jnp.zeros(())
+
+    def step(opt_state, _):
+        updates, opt_state = tx.update(jnp.ones(()), opt_state, params)
+        return opt_state, -updates
+
+    return np.asarray(jax.lax.scan(step, tx.init(params), length=config.num_steps)[1])
+
+
+@pytest.mark.parametrize("num_steps", [10, 100, 1000])
+def test_step_schedule_multiplies_lr_by_a_fifth_at_30_60_and_90_percent(num_steps):
+    # By hand: of a run of n steps, the first 0.3n use η, the next 0.3n use 0.2η, the next
+    # 0.3n use 0.04η and the last 0.1n use 0.008η (train.py's 'step' schedule, whose
+    # boundaries round(f·n) are these same integers here).
+    lr = 0.5
+    boundaries = [3 * num_steps // 10, 6 * num_steps // 10, 9 * num_steps // 10]
+    expected = np.concatenate(
+        [
+            np.full(boundaries[0], 0.5),
+            np.full(boundaries[1] - boundaries[0], 0.1),
+            np.full(boundaries[2] - boundaries[1], 0.02),
+            np.full(num_steps - boundaries[2], 0.004),
+        ]
+    )
+    rates = learning_rates(sweep.Config(0.0, lr, 0, num_steps, lr_schedule="step"))
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+
+
+def test_constant_schedule_keeps_lr_for_the_whole_run():
+    np.testing.assert_allclose(learning_rates(sweep.Config(0.0, 0.5, 0, 100)), 0.5, rtol=1e-6)
+
+
+def test_mse_loss_uses_zero_mean_targets():
+    program = sweep._Program.create(SETUP)
+    assert program.num_classes == 10
+    # Targets y = onehot − 1/10. Example 1, logits 0, label 3: ½(0.9² + 9·0.1²) = 0.45.
+    # Example 2, logits 2·onehot(7), label 7: f − y = onehot + 0.1, ½(1.1² + 9·0.1²) = 0.65.
+    logits = jnp.zeros((2, 10)).at[1, 7].set(2.0)
+    loss = program.loss(logits, jnp.array([3, 7]))
+    np.testing.assert_allclose(loss, (0.45 + 0.65) / 2, rtol=1e-6)
+    # The recorded test loss is this loss: a bias-free MLP with zero weights outputs 0, so its
+    # test loss is 0.45 whatever the test set.
+    hyper = sweep._Hyper.stack([sweep.Config(0.0, 0.1, 0, 1)])
+    state = program.init(sweep.FixedL2(), hyper)
+    state = state._replace(params=jax.tree.map(jnp.zeros_like, state.params))
+    metrics = jax.vmap(program._evaluate)(state)
+    np.testing.assert_allclose(metrics["test_loss"], [0.45], rtol=1e-6)
 
 
 def test_eval_steps_are_log_spaced_and_end_at_the_run():

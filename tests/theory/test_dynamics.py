@@ -1,12 +1,14 @@
 """Infinite-width dynamics with L2: limits, closed form vs ODE solver, and relation 1."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special
 
 import theory
 from l2reg import relations
-from theory import compat, dynamics
+from theory import compat, dynamics, problems
 
 
 def random_problem(n=24, m=9, k=3, seed=0, depth=2):
@@ -68,14 +70,31 @@ def test_no_l2_is_neural_tangents_gradient_descent(degree):
     np.testing.assert_allclose(f_test, ref_test, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("s", [0.0, 0.25, 1 / 3, 0.45])
+def test_scaled_upper_gamma_matches_scipy_in_both_branches(s):
+    # Arguments on both sides of the switch from the power series to the continued fraction.
+    z = np.array([1e-6, 0.01, 0.3, 1.0, 2.5, 3.99, 4.0, 4.01, 6.0, 12.0, 40.0, 300.0])
+    assert z.min() < dynamics._CONTINUED_FRACTION_MIN_ARGUMENT < z.max()
+    # exp(z)·Γ(s, z), with Γ(s, z) = gammaincc(s, z)·Γ(s), and Γ(0, z) = E₁(z).
+    if s == 0:
+        reference = np.exp(z) * special.exp1(z)
+    else:
+        reference = np.exp(z) * special.gammaincc(s, z) * special.gamma(s)
+    scaled = dynamics._scaled_upper_gamma(s, jnp.asarray(z), jnp.log(z))
+    np.testing.assert_allclose(scaled, reference, rtol=1e-10)
+
+
 @pytest.mark.parametrize("degree", [2, 3])
 def test_closed_form_agrees_with_the_ode_solver(degree):
     k_train_train, k_test_train, y_train = random_problem()
-    l2 = 0.02
-    # Both forms of the exact mode solution are exercised: modes with κ/(2·l2·(degree − 1))
-    # below and above the switch.
+    l2 = 0.01
+    # Every form of the exact mode solution is exercised: modes with κ/(2·l2·(degree − 1))
+    # below the switch (power series in it) and above it (incomplete gamma), where at early
+    # times the gamma function's argument κ/(2·l2·(degree − 1))·exp(−2·l2·(degree − 1)·τ) is
+    # still above the switch to its continued fraction.
     ratios = np.linalg.eigvalsh(k_train_train) / y_train.size / (2 * l2 * (degree - 1))
     assert ratios.min() < dynamics._SERIES_MAX_RATIO < ratios.max()
+    assert ratios.max() > dynamics._CONTINUED_FRACTION_MIN_ARGUMENT
     steps = np.geomspace(0.1, 20 / l2, 25)
     closed = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=degree)
     solved = theory.l2_flow(
@@ -115,10 +134,6 @@ def test_network_output_vanishes_but_linear_model_does_not():
     assert np.abs(linear(30 / l2)[1]).max() > 0.1 * peak
 
 
-def accuracy(outputs, labels):
-    return np.mean(np.argmax(outputs, axis=-1) == labels, axis=-1)
-
-
 @pytest.mark.slow
 def test_test_loss_minimum_and_accuracy_peak_on_digits(digits_kernels):
     """Relation 1 from first principles: on 300 digits with a depth-3 ReLU NTK the step of
@@ -133,9 +148,9 @@ def test_test_loss_minimum_and_accuracy_peak_on_digits(digits_kernels):
             k_train_train, k_test_train, y_train, l2=float(l2), degree=3, lr=lr
         )(steps)
         f_test = np.asarray(f_test)
-        test_loss = 0.5 * np.mean((f_test - y_test) ** 2, axis=(1, 2))
+        test_loss = problems.mse_loss(f_test, y_test)
         loss_minima.append(steps[np.argmin(test_loss)])
-        curve = accuracy(f_test, test_labels)
+        curve = problems.accuracy(f_test, test_labels)
         peak = relations.t_star(steps, curve)
         # Accuracy rises to its peak, then declines once the kernel has decayed.
         assert peak.peak_accuracy > curve[0] + 0.1
@@ -149,7 +164,7 @@ def test_linear_model_accuracy_has_no_late_decline(digits_kernels):
     k_train_train, k_test_train, y_train, test_labels = digits_kernels
     for l2 in (1e-2, 1e-4):
         steps = np.geomspace(1, 300 / l2, 200)
-        curve = accuracy(
+        curve = problems.accuracy(
             np.asarray(theory.linear_model(k_train_train, k_test_train, y_train, l2=l2)(steps)[1]),
             test_labels,
         )
@@ -168,7 +183,7 @@ def test_cross_entropy_flow_reaches_the_stationary_point_of_the_linear_model():
     gradient = (jax.nn.softmax(f_train, axis=-1) - labels) / len(labels)
     np.testing.assert_allclose(l2 * f_train, -k_train_train @ gradient, atol=1e-6)
     np.testing.assert_allclose(l2 * f_test, -k_test_train @ gradient, atol=1e-6)
-    assert accuracy(f_train, np.argmax(labels, axis=1)) > 0.5
+    assert problems.accuracy(f_train, np.argmax(labels, axis=1)) > 0.5
 
 
 def test_cross_entropy_network_fits_then_vanishes():
