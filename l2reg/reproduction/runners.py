@@ -8,9 +8,11 @@ them one by one through the data-parallel trainer, for models and data sets too 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import os
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,10 +24,28 @@ from l2reg import relations, sweep
 from l2reg.files import write_atomic
 
 
+@functools.cache
+def training_code_digest() -> str:
+    """A hash of the library's source outside `l2reg.reproduction`: the code that trains. Cached
+    curves are keyed by it, so that a change to how runs train is never answered from a cache."""
+    return source_digest(pathlib.Path(sweep.__file__).parent)
+
+
+def source_digest(package: pathlib.Path) -> str:
+    """SHA-256 of the names and contents of the `.py` files under `package`, its `reproduction`
+    folder left out."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        if "reproduction" not in path.relative_to(package).parts:
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepRunner:
     """Trains configurations as one vmapped `l2reg.sweep`, caching the curves in
-    `workdir/cache/{name}-{hash of the settings}.npz` so that a rerun reuses them."""
+    `workdir/cache/{name}-{hash}.npz`, the hash of the settings and of the library's training
+    code (`training_code_digest`), so that a rerun of the same code reuses them."""
 
     workdir: str
     setup: sweep.Setup
@@ -36,8 +56,8 @@ class SweepRunner:
         return self.setup.describe()
 
     def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
-        settings = repr((self.setup, tuple(configs), self.evals_per_decade)).encode()
-        digest = hashlib.sha256(settings).hexdigest()[:16]
+        settings = repr((self.setup, tuple(configs), self.evals_per_decade))
+        digest = hashlib.sha256((settings + training_code_digest()).encode()).hexdigest()[:16]
         path = os.path.join(self.workdir, "cache", f"{name}-{digest}.npz")
         if os.path.exists(path):
             logging.info("Reusing %s", path)
