@@ -100,14 +100,23 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "mixup_alpha",
         ">= 0 (0 turns mixup off)",
     )
+    int32_max = 2**31 - 1  # the step counter and the PRNG seed are int32 on device
     for name in ("steps", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every"):
-        require(is_int(config[name]) and config[name] > 0, name, "an integer > 0")
+        require(
+            is_int(config[name]) and 0 < config[name] <= int32_max,
+            name,
+            f"an integer in [1, {int32_max}]",
+        )
     require(
         is_int(config.keep_checkpoints) and config.keep_checkpoints >= 1,
         "keep_checkpoints",
         "an integer >= 1",
     )
-    require(is_int(config.seed), "seed", "an integer")
+    require(
+        is_int(config.seed) and -(2**31) <= config.seed <= int32_max,
+        "seed",
+        f"an integer in [{-(2**31)}, {int32_max}]",
+    )
     for name in ("batch_size", "eval_batch_size"):
         require(
             config[name] % num_devices == 0, name, f"divisible by the device count {num_devices}"
@@ -118,7 +127,21 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "lr_step_boundaries",
         "increasing fractions of the run in (0, 1)",
     )
-    require(is_number(config.lr_step_factor) and config.lr_step_factor > 0, "lr_step_factor", "> 0")
+    require(
+        is_number(config.lr_step_factor)
+        and math.isfinite(config.lr_step_factor)
+        and config.lr_step_factor > 0,
+        "lr_step_factor",
+        "finite and > 0",
+    )
+    if config.optimizer == "adam":
+        adam = config.adam
+        for name in ("b1", "b2"):
+            value = adam[name]
+            if not (is_number(value) and 0 <= value < 1):
+                raise ValueError(f"config.adam.{name}={value!r} is invalid: must be in [0, 1)")
+        if not (is_number(adam.eps) and math.isfinite(adam.eps) and adam.eps > 0):
+            raise ValueError(f"config.adam.eps={adam.eps!r} is invalid: must be finite and > 0")
 
 
 def create_lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:

@@ -116,7 +116,9 @@ def _state_dtype(params: optax.Params) -> jnp.dtype:
 def _add_scaled_params(updates: optax.Updates, params: optax.Params, l2) -> optax.Updates:
     """``updates + l2 · params``, leaf by leaf, in each leaf's own dtype."""
     if params is None:
-        raise ValueError(optax.NO_PARAMS_MSG)
+        raise ValueError(
+            "the L2 transforms need the parameters: call update(updates, state, params)"
+        )
     return jax.tree.map(
         lambda g, p: None if g is None else g + jnp.asarray(l2, p.dtype) * p,
         updates,

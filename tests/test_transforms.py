@@ -315,3 +315,15 @@ def test_autol2_update_without_value_is_a_type_error():
         transform.update(ZERO_GRADS, state, PARAMS)
     with pytest.raises(ValueError, match="scalar"):
         transform.update(ZERO_GRADS, state, PARAMS, value=jnp.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("make", "extra"),
+    [(lambda: l2reg.add_l2(0.1), {}), (lambda: l2reg.autol2(0.1, 0.1), {"value": 1.0})],
+)
+def test_update_without_params_is_a_one_line_error(make, extra):
+    params = {"w": jnp.ones(3)}
+    tx = make()
+    with pytest.raises(ValueError, match="need the parameters") as error:
+        tx.update(params, tx.init(params), **extra)
+    assert "\n" not in str(error.value)

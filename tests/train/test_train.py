@@ -231,7 +231,10 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(small_config, t
 BAD_INPUTS = [
     ("l2", -1e-4, r"config.l2=-0.0001 is invalid: must be >= 0"),
     ("lr", 0.0, r"config.lr=0.0 is invalid: must be > 0"),
-    ("steps", 0, r"config.steps=0 is invalid: must be an integer > 0"),
+    ("steps", 0, r"config.steps=0 is invalid: must be an integer in \[1, 2147483647\]"),
+    ("eval_every", 3_000_000_000, r"config.eval_every=3000000000 is invalid: must be an integer"),
+    ("seed", 2**32, r"config.seed=4294967296 is invalid: must be an integer in \[-2147483648"),
+    ("lr_step_factor", float("inf"), r"config.lr_step_factor=inf is invalid: must be finite"),
     ("batch_size", 102, r"config.batch_size=102 is invalid: must be divisible by the device"),
     ("eval_batch_size", 398, r"config.eval_batch_size=398 .* divisible by the device count 4"),
     ("l2_mode", "weight_decay", r"config.l2_mode='weight_decay' is invalid: must be one of"),
@@ -256,6 +259,21 @@ def test_bad_input_is_a_one_line_error_before_any_work(
         train.train_and_evaluate(small_config, str(workdir))
     assert "\n" not in str(error.value)
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("b1", 1.5, r"config.adam.b1=1.5 .* in \[0, 1\)"), ("eps", -1.0, r"config.adam.eps=-1.0")],
+)
+def test_bad_adam_settings_are_one_line_errors_before_any_work(
+    small_config, tmp_path, field, value, message
+):
+    small_config.optimizer = "adam"
+    small_config.adam[field] = value
+    with pytest.raises(ValueError, match=message) as error:
+        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
 
 
 def test_unprepared_tfds_data_set_is_a_one_line_error_before_any_work(small_config, tmp_path):
