@@ -41,6 +41,9 @@ _PROBE_LENGTH = flags.DEFINE_float(
     "probe_length", 3.0, "Probe length in units of 1/(λη); t* ≈ c/(λη) must fall well inside."
 )
 _EVALS = flags.DEFINE_integer("evals", 60, "Test evaluations during the probe.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Discard a probe of other settings already in --workdir."
+)
 flags.mark_flags_as_required(["config", "workdir", "budget_steps"])
 
 
@@ -63,9 +66,19 @@ def probe_config(config, probe_l2: float, probe_length: float, evals: int):
 
 
 def suggest(
-    config, workdir: str, budget_steps: int, probe_l2: float, probe_length: float, evals: int
+    config,
+    workdir: str,
+    budget_steps: int,
+    probe_l2: float,
+    probe_length: float,
+    evals: int,
+    *,
+    overwrite: bool = False,
 ) -> dict:
-    """Runs (or resumes) the probe and returns the suggestion record; writes it and the plot."""
+    """Runs (or resumes) the probe and returns the suggestion record; writes it and the plot.
+
+    A probe of other settings already in `workdir` is an error, or discarded with `overwrite`.
+    """
     for name, value in (("budget_steps", budget_steps), ("evals", evals)):
         if value is None or value < 1:
             raise ValueError(f"{name} must be a positive number of steps, got {value}.")
@@ -76,7 +89,7 @@ def suggest(
         raise ValueError("The relations hold for SGD (optimizer 'sgd' or 'momentum'), not 'adam'.")
     probe = probe_config(config, probe_l2, probe_length, evals)
     probe_dir = os.path.join(workdir, "probe")
-    train.train_and_evaluate(probe, probe_dir)
+    train.train_and_evaluate(probe, probe_dir, overwrite=overwrite)
     lines = train.read_metrics(probe_dir)
     curve = sweep.Curves(
         steps=np.array([line["step"] for line in lines]),
@@ -133,6 +146,7 @@ def main(argv) -> None:
             _PROBE_L2.value,
             _PROBE_LENGTH.value,
             _EVALS.value,
+            overwrite=_OVERWRITE.value,
         )
     except (ValueError, TypeError, train.NonFiniteLossError) as error:
         sys.exit(f"suggest_l2: {' '.join(str(error).split())}")

@@ -80,3 +80,15 @@ def test_bad_arguments_are_one_line_errors(budget, probe_l2, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         suggest_l2.suggest(small_config(), str(tmp_path), budget, probe_l2, 3.0, 20)
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_probe_of_other_settings_is_kept_unless_overwrite(tmp_path):
+    config = small_config()
+    suggest_l2.suggest(config, str(tmp_path), 10_000, 0.3, 3.0, 10)
+    first = (tmp_path / "suggestion.json").read_text()
+    with pytest.raises(ValueError, match="--overwrite"):
+        suggest_l2.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10)
+    assert (tmp_path / "suggestion.json").read_text() == first
+    record = suggest_l2.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10, overwrite=True)
+    assert record["probe_l2"] == 0.6
