@@ -18,7 +18,9 @@ Writes the three PNGs and `report.md` (the measured steps, fits and errors) to -
 each atomically.
 """
 
+import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -32,6 +34,7 @@ from theory.problems import accuracy, curves, mse_loss
 plt = files.pyplot()
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the PNGs and report.md.")
+EMBEDDED_DATASETS = ("digits", "mnist1d")
 _DATASET = flags.DEFINE_string("dataset", "digits", "An embedded l2reg data set.")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 300, "Training examples of the kernel.")
 _NUM_TEST = flags.DEFINE_integer("num_test", None, "Test examples (all when unset).")
@@ -184,17 +187,43 @@ def finite_width(problem, depth, widths, l2, lr, workdir) -> list[str]:
     return lines
 
 
-def main(argv) -> None:
-    del argv
-    l2s = [float(value) for value in _L2S.value]
-    widths = [int(value) for value in _WIDTHS.value]
-    if not l2s or min(l2s) <= 0:
-        raise ValueError(f"--l2s must be positive numbers, got {_L2S.value}")
+def validated_flags() -> tuple[list[float], list[int]]:
+    """`--l2s` and `--widths` as numbers; a one-line ValueError for the first bad flag."""
+    try:
+        l2s = [float(value) for value in _L2S.value]
+        widths = [int(value) for value in _WIDTHS.value]
+    except ValueError:
+        raise ValueError(
+            f"--l2s must be numbers and --widths integers, got {_L2S.value} and {_WIDTHS.value}"
+        ) from None
+    if not l2s or not all(math.isfinite(l2) and l2 > 0 for l2 in l2s):
+        raise ValueError(f"--l2s must be finite numbers > 0, got {_L2S.value}")
     if not widths or min(widths) < 1:
         raise ValueError(f"--widths must be integers ≥ 1, got {_WIDTHS.value}")
     for flag in (_DEPTH, _FINITE_DEPTH):
         if flag.value < 2:
             raise ValueError(f"--{flag.name} must be ≥ 2 (a network, not a linear model)")
+    for flag in (_LR, _FINITE_L2, _FINITE_LR):
+        if not (math.isfinite(flag.value) and flag.value > 0):
+            raise ValueError(f"--{flag.name} must be finite and > 0, got {flag.value}")
+    for flag in (_NUM_TIMES, _NUM_TRAIN, _FINITE_NUM_TRAIN):
+        if flag.value < 1:
+            raise ValueError(f"--{flag.name} must be ≥ 1, got {flag.value}")
+    if _NUM_TEST.value is not None and _NUM_TEST.value < 1:
+        raise ValueError(f"--num_test must be ≥ 1 or unset, got {_NUM_TEST.value}")
+    if _DATASET.value not in EMBEDDED_DATASETS:
+        raise ValueError(
+            f"--dataset must be one of {', '.join(EMBEDDED_DATASETS)}, got {_DATASET.value!r}"
+        )
+    return l2s, widths
+
+
+def main(argv) -> None:
+    del argv
+    try:
+        l2s, widths = validated_flags()
+    except ValueError as error:
+        sys.exit(f"theory_figures: {error}")
     # Slow eigenmodes at small l2 need more than float32's seven digits.
     jax.config.update("jax_enable_x64", True)
     workdir = _WORKDIR.value

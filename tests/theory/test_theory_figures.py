@@ -22,3 +22,19 @@ def test_theory_figures_writes_pngs_and_report(tmp_path):
     assert names <= set(os.listdir(tmp_path))
     report = (tmp_path / "report.md").read_text()
     assert "accuracy peak ∝ (l2·lr)^" in report and "| 16 |" in report
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--finite_l2=0", "--finite_l2 must be finite and > 0, got 0.0"),
+        ("--dataset=cifar7", "--dataset must be one of digits, mnist1d, got 'cifar7'"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_before_any_work(tmp_path, flag, message):
+    workdir = tmp_path / "figures"
+    command = [sys.executable, "-m", "experiments.theory_figures", f"--workdir={workdir}", flag]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert completed.returncode != 0
+    assert completed.stderr.strip().splitlines()[-1] == f"theory_figures: {message}"
+    assert not workdir.exists()
