@@ -27,3 +27,15 @@ def test_config_names_every_knob_and_is_valid(name):
     params = {"kernel": jnp.ones((3, 2))}
     updates, _ = optimizer.update(params, optimizer.init(params), params, value=jnp.float32(1.0))
     assert updates["kernel"].shape == (3, 2)
+
+
+def test_wrn_config_is_the_authors_setup_its_docstring_states():
+    # Docstring: momentum SGD η = 0.2, batch 128, 200 epochs of CIFAR-10's 50,000 images,
+    # η × 0.2 at 30/60/90%, L2 = 5e-4 in their Σθ² convention, i.e. λ = 1e-3 in ours.
+    config = wrn28_10_cifar10.get_config()
+    assert (config.optimizer, config.lr) == ("momentum", 0.2)
+    assert config.batch_size == 128 and config.steps == 200 * 50_000 // 128
+    assert config.lr_schedule == "step"
+    assert tuple(config.lr_step_boundaries) == (0.3, 0.6, 0.9) and config.lr_step_factor == 0.2
+    assert (config.l2_mode, config.l2) == ("fixed", 2 * 5e-4)
+    assert config.model_options.normalization == "batch" and config.augment
