@@ -75,8 +75,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     """Raises a one-line ValueError naming the first bad value of `config`, before any work."""
 
     def require(ok: bool, name: str, allowed: str) -> None:
+        # `name` may be dotted ('adam.b1') for a nested field.
         if not ok:
-            raise ValueError(f"config.{name}={config[name]!r} is invalid: must be {allowed}")
+            value = functools.reduce(lambda node, key: node[key], name.split("."), config)
+            raise ValueError(f"config.{name}={value!r} is invalid: must be {allowed}")
 
     def is_int(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -135,13 +137,14 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "finite and > 0",
     )
     if config.optimizer == "adam":
-        adam = config.adam
         for name in ("b1", "b2"):
-            value = adam[name]
-            if not (is_number(value) and 0 <= value < 1):
-                raise ValueError(f"config.adam.{name}={value!r} is invalid: must be in [0, 1)")
-        if not (is_number(adam.eps) and math.isfinite(adam.eps) and adam.eps > 0):
-            raise ValueError(f"config.adam.eps={adam.eps!r} is invalid: must be finite and > 0")
+            require(
+                is_number(config.adam[name]) and 0 <= config.adam[name] < 1,
+                f"adam.{name}",
+                "in [0, 1)",
+            )
+        eps = config.adam.eps
+        require(is_number(eps) and math.isfinite(eps) and eps > 0, "adam.eps", "finite and > 0")
 
 
 def create_lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
