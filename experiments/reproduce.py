@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags, logging
 
-from l2reg import reproduction, sweep
+from l2reg import files, reproduction, sweep
 from l2reg.reproduction import L2Grid, Preset, Runner, SweepRunner, TrainerRunner, TStarGrid
 
 EMBEDDED_DATASETS = ("digits", "mnist1d")
@@ -211,6 +211,7 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         validate(FLAGS.dataset, FLAGS.preset, FLAGS.seeds)
+        files.check_folder(FLAGS.workdir)
     except ValueError as error:
         sys.exit(f"reproduce: {error}")
     import l2reg.data

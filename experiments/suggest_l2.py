@@ -25,6 +25,7 @@ import json
 import os
 import sys
 
+import jax
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -85,8 +86,16 @@ def suggest(
     for name, value in (("probe_l2", probe_l2), ("probe_length", probe_length)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be finite and > 0, got {value}.")
+    train.validate_config(config, jax.device_count())
     if config.optimizer == "adam":
         raise ValueError("The relations hold for SGD (optimizer 'sgd' or 'momentum'), not 'adam'.")
+    steps = probe_length / (probe_l2 * effective_lr(config))
+    if steps > train.INT32_MAX:
+        raise ValueError(
+            f"probe_l2={probe_l2:g} with probe_length={probe_length:g} gives a probe of "
+            f"{steps:.3g} steps, more than {train.INT32_MAX}: raise probe_l2."
+        )
+    files.check_folder(workdir)
     probe = probe_config(config, probe_l2, probe_length, evals)
     probe_dir = os.path.join(workdir, "probe")
     train.train_and_evaluate(probe, probe_dir, overwrite=overwrite)

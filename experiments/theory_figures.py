@@ -215,6 +215,7 @@ def validated_flags() -> tuple[list[float], list[int]]:
         raise ValueError(
             f"--dataset must be one of {', '.join(EMBEDDED_DATASETS)}, got {_DATASET.value!r}"
         )
+    files.check_folder(_WORKDIR.value, "--workdir")
     return l2s, widths
 
 
@@ -226,8 +227,7 @@ def main(argv) -> None:
         sys.exit(f"theory_figures: {error}")
     # Slow eigenmodes at small l2 need more than float32's seven digits.
     jax.config.update("jax_enable_x64", True)
-    workdir = _WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
+    workdir = _WORKDIR.value  # made on the first write
     problem = problems.load_flat(
         _DATASET.value, num_train=_NUM_TRAIN.value, num_test=_NUM_TEST.value
     )

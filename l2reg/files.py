@@ -4,7 +4,22 @@ import io
 import os
 import tempfile
 
-__all__ = ["pyplot", "save_figure", "write_atomic"]
+__all__ = ["check_folder", "pyplot", "save_figure", "write_atomic"]
+
+
+def check_folder(path: str, name: str = "workdir") -> None:
+    """Checks, before any work, that `path` is a folder or can be made one.
+
+    Raises:
+      ValueError: `path`, or the nearest part of it that exists, is not a folder.
+    """
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        is_path = existing == os.path.abspath(path)
+        where = "is a file" if is_path else f"is inside the file {existing!r}"
+        raise ValueError(f"{name} {path!r} {where}: it must be a folder, new or existing")
 
 
 def write_atomic(path: str, data: bytes | str) -> None:

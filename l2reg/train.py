@@ -59,6 +59,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
+INT32_MAX = 2**31 - 1  # the step counter and the PRNG seed are int32 on device
 # Fields of a metrics line that measure the machine rather than the run.
 TIMING_FIELDS = ("steps_per_sec",)
 
@@ -102,12 +103,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "mixup_alpha",
         ">= 0 (0 turns mixup off)",
     )
-    int32_max = 2**31 - 1  # the step counter and the PRNG seed are int32 on device
     for name in ("steps", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every"):
         require(
-            is_int(config[name]) and 0 < config[name] <= int32_max,
+            is_int(config[name]) and 0 < config[name] <= INT32_MAX,
             name,
-            f"an integer in [1, {int32_max}]",
+            f"an integer in [1, {INT32_MAX}]",
         )
     require(
         is_int(config.keep_checkpoints) and config.keep_checkpoints >= 1,
@@ -115,9 +115,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "an integer >= 1",
     )
     require(
-        is_int(config.seed) and -(2**31) <= config.seed <= int32_max,
+        is_int(config.seed) and -(2**31) <= config.seed <= INT32_MAX,
         "seed",
-        f"an integer in [{-(2**31)}, {int32_max}]",
+        f"an integer in [{-(2**31)}, {INT32_MAX}]",
     )
     for name in ("batch_size", "eval_batch_size"):
         require(
@@ -467,6 +467,11 @@ def create_trainer(
         dataset = l2reg_data.load(
             config.dataset, data_dir=config.data_dir, **config.data_options.to_dict()
         )
+    if config.augment and dataset.augmentation is None and dataset.stream is None:
+        raise ValueError(
+            f"config.augment=True, but data set {dataset.name!r} has no standard augmentation "
+            "to apply: set config.augment=False"
+        )
     if dataset.train is not None and config.batch_size > len(dataset.train):
         raise ValueError(
             f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} training "
@@ -576,9 +581,10 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
     With `overwrite`, a previous run's files (config, metrics, checkpoints, events) are removed.
 
     Raises:
-      ValueError: `workdir` holds a run with a different config (or an unrecorded one) and
-        `overwrite` is False; nothing is changed then.
+      ValueError: `workdir` is not a folder, or holds a run with a different config (or an
+        unrecorded or unreadable one) and `overwrite` is False; nothing is changed then.
     """
+    files.check_folder(workdir)
     ours = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CHECKPOINT_DIR + ".corrupt", TENSORBOARD_DIR]
     present = [name for name in ours if os.path.exists(os.path.join(workdir, name))]
     current = _config_json(config)
@@ -590,7 +596,14 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
                 "pass --overwrite to discard them, or choose another workdir"
             )
         with open(config_path, encoding="utf-8") as file:
-            changes = _differences(json.load(file), current)
+            try:
+                recorded = json.load(file)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{config_path!r} is not valid JSON ({error}): pass --overwrite to discard "
+                    "the run, or choose another workdir"
+                ) from None
+        changes = _differences(recorded, current)
         if changes:
             raise ValueError(
                 f"workdir {workdir!r} holds a run with a different config "
@@ -716,6 +729,7 @@ def train_and_evaluate(
       ValueError: a bad config or workdir (before anything is written).
       NonFiniteLossError: the training loss became NaN/inf (names the step).
     """
+    files.check_folder(workdir)  # before the data are loaded
     trainer = create_trainer(config, devices=devices, dataset=dataset)
     prepare_workdir(workdir, config, overwrite=overwrite)
     checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)

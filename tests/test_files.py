@@ -34,3 +34,18 @@ def test_save_figure_writes_a_png(tmp_path):
     axis.plot([0, 1], [1, 0])
     files.save_figure(figure, str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_check_folder_accepts_folders_new_or_existing(tmp_path):
+    files.check_folder(str(tmp_path))
+    files.check_folder(str(tmp_path / "new" / "deeper"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_check_folder_refuses_a_file_or_a_path_through_one(tmp_path):
+    (tmp_path / "results.txt").write_text("kept")
+    with pytest.raises(ValueError, match=r"^workdir '.*results.txt' is a file: it must be a"):
+        files.check_folder(str(tmp_path / "results.txt"))
+    with pytest.raises(ValueError, match=r"^--out '.*/results.txt/run' is inside the file '"):
+        files.check_folder(str(tmp_path / "results.txt" / "run"), "--out")
+    assert (tmp_path / "results.txt").read_text() == "kept"

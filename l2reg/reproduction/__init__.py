@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from l2reg.files import write_atomic
+from l2reg.files import check_folder, write_atomic
 from l2reg.reproduction import parts, report
 from l2reg.reproduction.parts import L2Grid, TStarGrid
 from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner
@@ -78,7 +78,8 @@ def reproduce(
     """Runs the four parts and writes report.md, the PNG plots and results.json in `workdir`.
 
     Args:
-      workdir: the output folder (created if missing); the runners keep their caches there.
+      workdir: the output folder, created on the first write (a run that fails before then
+        leaves none); the runners keep their caches there.
       settings: the grids of the parts.
       name: the preset's name, for the report.
       seeds: the seeds of every configuration.
@@ -91,7 +92,7 @@ def reproduce(
     import jax
 
     start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
     seeds = list(seeds)
     t_star, runs = parts.t_star_part(settings.t_star, seeds, t_star_runner)
     l2_parts, (by_key, _) = parts.l2_part(settings.l2, seeds, l2_runner)

@@ -146,6 +146,41 @@ def test_command_line_reports_a_bad_preset_in_one_line(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_command_line_refuses_a_workdir_that_is_a_file(tmp_path):
+    (tmp_path / "report").write_text("kept")
+    completed = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", f"--workdir={tmp_path / 'report'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"reproduce: workdir '{tmp_path / 'report'}' is a file: " + (
+        "it must be a folder, new or existing"
+    )
+    assert (tmp_path / "report").read_text() == "kept"
+
+
+def test_a_reproduction_that_fails_before_its_first_write_leaves_no_workdir(tmp_path):
+    class Unprepared:
+        def __call__(self, part, configs):
+            raise FileNotFoundError("data set not prepared")
+
+    settings = reproduce.PRESETS["quick"]
+    workdir = tmp_path / "new"
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        reproduction.reproduce(
+            str(workdir),
+            settings,
+            name="quick",
+            seeds=[0],
+            t_star_runner=Unprepared(),
+            l2_runner=Unprepared(),
+        )
+    assert not workdir.exists()
+
+
 def tiny_trainer_runner(workdir):
     from experiments.configs import mlp_digits
 

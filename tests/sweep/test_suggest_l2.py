@@ -74,12 +74,29 @@ def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
 
 @pytest.mark.parametrize(
     ("budget", "probe_l2", "message"),
-    [(0, 0.1, "budget_steps must be"), (100, -1.0, "probe_l2 must be")],
+    [
+        (0, 0.1, "budget_steps must be"),
+        (100, -1.0, "probe_l2 must be"),
+        (100, 1e-12, r"probe_l2=1e-12 with probe_length=3 gives a probe of 3e\+13 steps, more"),
+    ],
 )
 def test_bad_arguments_are_one_line_errors(budget, probe_l2, message, tmp_path):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         suggest_l2.suggest(small_config(), str(tmp_path), budget, probe_l2, 3.0, 20)
+    assert "\n" not in str(error.value)
     assert not os.listdir(tmp_path)
+
+
+def test_bad_config_or_workdir_is_a_one_line_error_before_the_probe(tmp_path):
+    config = small_config()
+    config.lr = 0.0
+    with pytest.raises(ValueError, match=r"^config.lr=0.0 is invalid: must be > 0$"):
+        suggest_l2.suggest(config, str(tmp_path), 100, 0.1, 3.0, 20)
+    assert not os.listdir(tmp_path)
+    (tmp_path / "taken").write_text("kept")
+    with pytest.raises(ValueError, match=r"^workdir '.*taken' is a file: it must be a folder"):
+        suggest_l2.suggest(small_config(), str(tmp_path / "taken"), 100, 0.1, 3.0, 20)
+    assert os.listdir(tmp_path) == ["taken"]
 
 
 @pytest.mark.slow

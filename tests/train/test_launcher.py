@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from l2reg import train
@@ -104,3 +105,21 @@ def test_bad_command_line_is_a_one_line_error(tmp_path, compilation_cache, argum
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
     assert not workdir.exists()
+
+
+def test_overwrite_flag_replaces_a_run_of_another_config(tmp_path, compilation_cache):
+    workdir = tmp_path / "run"
+    short = ("--config.steps=60", "--config.eval_every=30", f"--workdir={workdir}")
+    finish(launch(compilation_cache, *short))
+    first = (workdir / train.METRICS_FILE).read_text()
+
+    process = launch(compilation_cache, *short, "--config.lr=0.05")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "different config (lr: 0.01 -> 0.05)" in stderr.strip().splitlines()[-1]
+    assert (workdir / train.METRICS_FILE).read_text() == first
+
+    finish(launch(compilation_cache, *short, "--config.lr=0.05", "--overwrite"))
+    lines = train.read_metrics(workdir)
+    assert [line["step"] for line in lines] == [30, 60]
+    assert all(line["lr"] == np.float32(0.05) for line in lines)

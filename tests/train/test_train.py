@@ -228,6 +228,26 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(small_config, t
         assert json.load(file)["lr"] == 0.02
 
 
+def test_unreadable_recorded_config_is_refused_naming_the_file(small_config, tmp_path):
+    run(small_config, tmp_path)
+    (tmp_path / "config.json").write_text('{"lr": 0.0')
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"config.json' is not valid JSON .*--overwrite") as error:
+        train.train_and_evaluate(small_config, str(tmp_path))
+    assert "\n" not in str(error.value)
+    assert _snapshot(tmp_path) == before
+    lines = run(small_config, tmp_path, overwrite=True)
+    assert [line["step"] for line in lines] == [10, 20, 30, 40]
+
+
+def test_workdir_that_is_a_file_is_refused_before_any_work(small_config, tmp_path, monkeypatch):
+    (tmp_path / "results").write_text("kept")
+    monkeypatch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
+    with pytest.raises(ValueError, match=r"workdir '.*results' is a file: it must be a folder"):
+        train.train_and_evaluate(small_config, str(tmp_path / "results"))
+    assert (tmp_path / "results").read_text() == "kept"
+
+
 BAD_INPUTS = [
     ("l2", -1e-4, r"config.l2=-0.0001 is invalid: must be >= 0"),
     ("lr", 0.0, r"config.lr=0.0 is invalid: must be > 0"),
@@ -246,6 +266,7 @@ BAD_INPUTS = [
     ("model", "transformer", r"unknown model 'transformer'"),
     ("dataset", "imagenet21k", r"imagenet21k"),
     ("batch_size", 2000, r"config.batch_size=2000 exceeds the 1500 training examples"),
+    ("augment", True, r"config.augment=True, but data set 'digits' has no standard augmentation"),
 ]
 
 
