@@ -68,11 +68,44 @@ class TStarFit(NamedTuple):
     used: np.ndarray
 
 
+def _first_bad(name: str, array: np.ndarray, bad: np.ndarray) -> str:
+    """`name[i]=value` of the first bad entry (or `name=value` for a scalar), for messages
+    that stay on one line however long the array."""
+    if array.ndim == 0:
+        return f"{name}={array.item()!r}"
+    index = np.unravel_index(np.argmax(bad), bad.shape)
+    return f"{name}[{', '.join(map(str, index))}]={array[index].item()!r}"
+
+
 def _positive(name: str, value) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    bad = ~np.isfinite(array) | (array <= 0)
+    if np.any(bad):
+        raise ValueError(f"{name} must be finite and > 0, got {_first_bad(name, array, bad)}")
     return array
+
+
+def _curve(steps, values, smoothing: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`steps` and the curve `values` as float64 arrays, checked with `smoothing`."""
+    steps = np.asarray(steps, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if steps.ndim != 1 or steps.shape != values.shape or steps.size == 0:
+        raise ValueError(
+            f"steps and {name} must be 1-D of the same non-zero length, "
+            f"got shapes {steps.shape} and {values.shape}"
+        )
+    bad = ~np.isfinite(steps) | (steps < 0) | (np.diff(steps, prepend=steps[:1]) < 0)
+    if np.any(bad):
+        raise ValueError(
+            f"steps must be finite, ≥ 0 and non-decreasing, got {_first_bad('steps', steps, bad)}"
+        )
+    if not (
+        isinstance(smoothing, int | float | np.floating | np.integer)
+        and np.isfinite(smoothing)
+        and smoothing >= 0
+    ):
+        raise ValueError(f"smoothing must be a finite number of decades ≥ 0, got {smoothing!r}")
+    return steps, values
 
 
 def _scalar_or_array(array: np.ndarray):
@@ -99,8 +132,7 @@ def smooth_curve(steps, values, smoothing: float) -> np.ndarray:
       Shape (n,): the smoothed curve (a Nadaraya–Watson average), NaN only where
       every value within reach is non-finite.
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
+    steps, values = _curve(steps, values, smoothing, "values")
     if smoothing == 0:
         return values.copy()
     position = np.log10(1.0 + steps)
@@ -137,17 +169,7 @@ def t_star(
     Returns:
       A `TStar` (step, low, high, peak_accuracy).
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    accuracy = np.asarray(accuracy, dtype=np.float64)
-    if steps.ndim != 1 or steps.shape != accuracy.shape or steps.size == 0:
-        raise ValueError(
-            f"steps and accuracy must be 1-D of the same non-zero length, "
-            f"got shapes {steps.shape} and {accuracy.shape}"
-        )
-    if not np.all(np.isfinite(steps)) or np.any(steps < 0) or np.any(np.diff(steps) < 0):
-        raise ValueError(f"steps must be finite, ≥ 0 and non-decreasing, got {steps!r}")
-    if not np.isfinite(smoothing) or smoothing < 0:
-        raise ValueError(f"smoothing must be a finite number of decades ≥ 0, got {smoothing!r}")
+    steps, accuracy = _curve(steps, accuracy, smoothing, "accuracy")
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be finite and ≥ 0, got {tolerance!r}")
     if not np.any(np.isfinite(accuracy)):
@@ -231,7 +253,7 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
       l2: shape (n,), the L2 coefficient λ of each run, > 0.
       lr: shape (n,) or scalar, the (effective) learning rate η of each run, > 0.
       t_star: shape (n,), the measured step of best accuracy of each run.
-      used: optional boolean mask, shape (n,): which runs enter the fit (exclude
+      used: optional boolean mask (not indices), shape (n,): which runs enter the fit (exclude
         runs whose λ is too large to fit the data, as the paper does). By default
         every run with a finite, positive t*.
 
@@ -247,16 +269,23 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
     if used is None:
         used = valid
     else:
-        used = np.asarray(used, dtype=bool)
-        if used.shape != l2.shape:
-            raise ValueError(f"used must have the shape of l2 {l2.shape}, got {used.shape}")
+        used = np.asarray(used)
+        if used.dtype != bool or used.shape != l2.shape:
+            raise ValueError(
+                f"used must be a boolean mask of the shape of l2 {l2.shape}, got {used.dtype} "
+                f"of shape {used.shape} (for indices, pass np.isin(np.arange(n), indices))"
+            )
         if np.any(used & ~valid):
-            raise ValueError(f"used selects runs whose t* is not finite and > 0: {t_star[used]}")
+            raise ValueError(
+                f"used selects runs {np.flatnonzero(used & ~valid).tolist()} whose t* is not "
+                "finite and > 0"
+            )
     x = np.log(l2 * lr)[used]
     y = np.log(t_star)[used]
     if x.size < 2 or np.ptp(x) == 0:
         raise ValueError(
-            f"fit_t_star needs at least 2 runs with distinct λη, got {x.size} with λη = {np.exp(x)}"
+            f"fit_t_star needs at least 2 runs with distinct λη, got {x.size} with "
+            f"λη = {np.exp(x).tolist()}"
         )
     slope, intercept = np.polyfit(x, y, 1)
     if x.size > 2:
@@ -288,7 +317,8 @@ def l2_opt(l2, accuracy) -> float:
     accuracy = np.asarray(accuracy, dtype=np.float64)
     if l2.ndim != 1 or accuracy.shape != l2.shape or np.any(np.diff(l2) <= 0):
         raise ValueError(
-            f"l2 must be increasing and 1-D with accuracy of its shape, got {l2!r} and {accuracy!r}"
+            f"l2 must be increasing and 1-D with accuracy of its shape, got {l2.tolist()} and "
+            f"{accuracy.tolist()}"
         )
     best = int(np.nanargmax(accuracy))
     if best == 0 or best == len(l2) - 1:

@@ -155,6 +155,28 @@ def test_prediction_round_trip():
         (lambda: relations.predict_l2(1.0, 0.0, 100), "lr must be"),
         (lambda: relations.l2_opt([1e-3, 1e-4], [0.5, 0.6]), "increasing"),
         (lambda: relations.effective_lr(0.1, momentum=1.0), "momentum"),
+        (lambda: relations.smooth_curve([1, 2], [0.1], 0.1), "steps and values must be 1-D"),
+        (lambda: relations.smooth_curve([-1, 2], [0.1, 0.2], 0.1), r"got steps\[0\]=-1.0$"),
+        (lambda: relations.smooth_curve([1, 2], [0.1, 0.2], -0.1), "smoothing must be"),
+        (lambda: relations.smooth_curve([1, 2], [0.1, 0.2], np.nan), "smoothing must be"),
+        (lambda: relations.smooth_curve([1, 2], [0.1, 0.2], "0.1"), "smoothing must be"),
+        (lambda: relations.t_star(np.arange(200.0)[::-1], np.ones(200)), r"got steps\[1\]=198.0$"),
+        (lambda: relations.fit_t_star(np.geomspace(1e-4, 1e-2, 300), 0.0, np.ones(300)), "lr="),
+        (
+            lambda: relations.fit_t_star([1e-3, 1e-2], 1.0, [10, 1], used=[0, 1]),
+            "used must be a boolean mask",
+        ),
+        (
+            lambda: relations.fit_t_star([1e-3, 1e-2, 0.1], 1.0, [10, 1, np.nan], used=[1, 1, 1]),
+            "used must be a boolean mask",
+        ),
+        (
+            lambda: relations.fit_t_star(
+                [1e-3, 1e-2, 0.1], 1.0, [10, 1, np.nan], used=np.ones(3, bool)
+            ),
+            r"used selects runs \[2\] whose t\* is not finite",
+        ),
+        (lambda: relations.l2_opt(np.geomspace(1, 1e-3, 300), np.ones(300)), "increasing"),
     ],
 )
 def test_invalid_arguments_raise_one_line_errors(call, message):
