@@ -39,11 +39,38 @@ import tqdm
 import l2reg
 import l2reg.data
 import l2reg.models
+import l2reg.transforms
 
 LOSSES = ("cross_entropy", "mse")
 # Fractions of a run after which η is multiplied by 0.2 ('step' is the standard WRN schedule).
 LR_DROPS = {"constant": (np.inf,) * 3, "step": (0.3, 0.6, 0.9)}
 LR_SCHEDULES = tuple(LR_DROPS)
+# Seeds and step counts are int32 on device, as in `l2reg.train` (whose seeds they match).
+_INT32 = np.iinfo(np.int32)
+
+
+def _check_int(
+    name: str,
+    value: Any,
+    low: int,
+    high: int | None = None,
+    *,
+    none_ok: bool = False,
+    where: str = "",
+) -> None:
+    """Raises a one-line ValueError unless `value` is an int (not a bool) in [low, high]
+    (or None, with `none_ok`); `where` names the configuration it belongs to."""
+    if none_ok and value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        allowed = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
+        allowed = f"None or {allowed}" if none_ok else allowed
+        raise ValueError(f"{name} must be {allowed}, got {value!r}{where}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +105,7 @@ class Setup:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown loss {self.loss!r}; expected one of {LOSSES}.")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}.")
+        _check_int("batch_size", self.batch_size, 1)
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}.")
         if not 0.0 <= self.label_noise < 1.0:
@@ -126,8 +152,8 @@ class Config(NamedTuple):
     Attributes:
       l2: λ (for AutoL2, its initial value).
       lr: η, the SGD learning rate (its peak value under a schedule).
-      seed: initialization and batch order.
-      num_steps: SGD steps to train.
+      seed: initialization and batch order, an int32 (as `l2reg.train`'s config.seed).
+      num_steps: SGD steps to train, in [1, 2**31 − 1].
       l2_mode: FixedL2() or AutoL2(...).
       lr_schedule: 'constant', or 'step': η × 0.2 at 30%, 60% and 90% of `num_steps`.
     """
@@ -164,22 +190,42 @@ class Curves(NamedTuple):
 
 
 def validate(configs: Sequence[Config]) -> None:
-    """Raises a one-line ValueError/TypeError for the first invalid configuration."""
+    """Raises a one-line ValueError/TypeError for the first invalid configuration.
+
+    The L2 settings are checked by `l2reg.transforms.validate_add_l2`/`validate_autol2`, as
+    the transforms would check them if they were not traced.
+    """
     if not configs:
         raise ValueError("A sweep needs at least one configuration, got none.")
     for config in configs:
         if not isinstance(config, Config):
             raise TypeError(f"Expected sweep.Config, got {type(config).__name__}: {config!r}.")
-        if not (config.l2 >= 0 and math.isfinite(config.l2)):
-            raise ValueError(f"l2 must be finite and ≥ 0, got {config.l2} in {config}.")
+        where = f" in {config}"
         if not (config.lr > 0 and math.isfinite(config.lr)):
-            raise ValueError(f"lr must be finite and > 0, got {config.lr} in {config}.")
-        if int(config.num_steps) < 1:
-            raise ValueError(f"num_steps must be ≥ 1, got {config.num_steps} in {config}.")
-        if not isinstance(config.l2_mode, FixedL2 | AutoL2):
-            raise TypeError(f"l2_mode must be FixedL2() or AutoL2(...), got {config.l2_mode!r}.")
-        if isinstance(config.l2_mode, AutoL2) and config.l2 <= 0:
-            raise ValueError(f"AutoL2 needs an initial l2 > 0, got {config.l2} in {config}.")
+            raise ValueError(f"lr must be finite and > 0, got {config.lr}{where}.")
+        _check_int("seed", config.seed, int(_INT32.min), int(_INT32.max), where=where)
+        _check_int("num_steps", config.num_steps, 1, int(_INT32.max), where=where)
+        mode = config.l2_mode
+        if not isinstance(mode, FixedL2 | AutoL2):
+            raise TypeError(f"l2_mode must be FixedL2() or AutoL2(...), got {mode!r}.")
+        try:
+            if isinstance(mode, FixedL2):
+                l2reg.transforms.validate_add_l2(config.l2)
+            else:
+                l2reg.transforms.validate_autol2(
+                    config.l2,
+                    # None follows the run's own η, checked above.
+                    config.lr if mode.learning_rate is None else mode.learning_rate,
+                    decay_factor=mode.decay_factor,
+                    cooldown=mode.cooldown,
+                    patience=mode.patience,
+                    check_every=mode.check_every,
+                    min_l2=mode.min_l2,
+                )
+        except ValueError as error:
+            raise ValueError(f"{error}{where}.") from None
+        if isinstance(mode, AutoL2) and config.l2 == 0:
+            raise ValueError(f"AutoL2 needs an initial l2 > 0, got {config.l2}{where}.")
         if config.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"Unknown lr_schedule {config.lr_schedule!r}; expected one of {LR_SCHEDULES}."
@@ -248,13 +294,14 @@ def run(
     Returns:
       One `Curves` per configuration, in the order of `configs`.
     """
+    if not isinstance(setup, Setup):
+        raise TypeError(f"Expected sweep.Setup, got {type(setup).__name__}: {setup!r}.")
     validate(configs)
-    if bucket_size is not None and bucket_size < 1:
-        raise ValueError(f"bucket_size must be ≥ 1 or None, got {bucket_size}.")
-    if not step_overhead >= 0:
-        raise ValueError(f"step_overhead must be ≥ 0, got {step_overhead}.")
-    if chunk_steps < 1:
-        raise ValueError(f"chunk_steps must be ≥ 1, got {chunk_steps}.")
+    _check_int("evals_per_decade", evals_per_decade, 1)
+    _check_int("bucket_size", bucket_size, 1, none_ok=True)
+    if not (step_overhead >= 0 and math.isfinite(step_overhead)):
+        raise ValueError(f"step_overhead must be finite and ≥ 0, got {step_overhead}.")
+    _check_int("chunk_steps", chunk_steps, 1)
     program = _Program.create(setup)
     longest = max(c.num_steps for c in configs)
     is_eval = np.zeros(_round_up(longest, chunk_steps) + 1, bool)
@@ -338,7 +385,7 @@ class _Hyper(NamedTuple):
         return cls(
             l2=column([c.l2 for c in configs], jnp.float32),
             lr=column([c.lr for c in configs], jnp.float32),
-            seed=column([c.seed for c in configs], jnp.uint32),
+            seed=column([c.seed for c in configs], jnp.int32),
             num_steps=column([c.num_steps for c in configs], jnp.int32),
             lr_drops=column([_drop_steps(c) for c in configs], jnp.int32),
             decay_factor=column([m.decay_factor for m in autol2], jnp.float32),

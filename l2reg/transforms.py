@@ -16,7 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["AddL2State", "AutoL2State", "add_l2", "autol2", "current_l2"]
+__all__ = [
+    "AddL2State",
+    "AutoL2State",
+    "add_l2",
+    "autol2",
+    "current_l2",
+    "validate_add_l2",
+    "validate_autol2",
+]
 
 # Relative slack of the cooldown comparison: ties up to float32 rounding are not "more than".
 _COOLDOWN_TIE_RTOL = 1e-5
@@ -72,20 +80,25 @@ class AutoL2State(NamedTuple):
     num_nonfinite: jax.Array
 
 
-def _is_concrete(value: Any) -> bool:
-    return not isinstance(value, jax.core.Tracer)
+def _is_real_dtype(dtype) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
 
 
 def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allowed: str) -> None:
-    """Raises a one-line ValueError unless ``predicate`` holds; skips traced values.
+    """Raises a one-line ValueError unless ``value`` is a real scalar for which ``predicate`` holds.
 
-    Values are traced when the transform is built inside ``jit``/``vmap`` (e.g. by
-    `optax.inject_hyperparams`); they were checked when first built outside.
+    A traced value (the transform built inside ``jit``/``vmap``, e.g. by
+    `optax.inject_hyperparams`) is known only by its shape and dtype, so only those are checked.
     """
-    if not _is_concrete(value):
+    if isinstance(value, jax.core.Tracer):
+        if value.ndim != 0 or not _is_real_dtype(value.dtype):
+            raise ValueError(
+                f"{name} must be {allowed}, got a traced {value.dtype}{list(value.shape)} array"
+            )
         return
     number = np.asarray(value)
-    if number.ndim != 0 or not np.isreal(number) or not predicate(number.astype(np.float64)):
+    real_scalar = number.ndim == 0 and _is_real_dtype(number.dtype)
+    if not (real_scalar and predicate(number.astype(np.float64))):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
@@ -93,7 +106,32 @@ def _finite_at_least_zero(x: np.ndarray) -> bool:
     return bool(np.isfinite(x) and x >= 0)
 
 
-def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
+def validate_add_l2(l2: ScalarOrSchedule) -> None:
+    """Raises the one-line ValueError that `add_l2` raises for a bad ``l2``.
+
+    A traced ``l2`` is checked only for being a real scalar; its value is the caller's to check.
+    """
+    if not callable(l2):
+        _check("l2", l2, _finite_at_least_zero, "a finite scalar ≥ 0 (or a schedule)")
+
+
+def validate_autol2(
+    l2_init: float | jax.Array,
+    learning_rate: ScalarOrSchedule,
+    *,
+    decay_factor: float,
+    cooldown: float,
+    patience: int,
+    check_every: int,
+    min_l2: float,
+) -> None:
+    """Raises the one-line ValueError that `autol2` raises for its first bad argument.
+
+    Concrete values are checked against the ranges documented in `autol2`; traced ones only
+    for being real scalars. A caller that traces them (as `l2reg.sweep` does, so that one
+    compiled program serves many values) calls this on the concrete values first.
+    """
+    _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")
     scheduled = callable(learning_rate)
     _check(
         "learning_rate at step 0" if scheduled else "learning_rate",
@@ -101,6 +139,15 @@ def _check_learning_rate(learning_rate: ScalarOrSchedule) -> None:
         lambda x: bool(np.isfinite(x) and x > 0),
         "a finite scalar > 0 (or a schedule of such)",
     )
+    _check("decay_factor", decay_factor, lambda x: bool(np.isfinite(x) and x > 1), "finite and > 1")
+    _check("cooldown", cooldown, _finite_at_least_zero, "finite and ≥ 0")
+    for name, value in (("patience", patience), ("check_every", check_every)):
+        _check(name, value, lambda x: bool(x == np.round(x) and x >= 1), "an integer ≥ 1")
+    _check("min_l2", min_l2, _finite_at_least_zero, "a finite scalar ≥ 0")
+    if not isinstance(l2_init, jax.core.Tracer):
+        _check(
+            "min_l2", min_l2, lambda x: bool(x <= np.asarray(l2_init)), f"≤ l2_init = {l2_init!r}"
+        )
 
 
 def _state_dtype(params: optax.Params) -> jnp.dtype:
@@ -141,15 +188,15 @@ def add_l2(l2: ScalarOrSchedule, mask: MaskOrFn = None) -> optax.GradientTransfo
     Args:
       l2: the L2 coefficient λ of ``(λ/2)·‖θ‖²`` (dimensionless per step when the
         transform precedes the learning rate), a float ≥ 0 or an optax schedule
-        mapping the update count to λ.
+        mapping the update count to λ. A traced value is checked only for being a real
+        scalar (see `validate_add_l2`).
       mask: as in `optax.masked`: a pytree of booleans (or a function of the params
         returning one) selecting the leaves that get L2, e.g. to skip biases.
 
     Returns:
       An `optax.GradientTransformation` whose ``update`` needs ``params``.
     """
-    if not callable(l2):
-        _check("l2", l2, _finite_at_least_zero, "a finite scalar ≥ 0 (or a schedule)")
+    validate_add_l2(l2)
     schedule = l2 if callable(l2) else (lambda count: l2)
 
     def init_fn(params):
@@ -225,23 +272,26 @@ def autol2(
       min_l2: floor of λ, in [0, l2_init].
       mask: as in `optax.masked`: which parameter leaves get L2.
 
+    The arguments are checked when the transform is built, with a one-line ValueError. A
+    traced argument (built inside ``jit``/``vmap``, e.g. by `optax.inject_hyperparams`) is
+    checked only for being a real scalar: its value is unknown until the program runs, so
+    it is the caller's to validate beforehand with `validate_autol2` on the concrete values.
+
     Returns:
       An `optax.GradientTransformationExtraArgs`. Its
       ``update(updates, state, params, *, value, accuracy=None)`` takes the
       training loss without the L2 term as ``value`` (a scalar) and optionally
       the training accuracy; pass ``accuracy`` on every update or on none.
     """
-    _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")
-    _check_learning_rate(learning_rate)
-    _check("decay_factor", decay_factor, lambda x: bool(np.isfinite(x) and x > 1), "finite and > 1")
-    _check("cooldown", cooldown, _finite_at_least_zero, "finite and ≥ 0")
-    for name, value in (("patience", patience), ("check_every", check_every)):
-        _check(name, value, lambda x: bool(x == np.round(x) and x >= 1), "an integer ≥ 1")
-    _check("min_l2", min_l2, _finite_at_least_zero, "a finite scalar ≥ 0")
-    if _is_concrete(l2_init):
-        _check(
-            "min_l2", min_l2, lambda x: bool(x <= np.asarray(l2_init)), f"≤ l2_init = {l2_init!r}"
-        )
+    validate_autol2(
+        l2_init,
+        learning_rate,
+        decay_factor=decay_factor,
+        cooldown=cooldown,
+        patience=patience,
+        check_every=check_every,
+        min_l2=min_l2,
+    )
     lr_schedule = learning_rate if callable(learning_rate) else (lambda count: learning_rate)
 
     def init_fn(params):

@@ -299,6 +299,9 @@ def test_add_l2_mask_and_reported_value():
         (lambda: l2reg.autol2(0.1, 1.0, check_every=0), "check_every must be"),
         (lambda: l2reg.autol2(0.1, 1.0, min_l2=-1.0), "min_l2 must be"),
         (lambda: l2reg.autol2(0.1, 1.0, min_l2=0.2), "min_l2 must be ≤ l2_init"),
+        # Booleans and complex numbers are not real scalars, even when they equal one.
+        (lambda: l2reg.autol2(0.1, 1.0, patience=True), "patience must be"),
+        (lambda: l2reg.add_l2(1e-3 + 0j), "l2 must be"),
     ],
 )
 def test_invalid_arguments_raise_one_line_errors(make, message):
@@ -306,6 +309,34 @@ def test_invalid_arguments_raise_one_line_errors(make, message):
         make()
     assert "\n" not in str(error.value)
     assert "got" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "traced", "message"),
+    [
+        (
+            lambda x: l2reg.autol2(x, 1.0),
+            jnp.ones(2),
+            r"^l2_init must be a finite scalar ≥ 0, got a traced float32\[2\] array",
+        ),
+        (
+            lambda x: l2reg.autol2(0.1, 1.0, cooldown=x),
+            jnp.ones((), jnp.complex64),
+            r"^cooldown must be finite and ≥ 0, got a traced complex64\[\] array",
+        ),
+        # A λ of shape (1,) would silently broadcast over every leaf.
+        (
+            lambda x: l2reg.add_l2(x),
+            jnp.ones(1),
+            r"^l2 must be .*, got a traced float32\[1\] array",
+        ),
+    ],
+)
+def test_traced_arguments_must_be_real_scalars(make, traced, message):
+    # Their values are unknown while tracing; their shapes and dtypes are not.
+    with pytest.raises(ValueError, match=message) as error:
+        jax.eval_shape(lambda x: make(x).init(PARAMS), traced)
+    assert "\n" not in str(error.value)
 
 
 def test_autol2_update_without_value_is_a_type_error():

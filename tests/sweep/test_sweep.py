@@ -1,12 +1,14 @@
 """Sweeps: a vmapped configuration trains exactly as it does alone; inputs are validated."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import l2reg
 from l2reg import sweep
 
 SETUP = sweep.Setup(
@@ -163,3 +165,93 @@ def test_bad_setups_are_one_line_errors():
         )
     with pytest.raises(TypeError, match=r"Expected sweep\.Config"):
         sweep.run(SETUP, [(1e-3, 1.0, 0, 10)], progress=False)
+
+
+def raises_exactly(message: str, error: type[Exception] = ValueError):
+    """`pytest.raises` matching the whole message, which must thus be this one line."""
+    return pytest.raises(error, match=rf"^{re.escape(message)}\Z")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fails a test whose sweep gets as far as loading data (the first work of a run)."""
+
+    def start(setup):
+        raise AssertionError("the sweep started work before rejecting its input")
+
+    monkeypatch.setattr(sweep._Program, "create", staticmethod(start))
+
+
+@pytest.mark.parametrize(
+    ("l2", "settings"),
+    [
+        (float("nan"), None),  # FixedL2
+        (float("inf"), {}),
+        (0.1, {"decay_factor": 1.0}),
+        (0.1, {"cooldown": -0.1}),
+        (0.1, {"patience": 0}),
+        (0.1, {"check_every": 2.5}),
+        (0.1, {"min_l2": -1e-3}),
+        (0.1, {"min_l2": 0.2}),
+        (0.1, {"learning_rate": 0.0}),
+    ],
+)
+def test_l2_settings_are_rejected_as_the_transform_rejects_them(l2, settings, no_work):
+    # The sweep traces these values, so the transform cannot check them itself.
+    if settings is None:
+        mode, build = sweep.FixedL2(), lambda: l2reg.add_l2(l2)
+    else:
+        mode = sweep.AutoL2(**settings)
+        build = lambda: l2reg.autol2(l2, **{"learning_rate": 1.0, **settings})
+    with pytest.raises(ValueError) as expected:
+        build()
+    config = sweep.Config(l2, 1.0, 0, 10, mode)
+    with raises_exactly(f"{expected.value} in {config}."):
+        sweep.run(SETUP, [config], progress=False)
+
+
+@pytest.mark.parametrize("seed", [-(2**31) - 1, 2**31, 2**32 + 5, 1.0, True])
+def test_seeds_outside_int32_are_one_line_errors(seed, no_work):
+    config = sweep.Config(1e-3, 1.0, seed, 10)
+    message = f"seed must be an integer in [-2147483648, 2147483647], got {seed!r} in {config}."
+    with raises_exactly(message):
+        sweep.run(SETUP, [config], progress=False)
+
+
+def test_seeds_at_the_int32_bounds_are_kept_exactly():
+    # The trainer's range of config.seed; each seed is stacked as it is, not wrapped.
+    configs = [sweep.Config(1e-3, 1.0, seed, 10) for seed in (-(2**31), -1, 2**31 - 1)]
+    sweep.validate(configs)
+    np.testing.assert_array_equal(sweep._Hyper.stack(configs).seed, [-(2**31), -1, 2**31 - 1])
+
+
+@pytest.mark.parametrize("num_steps", [10.5, 2**31])
+def test_num_steps_must_be_an_int32(num_steps, no_work):
+    config = sweep.Config(1e-3, 1.0, 0, num_steps)
+    message = f"num_steps must be an integer in [1, 2147483647], got {num_steps!r} in {config}."
+    with raises_exactly(message):
+        sweep.run(SETUP, [config], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("evals_per_decade", 0, "evals_per_decade must be an integer ≥ 1, got 0."),
+        ("evals_per_decade", -2, "evals_per_decade must be an integer ≥ 1, got -2."),
+        ("evals_per_decade", 2.5, "evals_per_decade must be an integer ≥ 1, got 2.5."),
+        ("bucket_size", 0, "bucket_size must be None or an integer ≥ 1, got 0."),
+        ("bucket_size", 2.5, "bucket_size must be None or an integer ≥ 1, got 2.5."),
+        ("chunk_steps", 10.0, "chunk_steps must be an integer ≥ 1, got 10.0."),
+        ("step_overhead", float("inf"), "step_overhead must be finite and ≥ 0, got inf."),
+    ],
+)
+def test_bad_run_arguments_are_one_line_errors(argument, value, message, no_work):
+    with raises_exactly(message):
+        sweep.run(SETUP, [sweep.Config(1e-3, 1.0, 0, 10)], progress=False, **{argument: value})
+
+
+def test_setup_batch_size_must_be_an_integer_and_run_needs_a_setup(no_work):
+    with raises_exactly("batch_size must be an integer ≥ 1, got 2.5."):
+        sweep.Setup("digits", batch_size=2.5)
+    with raises_exactly("Expected sweep.Setup, got str: 'digits'.", TypeError):
+        sweep.run("digits", [sweep.Config(1e-3, 1.0, 0, 10)], progress=False)
