@@ -25,7 +25,7 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
-from cifar_data import cifar10_or_random
+from wrn_cifar import cifar10_or_random
 
 from l2reg import data, models
 

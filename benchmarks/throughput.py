@@ -22,51 +22,41 @@ profile viewer) to see where a step's time goes.
 
 import argparse
 import glob
-import json
 import os
 import statistics
 import time
 
 import jax
 import tqdm
-from cifar_data import cifar10_or_random
+import wrn_cifar
 
-from experiments.configs import wrn28_10_cifar10
-from l2reg import files, train
+from l2reg import train
 from l2reg.flops import matmul_flops
 
 VARIANTS = ("synthetic", "real", "fixed_l2")
 
 
 def make_config(args: argparse.Namespace, l2_mode: str):
-    config = wrn28_10_cifar10.get_config()
-    config.model = args.model
-    config.batch_size = args.batch
-    config.dtype = args.dtype
-    config.l2_mode = l2_mode
-    config.l2 = 0.2 if l2_mode == "autol2" else 1e-3
-    config.steps = 1_000_000  # far beyond the run: the schedule stays at its first value
-    return config
+    return wrn_cifar.config(
+        args,
+        l2_mode=l2_mode,
+        l2=0.2 if l2_mode == "autol2" else 1e-3,
+        steps=1_000_000,  # far beyond the run: the schedule stays at its first value
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="wrn28_10", help="wrn{depth}_{width}")
-    parser.add_argument("--batch", type=int, default=1024, help="global batch, images per step")
-    parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    wrn_cifar.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=50, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
-    parser.add_argument("--data_dir", default=None, help="TFDS data directory for CIFAR-10")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--profile_dir", default=None, help="record a profiler trace here")
     parser.add_argument("--profile_steps", type=int, default=5, help="steps in the trace")
     args = parser.parse_args()
-    for name in ("batch", "steps", "rounds", "warmup", "profile_steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
+    wrn_cifar.require_positive(parser, args, "steps", "rounds", "warmup", "profile_steps")
 
-    dataset = cifar10_or_random(args.data_dir)
+    dataset = wrn_cifar.cifar10_or_random(args.data_dir)
     trainers = {
         "autol2": train.create_trainer(make_config(args, "autol2"), dataset=dataset),
         "fixed_l2": train.create_trainer(make_config(args, "fixed"), dataset=dataset),
@@ -97,11 +87,7 @@ def main():
         for variant in VARIANTS:
             seconds[variant].append(run(variant, args.steps))
 
-    devices = jax.local_devices()
-    setup = (
-        f"{args.model}, global batch {args.batch}, {args.dtype}, {len(devices)} × "
-        f"{devices[0].device_kind}, jax {jax.__version__}, data {dataset.name}"
-    )
+    setup = wrn_cifar.describe(args, dataset)
     print(setup)
     print(f"{flops / args.batch / 1e9:.2f} GFLOP per image (convolutions and matmuls, fwd+bwd)")
     results = {"setup": setup, "gflop_per_image": flops / args.batch / 1e9}
@@ -123,8 +109,7 @@ def main():
     print(
         f"AutoL2 / fixed-λ step time: {results['autol2_over_fixed_step_time']:.3f} (target ≤ 1.01)"
     )
-    if args.json:
-        files.write_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    wrn_cifar.write_json(args, results)
     if args.profile_dir:
         with jax.profiler.trace(args.profile_dir, create_perfetto_trace=True):
             run("synthetic", args.profile_steps)

@@ -17,47 +17,35 @@ the figures to FILE.
 
 import argparse
 import dataclasses
-import json
 import statistics
 import tempfile
 
-import jax
-from cifar_data import cifar10_or_random
+import wrn_cifar
 
-from experiments.configs import wrn28_10_cifar10
-from l2reg import data, files, train
+from l2reg import data, train
 from l2reg.flops import matmul_flops
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="wrn28_10", help="wrn{depth}_{width}")
-    parser.add_argument("--batch", type=int, default=1024, help="global batch, images per step")
-    parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    wrn_cifar.add_arguments(parser)
     parser.add_argument("--steps", type=int, default=400, help="training steps in all")
     parser.add_argument("--eval_every", type=int, default=100, help="steps between lines")
     parser.add_argument("--test_size", type=int, default=10_000, help="test images evaluated")
-    parser.add_argument("--data_dir", default=None, help="TFDS data directory for CIFAR-10")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    for name in ("batch", "steps", "eval_every", "test_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be ≥ 1, got {getattr(args, name)}")
+    wrn_cifar.require_positive(parser, args, "steps", "eval_every", "test_size")
     if args.steps < 2 * args.eval_every:
         parser.error(
             f"--steps must be ≥ 2 × --eval_every (a line after the compiling one), got "
             f"{args.steps} steps and --eval_every={args.eval_every}"
         )
 
-    dataset = cifar10_or_random(args.data_dir)
+    dataset = wrn_cifar.cifar10_or_random(args.data_dir)
     test = data.Split(dataset.test.images[: args.test_size], dataset.test.labels[: args.test_size])
     dataset = dataclasses.replace(dataset, test=test)
-    config = wrn28_10_cifar10.get_config()
-    config.update(
-        model=args.model,
-        batch_size=args.batch,
+    config = wrn_cifar.config(
+        args,
         eval_batch_size=min(args.batch, len(test.labels)),
-        dtype=args.dtype,
         l2_mode="autol2",
         l2=0.2,
         steps=args.steps,
@@ -72,11 +60,8 @@ def main():
 
     images_per_sec = [line["steps_per_sec"] * args.batch for line in lines[1:]]
     median = statistics.median(images_per_sec)
-    devices = jax.local_devices()
     setup = (
-        f"{args.model}, global batch {args.batch}, {args.dtype}, {len(devices)} × "
-        f"{devices[0].device_kind}, jax {jax.__version__}, data {dataset.name}, "
-        f"{args.steps} steps, a line every {args.eval_every}"
+        f"{wrn_cifar.describe(args, dataset)}, {args.steps} steps, a line every {args.eval_every}"
     )
     results = {
         "setup": setup,
@@ -92,8 +77,7 @@ def main():
         f"({results['tflop_per_sec']:.2f} TFLOP/s, {results['gflop_per_image']:.2f} GFLOP per "
         "image)"
     )
-    if args.json:
-        files.write_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    wrn_cifar.write_json(args, results)
 
 
 if __name__ == "__main__":
