@@ -32,13 +32,14 @@ the decay.
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from theory import checks
 
 Predictor = Callable[[jax.typing.ArrayLike], tuple[jax.Array, jax.Array]]
 
@@ -56,10 +57,12 @@ _POWER_SERIES_TERMS = 40
 # below it.
 _CONTINUED_FRACTION_MIN_ARGUMENT = 4.0
 _CONTINUED_FRACTION_TERMS = 48
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+# Relative asymmetry allowed in a training kernel: far above the rounding of a float32 kernel
+# computed in blocks, far below that of a matrix that is not a kernel.
+_SYMMETRY_RTOL = 1e-4
+# How far from 1 the rows of cross-entropy targets may sum (float32 rounding of a probability
+# vector is far smaller).
+_PROBABILITY_ATOL = 1e-4
 
 
 def _validate(k_train_train, k_test_train, y_train, l2, degree, lr) -> tuple:
@@ -68,21 +71,12 @@ def _validate(k_train_train, k_test_train, y_train, l2, degree, lr) -> tuple:
     Returns:
       ``(k_train_train, k_test_train, y_train, l2, degree, lr)``, arrays and Python numbers.
     """
-    if not _is_real(l2) or not math.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2 must be a finite number ≥ 0, got {l2!r}")
-    if not isinstance(degree, numbers.Integral) or isinstance(degree, bool) or degree < 1:
-        raise ValueError(
-            f"degree must be an integer ≥ 1 (the network's homogeneity degree), got {degree!r}"
-        )
-    if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    k_train_train, k_test_train, y_train = (
-        jnp.asarray(k_train_train),
-        jnp.asarray(k_test_train),
-        jnp.asarray(y_train),
-    )
-    if y_train.ndim != 2:
-        raise ValueError(f"y_train must have shape (n, k), got shape {y_train.shape}")
+    l2 = checks.number("l2", l2)
+    degree = checks.integer("degree", degree)
+    lr = checks.number("lr", lr, strictly_positive=True)
+    y_train = checks.targets(y_train)
+    k_train_train = checks.finite_array("k_train_train", k_train_train)
+    k_test_train = checks.finite_array("k_test_train", k_test_train)
     n = y_train.shape[0]
     if k_train_train.shape != (n, n):
         raise ValueError(
@@ -93,22 +87,26 @@ def _validate(k_train_train, k_test_train, y_train, l2, degree, lr) -> tuple:
         raise ValueError(
             f"k_test_train must have shape (m, n) with n = {n}, got shape {k_test_train.shape}"
         )
-    for name, array in (
-        ("k_train_train", k_train_train),
-        ("k_test_train", k_test_train),
-        ("y_train", y_train),
-    ):
-        if not bool(jnp.all(jnp.isfinite(array))):
-            raise ValueError(f"{name} has non-finite entries; it must be finite")
-    return k_train_train, k_test_train, y_train, float(l2), int(degree), float(lr)
+    # The eigendecomposition reads one triangle only: an asymmetric matrix (a test kernel passed
+    # as the training one, say) would give a silently wrong answer.
+    asymmetry = float(jnp.max(jnp.abs(k_train_train - k_train_train.T)))
+    scale = float(jnp.max(jnp.abs(k_train_train)))
+    if asymmetry > _SYMMETRY_RTOL * scale:
+        raise ValueError(
+            f"k_train_train must be symmetric, got max |K − Kᵀ| = {asymmetry:.3g} "
+            f"with max |K| = {scale:.3g}"
+        )
+    return k_train_train, k_test_train, y_train, l2, degree, lr
 
 
 def _steps_to_time(t, lr) -> tuple[jax.Array, bool]:
     """Validates steps ``t`` (scalar or 1-D, ≥ 0) and returns ``(τ = lr·t, t was scalar)``."""
-    t = jnp.asarray(t)
-    if t.ndim > 1:
-        raise ValueError(f"t must be a scalar or a 1-D array of steps, got shape {t.shape}")
-    if not jnp.issubdtype(t.dtype, jnp.number) or bool(jnp.any(jnp.isnan(t) | (t < 0))):
+    t = checks.real_array("t", t)
+    if t.ndim > 1 or t.size == 0:
+        raise ValueError(
+            f"t must be a scalar or a non-empty 1-D array of steps, got shape {t.shape}"
+        )
+    if bool(jnp.any(jnp.isnan(t) | (t < 0))):
         raise ValueError(f"t must hold steps ≥ 0 (inf allowed), got {t!r}")
     return lr * jnp.atleast_1d(t).astype(jnp.result_type(float)), t.ndim == 0
 
@@ -317,8 +315,9 @@ def _loss_gradient(loss: str, f_train: jax.Array, y_train: jax.Array) -> jax.Arr
     jax.jit, static_argnames=("degree", "loss", "solver", "rtol", "atol", "max_steps")
 )
 def _solve_flow(kernel, y_train, tau, l2, *, degree, loss, solver, rtol, atol, max_steps):
-    """(T, n + m, k) outputs at sorted times ``tau``: equation (1) solved with diffrax.
+    """Equation (1) solved with diffrax: (T, n + m, k) outputs at sorted times ``tau``.
 
+    Also returns diffrax's result, ``diffrax.RESULTS.successful`` unless the solver failed.
     ``kernel`` is ``[Θ₀(X, X); Θ₀(X*, X)]``, (n + m, n), so that each evaluation of the vector
     field is one matrix product for the training and test outputs together.
     """
@@ -340,8 +339,22 @@ def _solve_flow(kernel, y_train, tau, l2, *, degree, loss, solver, rtol, atol, m
         saveat=diffrax.SaveAt(ts=tau),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
+        throw=False,  # `l2_flow` reports a failure in one line instead of equinox's traceback
     )
-    return solution.ys
+    return solution.ys, solution.result
+
+
+def _check_probabilities(y_train: jax.Array) -> None:
+    """Raises unless each row of the (n, k) targets is a probability vector, as xent needs."""
+    bad_rows = (jnp.min(y_train, axis=1) < 0) | (
+        jnp.abs(jnp.sum(y_train, axis=1) - 1) > _PROBABILITY_ATOL
+    )
+    if bool(jnp.any(bad_rows)):
+        row = int(jnp.argmax(bad_rows))
+        raise ValueError(
+            "y_train must hold probability vectors (entries ≥ 0 summing to 1) for "
+            f"loss='xent', got row {row} = {y_train[row].tolist()}"
+        )
 
 
 def l2_flow(
@@ -374,21 +387,32 @@ def l2_flow(
       loss: ``"xent"``: softmax cross-entropy averaged over the n examples; ``"mse"``:
         ``½·mean over the n·k entries of (f − y)²`` (the equation `l2_flow_mse` solves
         exactly).
-      solver: a diffrax solver; Dopri5 when None (pass e.g. ``diffrax.Kvaerno5()`` when
-        ``lr·Θ₀/n`` is large compared with the time range, where the system is stiff).
-      rtol, atol: tolerances of the step-size controller.
-      max_steps: most solver steps per call of ``predict``.
+      solver: an adaptive diffrax solver instance; Dopri5 when None (pass e.g.
+        ``diffrax.Kvaerno5()`` when ``lr·Θ₀/n`` is large compared with the time range, where
+        the system is stiff).
+      rtol, atol: tolerances of the step-size controller, finite and > 0.
+      max_steps: most solver steps per call of ``predict``, ≥ 1.
 
     Returns:
       ``predict(t)`` with the shapes of `l2_flow_mse`; ``t`` finite. Each call solves from 0
-      to ``max(t)``.
+      to ``max(t)``, and raises RuntimeError if the solver fails (e.g. runs out of max_steps).
     """
-    k_train_train, k_test_train, y_train, l2, degree, lr = _validate(
-        k_train_train, k_test_train, y_train, l2, degree, lr
-    )
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     solver = diffrax.Dopri5() if solver is None else solver
+    if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        raise ValueError(
+            f"solver must be an adaptive diffrax solver instance such as diffrax.Dopri5() or "
+            f"diffrax.Kvaerno5(), got {solver!r}"
+        )
+    rtol = checks.number("rtol", rtol, strictly_positive=True)
+    atol = checks.number("atol", atol, strictly_positive=True)
+    max_steps = checks.integer("max_steps", max_steps)
+    k_train_train, k_test_train, y_train, l2, degree, lr = _validate(
+        k_train_train, k_test_train, y_train, l2, degree, lr
+    )
+    if loss == "xent":
+        _check_probabilities(y_train)
     kernel = jnp.concatenate([k_train_train, k_test_train])
     n = k_train_train.shape[0]
     options = dict(degree=degree, loss=loss, solver=solver, rtol=rtol, atol=atol)
@@ -398,9 +422,15 @@ def l2_flow(
         if not bool(jnp.all(jnp.isfinite(tau))):
             raise ValueError(f"t must be finite for the ODE solver, got {t!r}")
         order = jnp.argsort(tau)
-        outputs = _solve_flow(
+        outputs, result = _solve_flow(
             kernel, y_train, tau[order].astype(kernel.dtype), l2, max_steps=max_steps, **options
-        )[jnp.argsort(order)]
+        )
+        if result != diffrax.RESULTS.successful:
+            raise RuntimeError(
+                f"the ODE solver failed before step t = {float(jnp.max(tau)) / lr:g} with "
+                f"max_steps={max_steps}: {diffrax.RESULTS[result]}"
+            )
+        outputs = outputs[jnp.argsort(order)]
         f_train, f_test = outputs[:, :n], outputs[:, n:]
         return (f_train[0], f_test[0]) if scalar else (f_train, f_test)
 
@@ -434,8 +464,6 @@ def linear_model(
     Returns:
       ``predict(t)`` with the shapes of `l2_flow_mse`.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if loss == "mse":
         return l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=1, lr=lr)
     return l2_flow(k_train_train, k_test_train, y_train, l2=l2, degree=1, lr=lr, loss=loss)

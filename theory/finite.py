@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 import l2reg
-from theory import kernels
+from theory import checks, kernels
 
 
 def train_finite_network(
@@ -31,40 +31,51 @@ def train_finite_network(
     lr: float,
     steps: np.ndarray,
     key: jax.Array,
+    architecture: str = "dense",
     **network_options,
 ) -> tuple[jax.Array, jax.Array]:
     """Trains the zero-output pair of `theory.relu_network` and records its outputs.
 
     Args:
-      x_train: (n, ...) training inputs.
-      y_train: (n, k) targets.
-      x_test: (m, ...) test inputs.
+      x_train: (n, ...) training inputs, finite, in the layout of ``architecture`` (as for
+        `theory.ntk`).
+      y_train: (n, k) finite targets, as for `theory.l2_flow_mse`.
+      x_test: (m, ...) test inputs of the shape of x_train but for m.
       depth: number of weight layers of the network.
       width: hidden width.
       l2: L2 coefficient λ of ``(λ/2)·‖θ‖²``, ≥ 0.
       lr: learning rate η of full-batch gradient descent, > 0.
       steps: (T,) non-decreasing integer steps at which the outputs are recorded, ≥ 0.
       key: PRNG key of the initialization.
-      **network_options: further options of `theory.relu_network` (``architecture``,
-        ``weight_std``, ``readout_std``).
+      architecture: one of `theory.kernels.ARCHITECTURES`.
+      **network_options: further options of `theory.relu_network` (``weight_std``,
+        ``readout_std``).
 
     Returns:
       ``(f_train, f_test)`` of shapes (T, n, k) and (T, m, k): the network's outputs after
       each of ``steps`` gradient-descent steps.
     """
-    steps = np.asarray(steps)
+    checks.finite_array("steps", steps)
+    steps = np.asarray(steps)  # NumPy keeps large step counts exact without 64-bit JAX
     if steps.ndim != 1 or steps.size == 0 or np.any(steps < 0) or np.any(np.diff(steps) < 0):
         raise ValueError(f"steps must be a non-empty non-decreasing 1-D array ≥ 0, got {steps!r}")
     if not np.all(steps == np.round(steps)):
         raise ValueError(f"steps must be whole numbers of steps, got {steps!r}")
-    if not np.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2 must be a finite number ≥ 0, got {l2!r}")
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    x_train, y_train, x_test = jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_test)
+    l2 = checks.number("l2", l2)
+    lr = checks.number("lr", lr, strictly_positive=True)
+    y_train = checks.targets(y_train)
     init_fn, apply_fn, _ = kernels.relu_network(
-        depth, width=width, num_outputs=y_train.shape[-1], **network_options
+        depth,
+        width=width,
+        num_outputs=y_train.shape[1],
+        architecture=architecture,
+        **network_options,
     )
+    x_train, x_test = kernels.check_inputs(architecture, x_train=x_train, x_test=x_test)
+    if len(x_train) != len(y_train):
+        raise ValueError(
+            f"x_train must have n = {len(y_train)} rows to match y_train, got shape {x_train.shape}"
+        )
     _, params = init_fn(key, x_train.shape)
     pair = (params, params)
     optimizer = optax.chain(l2reg.add_l2(l2), optax.sgd(lr))

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from theory import checks
+
 
 def lanczos_tridiagonal(
     matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iterations: int
@@ -20,13 +22,23 @@ def lanczos_tridiagonal(
 
     Args:
       matvec: ``v ↦ A·v`` for a symmetric ``A`` of size (P, P), on (P,) vectors.
-      start: (P,) nonzero starting vector.
+      start: (P,) nonzero finite floating-point starting vector.
       num_iterations: Krylov dimension K, 1 ≤ K ≤ P.
 
     Returns:
       ``(alphas, betas)``: the diagonal (K,) and off-diagonal (K − 1,) of the tridiagonal
       matrix whose eigenvalues (Ritz values) approximate the extreme eigenvalues of ``A``.
     """
+    if start.ndim != 1 or not jnp.issubdtype(start.dtype, jnp.floating):
+        raise ValueError(
+            f"start must be a 1-D floating-point vector, got shape {start.shape} of {start.dtype}"
+        )
+    num_iterations = checks.integer("num_iterations", num_iterations, maximum=start.size)
+    # Under `jit` (as `hessian_min_eig` calls it) the values are unknown; its start is random.
+    if not isinstance(start, jax.core.Tracer):
+        start = checks.finite_array("start", start)
+        if not bool(jnp.any(start)):
+            raise ValueError("start must be nonzero, got a vector of zeros")
     basis = jnp.zeros((num_iterations, start.size), start.dtype)
     vector = start / jnp.linalg.norm(start)
     # A relative residual below this means the Krylov space is exhausted (A has fewer
@@ -74,7 +86,8 @@ def hessian_min_eig(
     Args:
       loss_fn: scalar function of a parameter pytree, e.g. the training loss plus
         ``(l2/2)·‖θ‖²``.
-      params: the pytree at which the Hessian is taken; P parameters in all.
+      params: the pytree of finite floating-point arrays at which the Hessian is taken; P
+        parameters in all.
       num_iterations: Krylov dimension, 1 ≤ num_iterations; capped at P. The smallest Ritz
         value is an upper bound that converges to the smallest eigenvalue from above.
       key: PRNG key of the random starting vector; ``jax.random.key(0)`` when None.
@@ -82,13 +95,13 @@ def hessian_min_eig(
     Returns:
       Scalar: the smallest Ritz value, in the units of ``loss_fn`` per parameter².
     """
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int):
-        raise ValueError(f"num_iterations must be an integer ≥ 1, got {num_iterations!r}")
-    if num_iterations < 1:
-        raise ValueError(f"num_iterations must be an integer ≥ 1, got {num_iterations!r}")
+    num_iterations = checks.integer("num_iterations", num_iterations)
     flat_params, unravel = ravel_pytree(params)
     if flat_params.size == 0:
         raise ValueError("params has no parameters; the Hessian is empty")
+    if not jnp.issubdtype(flat_params.dtype, jnp.floating):
+        raise ValueError(f"params must be floating point, got dtype {flat_params.dtype}")
+    checks.finite_array("params (flattened)", flat_params)
     key = jax.random.key(0) if key is None else key
 
     def flat_loss(flat):

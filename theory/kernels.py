@@ -10,14 +10,15 @@ the setting of `theory.dynamics`. The same stax triple gives the finite network 
 import math
 
 import jax
-import jax.numpy as jnp
 
-from theory import compat
+from theory import checks, compat
 
 nt = compat.import_neural_tangents()
 stax = nt.stax
 
 ARCHITECTURES = ("dense", "conv")
+# Axes of a batch of inputs of each architecture.
+_INPUT_AXES = {"dense": ("n", "features"), "conv": ("n", "height", "width", "channels")}
 
 
 def relu_network(
@@ -37,23 +38,24 @@ def relu_network(
 
     Args:
       depth: number of weight layers, ≥ 1 (the homogeneity degree of the output).
-      width: hidden width (channels for ``conv``) of the finite network; the kernel does not
-        depend on it.
-      num_outputs: outputs of the finite network (classes); the kernel is per output.
+      width: hidden width (channels for ``conv``) of the finite network, ≥ 1; the kernel does
+        not depend on it.
+      num_outputs: outputs of the finite network (classes), ≥ 1; the kernel is per output.
       architecture: one of ``ARCHITECTURES``.
-      weight_std: standard deviation of hidden weights times sqrt(fan-in); sqrt(2) keeps
-        ReLU activations at unit scale.
+      weight_std: standard deviation of hidden weights times sqrt(fan-in), finite and > 0;
+        sqrt(2) keeps ReLU activations at unit scale.
       readout_std: the same for the readout layer.
 
     Returns:
       The stax triple ``(init_fn, apply_fn, kernel_fn)``.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer ≥ 1, got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be an integer ≥ 1, got {width!r}")
+    depth = checks.integer("depth", depth)
+    width = checks.integer("width", width)
+    num_outputs = checks.integer("num_outputs", num_outputs)
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    weight_std = checks.number("weight_std", weight_std, strictly_positive=True)
+    readout_std = checks.number("readout_std", readout_std, strictly_positive=True)
     if architecture == "dense":
         hidden = stax.Dense(width, W_std=weight_std, b_std=None, parameterization="ntk")
         head = []
@@ -79,8 +81,9 @@ def ntk(
     """Infinite-width NTK ``Θ₀(x1, x2)`` of `relu_network` (one output).
 
     Args:
-      x1: (n1, ...) inputs, flattened features for ``dense``, NHWC images for ``conv``.
-      x2: (n2, ...) inputs, or None for ``x2 = x1``.
+      x1: (n1, features) inputs for ``dense``, (n1, height, width, channels) images for
+        ``conv``; finite.
+      x2: (n2, ...) inputs of the same shape but for n2, or None for ``x2 = x1``.
       depth: number of weight layers.
       architecture: one of ``ARCHITECTURES``.
       batch_size: when > 0, computes the kernel in blocks of this many rows and columns
@@ -92,6 +95,42 @@ def ntk(
       (n1, n2) float array.
     """
     _, _, kernel_fn = relu_network(depth, architecture=architecture, **network_options)
+    if x2 is None:
+        (x1,) = check_inputs(architecture, x1=x1)
+    else:
+        x1, x2 = check_inputs(architecture, x1=x1, x2=x2)
+    batch_size = checks.integer("batch_size", batch_size, minimum=0)
     if batch_size:
+        n1, n2 = len(x1), len(x1 if x2 is None else x2)
+        if n1 % batch_size or n2 % batch_size:
+            raise ValueError(f"batch_size must divide n1 = {n1} and n2 = {n2}, got {batch_size}")
         kernel_fn = nt.batch(kernel_fn, batch_size=batch_size, device_count=0)
-    return kernel_fn(jnp.asarray(x1), None if x2 is None else jnp.asarray(x2), "ntk")
+    return kernel_fn(x1, x2, "ntk")
+
+
+def check_inputs(architecture: str, **inputs: jax.typing.ArrayLike) -> list[jax.Array]:
+    """The named input batches as arrays, checked to be finite with the layout of ``architecture``.
+
+    Args:
+      architecture: one of ``ARCHITECTURES``.
+      **inputs: arrays by name (the name is quoted in errors), each (num, ...); all must have
+        the shape of the first, but for ``num``.
+
+    Returns:
+      The arrays, in the order given.
+    """
+    axes = _INPUT_AXES[architecture]
+    arrays = [checks.finite_array(name, x) for name, x in inputs.items()]
+    first_name, first = next(iter(inputs)), arrays[0]
+    for name, array in zip(inputs, arrays, strict=True):
+        if array.ndim != len(axes):
+            raise ValueError(
+                f"{name} must have shape ({', '.join(axes)}) for architecture {architecture!r}, "
+                f"got shape {array.shape}"
+            )
+        if array.shape[1:] != first.shape[1:]:
+            raise ValueError(
+                f"{name} must have the input shape of {first_name}, {first.shape[1:]}, "
+                f"got shape {array.shape}"
+            )
+    return arrays

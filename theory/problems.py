@@ -5,6 +5,7 @@ from typing import NamedTuple
 import numpy as np
 
 from l2reg import data
+from theory import checks
 
 
 class Problem(NamedTuple):
@@ -28,12 +29,22 @@ def load_flat(name: str, *, num_train: int, num_test: int | None = None) -> Prob
 
     Args:
       name: a data set of `l2reg.data.load`, e.g. ``"digits"`` or ``"mnist1d"``.
-      num_train: training examples kept, ≥ 1.
-      num_test: test examples kept (all when None).
+      num_train: training examples kept, from 1 to the size of the training split.
+      num_test: test examples kept, from 1 to the size of the test split (all when None).
     """
-    if num_train < 1 or (num_test is not None and num_test < 1):
-        raise ValueError(f"num_train and num_test must be ≥ 1, got {num_train!r}, {num_test!r}")
+    checks.integer("num_train", num_train)
+    if num_test is not None:
+        checks.integer("num_test", num_test)
     dataset = data.load(name)
+    for split, requested, available in (
+        ("train", num_train, len(dataset.train.labels)),
+        ("test", num_test, len(dataset.test.labels)),
+    ):
+        if requested is not None and requested > available:
+            raise ValueError(
+                f"num_{split} must be ≤ {available}, the {split} examples of {name!r}, "
+                f"got {requested}"
+            )
 
     def features(images):
         return np.asarray(dataset.preprocess(images), np.float64).reshape(len(images), -1)
@@ -48,12 +59,38 @@ def load_flat(name: str, *, num_train: int, num_test: int | None = None) -> Prob
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Fraction of correct argmax predictions over the second-to-last axis' examples."""
+    """Fraction of correct argmax predictions over the second-to-last axis' examples.
+
+    Args:
+      outputs: (..., m, k) outputs, e.g. (T, m, k) at T times.
+      labels: (m,) integer labels.
+
+    Returns:
+      (...) accuracies.
+    """
+    if np.shape(labels) != np.shape(outputs)[-2:-1]:
+        raise ValueError(
+            f"labels must have shape (m,) = {np.shape(outputs)[-2:-1]} to match outputs "
+            f"(..., m, k), got shape {np.shape(labels)}"
+        )
     return np.mean(np.argmax(outputs, axis=-1) == labels, axis=-1)
 
 
 def mse_loss(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """½·mean over test examples and classes of (f − y)², per time."""
+    """½·mean over test examples and classes of (f − y)², per time.
+
+    Args:
+      outputs: (..., m, k) outputs, e.g. (T, m, k) at T times.
+      targets: (m, k) targets.
+
+    Returns:
+      (...) losses.
+    """
+    if np.shape(targets) != np.shape(outputs)[-2:]:
+        raise ValueError(
+            f"targets must have shape (m, k) = {np.shape(outputs)[-2:]} to match outputs "
+            f"(..., m, k), got shape {np.shape(targets)}"
+        )
     return 0.5 * np.mean((outputs - targets) ** 2, axis=(-2, -1))
 
 

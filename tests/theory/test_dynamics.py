@@ -1,5 +1,6 @@
 """Infinite-width dynamics with L2: limits, closed form vs ODE solver, and relation 1."""
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -206,7 +207,10 @@ def test_cross_entropy_network_fits_then_vanishes():
         ({"y_train": np.zeros((5, 3))}, "k_train_train"),
         ({"y_train": np.zeros(24)}, "y_train"),
         ({"k_test_train": np.zeros((9, 23))}, "k_test_train"),
-        ({"k_train_train": np.full((24, 24), np.nan)}, "non-finite"),
+        ({"k_train_train": np.full((24, 24), np.nan)}, r"k_train_train must be finite, got nan"),
+        ({"y_train": np.zeros((24, 0))}, r"y_train must have shape \(n, k\) with n, k ≥ 1"),
+        ({"y_train": np.ones((24, 3), complex)}, "y_train must hold real numbers"),
+        ({"k_train_train": np.triu(np.ones((24, 24)))}, "k_train_train must be symmetric"),
     ],
 )
 def test_bad_arguments_raise_one_line_errors(change, match):
@@ -229,10 +233,54 @@ def test_bad_arguments_raise_one_line_errors(change, match):
 def test_bad_steps_and_loss_raise():
     k_train_train, k_test_train, y_train = random_problem()
     predict = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=1e-3, degree=2)
-    for steps in (-1.0, np.ones((2, 2)), np.nan):
+    for steps in (-1.0, np.ones((2, 2)), np.nan, np.array([]), 1j, True):
         with pytest.raises(ValueError, match="t must"):
             predict(steps)
     with pytest.raises(ValueError, match="loss"):
         theory.l2_flow(k_train_train, k_test_train, y_train, l2=1e-3, degree=2, loss="hinge")
+    labels = np.eye(3)[np.argmax(y_train, axis=1)]
     with pytest.raises(ValueError, match="finite"):
-        theory.l2_flow(k_train_train, k_test_train, y_train, l2=1e-3, degree=2)(np.inf)
+        theory.l2_flow(k_train_train, k_test_train, labels, l2=1e-3, degree=2)(np.inf)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_steps": 0}, "max_steps must be an integer ≥ 1, got 0"),
+        ({"max_steps": 1e4}, "max_steps must be an integer ≥ 1, got 10000.0"),
+        ({"rtol": 0.0}, "rtol must be a finite number > 0, got 0.0"),
+        ({"rtol": np.inf}, "rtol must be a finite number > 0, got inf"),
+        ({"atol": -1e-8}, "atol must be a finite number > 0, got -1e-08"),
+        ({"atol": np.nan}, "atol must be a finite number > 0, got nan"),
+        ({"solver": "dopri5"}, "solver must be an adaptive diffrax solver instance"),
+        ({"solver": diffrax.Euler()}, "solver must be an adaptive diffrax solver instance"),
+        (
+            {"y_train": 2 * np.eye(3)[[0, 1, 2, 0]]},
+            "y_train must hold probability vectors (entries ≥ 0 summing to 1) for loss='xent', "
+            "got row 0 = [2.0, 0.0, 0.0]",
+        ),
+    ],
+)
+def test_bad_solver_options_raise_when_the_flow_is_built(options, message):
+    k_train_train, k_test_train, _ = random_problem(n=4, m=2)
+    arguments = {"y_train": np.eye(3)[[0, 1, 2, 0]], "l2": 1e-3, "degree": 2, **options}
+    with pytest.raises(ValueError) as error:
+        theory.l2_flow(k_train_train, k_test_train, **arguments)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_mse_targets_need_not_be_probabilities():
+    k_train_train, k_test_train, y_train = random_problem(n=4, m=2)
+    theory.l2_flow(k_train_train, k_test_train, y_train, l2=1e-3, degree=2, loss="mse")
+
+
+def test_solver_out_of_steps_is_a_one_line_error():
+    k_train_train, k_test_train, y_train = random_problem(n=4, m=2)
+    predict = theory.l2_flow(
+        k_train_train, k_test_train, y_train, l2=1e-3, degree=2, loss="mse", max_steps=3
+    )
+    with pytest.raises(RuntimeError) as error:
+        predict(np.array([1.0, 1e3]))
+    message = str(error.value)
+    assert message.startswith("the ODE solver failed before step t = 1000 with max_steps=3: ")
+    assert "max_steps" in message.split(": ", 1)[1] and "\n" not in message

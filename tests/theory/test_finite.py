@@ -52,3 +52,35 @@ def test_finite_network_output_starts_at_zero_and_rejects_bad_steps():
         finite.train_finite_network(
             x, y, x, depth=2, width=8, l2=0.1, lr=0.1, steps=np.array([3, 1]), key=jax.random.key(0)
         )
+
+
+X, Y = np.ones((3, 4)), np.ones((3, 2))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"y_train": np.ones(3)}, "y_train must have shape (n, k) with n, k ≥ 1, got shape (3,)"),
+        ({"y_train": np.ones((1, 2))}, "x_train must have n = 1 rows to match y_train"),
+        ({"y_train": np.full((3, 2), np.inf)}, "y_train must be finite, got inf at index (0, 0)"),
+        ({"x_train": np.full((3, 4), np.nan)}, "x_train must be finite, got nan at index (0, 0)"),
+        ({"x_test": np.ones((5, 3))}, "x_test must have the input shape of x_train, (4,)"),
+        (
+            {"architecture": "conv"},
+            "x_train must have shape (n, height, width, channels) for architecture 'conv'",
+        ),
+        ({"steps": np.array([0, np.inf])}, "steps must be finite, got inf at index (1,)"),
+        ({"steps": np.array(["1"])}, "steps must hold real numbers"),
+        ({"l2": "0.1"}, "l2 must be a finite number ≥ 0, got '0.1'"),
+        ({"lr": True}, "lr must be a finite number > 0, got True"),
+        ({"weight_std": 0.0}, "weight_std must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_bad_arguments_raise_one_line_errors_before_training(change, message, monkeypatch):
+    monkeypatch.setattr(finite, "_advance", None)  # training would fail with a TypeError
+    arguments = dict(
+        x_train=X, y_train=Y, x_test=X, depth=2, width=8, l2=0.1, lr=0.1, steps=np.array([0, 2])
+    )
+    with pytest.raises(ValueError) as error:
+        finite.train_finite_network(**{**arguments, **change}, key=jax.random.key(0))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)

@@ -64,6 +64,44 @@ def test_min_eig_is_l2_at_the_minimum_of_an_overparameterized_model():
     np.testing.assert_allclose(min_eig, l2, rtol=1e-6)
 
 
-def test_bad_iterations_raise():
-    with pytest.raises(ValueError, match="num_iterations"):
-        theory.hessian_min_eig(lambda w: jnp.sum(w**2), jnp.ones(3), num_iterations=0)
+def test_numpy_integer_iterations_are_accepted():
+    min_eig = theory.hessian_min_eig(
+        lambda w: jnp.sum(w**2), jnp.ones(3), num_iterations=np.int64(3)
+    )
+    np.testing.assert_allclose(min_eig, 2.0, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "params, num_iterations, message",
+    [
+        (jnp.ones(3), 0, "num_iterations must be an integer ≥ 1, got 0"),
+        (jnp.ones(3), 2.0, "num_iterations must be an integer ≥ 1, got 2.0"),
+        (jnp.ones(3, int), 2, "params must be floating point, got dtype int"),
+        (
+            jnp.array([1.0, jnp.nan]),
+            2,
+            "params (flattened) must be finite, got nan at index (1,)",
+        ),
+    ],
+)
+def test_bad_hessian_arguments_raise_one_line_errors(params, num_iterations, message):
+    with pytest.raises(ValueError) as error:
+        theory.hessian_min_eig(lambda w: jnp.sum(w**2), params, num_iterations=num_iterations)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "start, num_iterations, message",
+    [
+        (jnp.ones(3), 0, "num_iterations must be an integer from 1 to 3, got 0"),
+        (jnp.ones(3), 4, "num_iterations must be an integer from 1 to 3, got 4"),
+        (jnp.zeros(3), 2, "start must be nonzero, got a vector of zeros"),
+        (jnp.array([1.0, jnp.inf]), 2, "start must be finite, got inf at index (1,)"),
+        (jnp.ones((3, 1)), 2, "start must be a 1-D floating-point vector, got shape (3, 1)"),
+        (jnp.ones(3, int), 2, "start must be a 1-D floating-point vector, got shape (3,) of int"),
+    ],
+)
+def test_bad_lanczos_arguments_raise_one_line_errors(start, num_iterations, message):
+    with pytest.raises(ValueError) as error:
+        theory.lanczos_tridiagonal(lambda v: v, start, num_iterations)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)

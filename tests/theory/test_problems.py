@@ -60,13 +60,47 @@ def test_curves_reads_the_test_outputs_of_a_predictor():
     np.testing.assert_allclose(loss, EXPECTED_LOSS, rtol=1e-12)
 
 
-@pytest.mark.parametrize("sizes", [{"num_train": 0}, {"num_train": 5, "num_test": 0}])
-def test_load_flat_rejects_empty_splits_before_loading(sizes):
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"num_train": 0}, "num_train must be an integer ≥ 1, got 0"),
+        ({"num_train": 2.5}, "num_train must be an integer ≥ 1, got 2.5"),
+        ({"num_train": 5, "num_test": 0}, "num_test must be an integer ≥ 1, got 0"),
+    ],
+)
+def test_load_flat_rejects_bad_sizes_before_loading(sizes, message):
     # An unknown data set name would raise a different error if anything were loaded first.
-    with pytest.raises(ValueError, match="must be ≥ 1") as error:
+    with pytest.raises(ValueError) as error:
         problems.load_flat("no such data set", **sizes)
-    assert "\n" not in str(error.value)
-    assert repr(sizes["num_train"]) in str(error.value)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"num_train": 1501}, "num_train must be ≤ 1500, the train examples of 'digits', got 1501"),
+        (
+            {"num_train": 5, "num_test": 298},
+            "num_test must be ≤ 297, the test examples of 'digits', got 298",
+        ),
+    ],
+)
+def test_load_flat_rejects_more_examples_than_the_data_set_has(sizes, message):
+    with pytest.raises(ValueError) as error:
+        problems.load_flat("digits", **sizes)
+    assert str(error.value) == message
+
+
+def test_metrics_reject_targets_of_another_shape():
+    with pytest.raises(
+        ValueError, match=r"labels must have shape \(m,\) = \(3,\) .* got shape \(2,\)"
+    ):
+        problems.accuracy(OUTPUTS, LABELS[:2])
+    # (1, 2) targets would broadcast against every example.
+    with pytest.raises(
+        ValueError, match=r"targets must have shape \(m, k\) = \(3, 2\) .* \(1, 2\)"
+    ):
+        problems.mse_loss(OUTPUTS, np.eye(2)[LABELS][:1])
 
 
 def test_load_flat_digits_keeps_the_first_examples():

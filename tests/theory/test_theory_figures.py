@@ -38,3 +38,15 @@ def test_bad_flags_are_one_line_errors_before_any_work(tmp_path, flag, message):
     assert completed.returncode != 0
     assert completed.stderr.strip().splitlines()[-1] == f"theory_figures: {message}"
     assert not workdir.exists()
+
+
+def test_a_workdir_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "figures").write_text("kept")
+    command = [sys.executable, "-m", "experiments.theory_figures", f"--workdir={tmp_path}/figures"]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert completed.returncode != 0
+    assert completed.stderr.strip().splitlines()[-1] == (
+        f"theory_figures: --workdir '{tmp_path}/figures' is a file: it must be a folder, new or "
+        "existing"
+    )
+    assert (tmp_path / "figures").read_text() == "kept"

@@ -1,0 +1,69 @@
+"""Argument checks shared by the theory module.
+
+Each raises a one-line ValueError that names the argument, quotes the bad value and says what
+is allowed, and returns the value converted for use, so that callers check before any work.
+"""
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def number(name: str, value: Any, *, strictly_positive: bool = False) -> float:
+    """``value`` as a float, checked to be a finite real number ≥ 0 (> 0 if strictly_positive).
+
+    Python and NumPy scalars are accepted; bools and arrays are not.
+    """
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+        or (strictly_positive and value == 0)
+    ):
+        bound = "> 0" if strictly_positive else "≥ 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def integer(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int, checked to be an integer (not a bool) from minimum to maximum."""
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        allowed = f"≥ {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def real_array(name: str, value: Any) -> jax.Array:
+    """``value`` as a JAX array, checked to have an integer or floating dtype (not bool)."""
+    dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise ValueError(f"{name} must hold real numbers (integer or floating), got dtype {dtype}")
+    return jnp.asarray(value)
+
+
+def finite_array(name: str, value: Any) -> jax.Array:
+    """`real_array` whose entries are all finite."""
+    array = real_array(name, value)
+    finite = jnp.isfinite(array)
+    if not bool(jnp.all(finite)):
+        index = tuple(int(i) for i in np.unravel_index(int(jnp.argmin(finite)), array.shape))
+        raise ValueError(f"{name} must be finite, got {array[index]} at index {index}")
+    return array
+
+
+def targets(y_train: Any) -> jax.Array:
+    """Training targets as a finite (n, k) array with n, k ≥ 1."""
+    y_train = finite_array("y_train", y_train)
+    if y_train.ndim != 2 or 0 in y_train.shape:
+        raise ValueError(f"y_train must have shape (n, k) with n, k ≥ 1, got shape {y_train.shape}")
+    return y_train
