@@ -57,3 +57,27 @@ def test_shard_map_counts_every_device():
     )
     a, b = jnp.ones((8, 5)), jnp.ones((5, 7))
     assert flops.matmul_flops(sharded, a, b) == flops.matmul_flops(jnp.dot, a, b)
+
+
+def test_cond_counts_every_branch():
+    # The branch taken is known only at run time, so each one's products are counted: the sum
+    # over branches, whichever predicate is traced, and × the length inside a scan.
+    a, b, c = jnp.ones((3, 5)), jnp.ones((5, 7)), jnp.ones((5, 2))
+    small, large = 2 * 3 * 5 * 2, 2 * 3 * 5 * 7
+
+    def two_branches(predicate, a, b, c):
+        return jax.lax.cond(predicate, lambda: a @ c, lambda: (a @ b)[:, :2])
+
+    for predicate in (True, False):
+        assert flops.matmul_flops(two_branches, predicate, a, b, c) == small + large
+
+    def three_branches(index, a, b, c):
+        return jax.lax.switch(index, [lambda: a @ c, lambda: (a @ b)[:, :2], lambda: a[:, :2]])
+
+    assert flops.matmul_flops(three_branches, 0, a, b, c) == small + large
+
+    def scanned(a, b, c):
+        step = lambda carry, predicate: (carry, two_branches(predicate, a, b, c))
+        return jax.lax.scan(step, 0, jnp.array([True, False, False, True]))[1]
+
+    assert flops.matmul_flops(scanned, a, b, c) == 4 * (small + large)

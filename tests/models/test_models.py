@@ -6,9 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
 from l2reg import models
+from l2reg.models import layers
+from l2reg.models.wide_resnet import WideBlock
 
 # The "rbg" generator compiles far faster on CPU than the default threefry; the properties
 # tested hold for any initialization.
@@ -19,6 +22,13 @@ def _normal(shape):
     return jnp.asarray(np.random.default_rng(1).standard_normal(shape), jnp.float32)
 
 
+def _conv(x, kernel, strides=1):
+    """'SAME' convolution of NHWC images with an HWIO kernel, written out independently of Conv."""
+    return lax.conv_general_dilated(
+        x, kernel, (strides, strides), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
 def _init_apply(model, x):
     """Variables and float32 logits of `model` at initialization.
 
@@ -27,6 +37,15 @@ def _init_apply(model, x):
     """
     variables = model.init(KEY, x, train=False)
     return variables, model.apply(variables, x, train=False)
+
+
+def _jit_intermediates(model, variables, x, **apply_options):
+    """Mutated collections of `model.apply` with every submodule's output under 'intermediates'.
+
+    Compiled as one program: for shapes used by a single test that is faster than op by op.
+    """
+    apply = functools.partial(model.apply, capture_intermediates=True, **apply_options)
+    return jax.jit(apply)(variables, x)[1]
 
 
 def _num_params(model, input_shape) -> int:
@@ -175,6 +194,132 @@ def test_bfloat16_forward_is_close_to_float32(name, options, input_shape):
     assert state["intermediates"]["Dense_0"]["__call__"][0].dtype == jnp.bfloat16
     relative_error = jnp.linalg.norm(logits - reference) / jnp.linalg.norm(reference)
     assert relative_error < 0.03, relative_error
+
+
+@pytest.mark.parametrize(
+    ("layer", "input_shape", "fan_in"),
+    [
+        # fan_out (taps × features) is at least 4× the fan_in: far beyond the sampling error.
+        (layers.Conv(256, kernel_size=3), (1, 8, 8, 64), 3 * 3 * 64),
+        (layers.Conv(512, kernel_size=5), (1, 16, 32), 5 * 32),
+        (layers.Dense(1024), (1, 256), 256),
+    ],
+)
+def test_standard_kernels_are_he_initialized_from_the_fan_in(layer, input_shape, fan_in):
+    # W ~ N(0, 2/fan_in), fan_in = window taps × input channels; ≥ 80k samples put the
+    # empirical std within 0.3% (one standard error) of it.
+    kernel = jax.jit(layer.init)(KEY, jnp.zeros(input_shape))["params"]["kernel"]
+    assert kernel.size >= 80_000
+    np.testing.assert_allclose(float(jnp.std(kernel)), np.sqrt(2.0 / fan_in), rtol=0.02)
+    assert abs(float(jnp.mean(kernel))) < 0.02 * np.sqrt(2.0 / fan_in)
+
+
+def test_layer_norm_normalizes_each_pixel_over_the_features():
+    # Over the last axis only, separately for each example and pixel (the MLP's Dense outputs
+    # are the case without pixels), then the learned gain and shift.
+    model = models.create("cnn", num_classes=3, channels=(8,), normalization="layer")
+    x = 3.0 * _normal((2, 4, 4, 3)) + 1.0
+    variables = jax.jit(functools.partial(model.init, train=False))(KEY, x)
+    norm_params = variables["params"]["LayerNorm_0"]
+    assert set(norm_params) == {"scale", "bias"}
+    features = norm_params["scale"].shape[0]
+    gain, shift = jnp.linspace(0.5, 2.0, features), jnp.linspace(-1.0, 1.0, features)
+    variables["params"]["LayerNorm_0"] = {"scale": gain, "bias": shift}
+    intermediates = _jit_intermediates(model, variables, x, train=False)["intermediates"]
+    inputs = intermediates["Conv_0"]["__call__"][0]
+    outputs = intermediates["LayerNorm_0"]["__call__"][0]
+    normalized = (inputs - inputs.mean(-1, keepdims=True)) / jnp.sqrt(
+        inputs.var(-1, keepdims=True) + 1e-6
+    )
+    np.testing.assert_allclose(outputs, gain * normalized + shift, rtol=1e-4, atol=1e-4)
+
+
+def _block_shapes(model, input_shape, prefix):
+    """Shapes of all intermediates, and (H, W, C) of the outputs of prefix_0, prefix_1, ...
+
+    Traced, not run: shapes only.
+    """
+
+    def intermediates(x):
+        variables = model.init(KEY, x, train=False)
+        return model.apply(variables, x, train=False, capture_intermediates=True)[1]
+
+    shapes = jax.eval_shape(intermediates, jax.ShapeDtypeStruct(input_shape, jnp.float32))
+    shapes = shapes["intermediates"]
+    count = sum(key.startswith(f"{prefix}_") for key in shapes)
+    return shapes, [shapes[f"{prefix}_{i}"]["__call__"][0].shape[1:] for i in range(count)]
+
+
+def test_wrn28_10_groups_run_at_32_16_and_8_pixels():
+    # Strides 1, 2, 2 in the first block of each group only; widths 16·k, 32·k, 64·k.
+    _, shapes = _block_shapes(
+        models.create("wrn28_10", num_classes=10), (1, 32, 32, 3), "WideBlock"
+    )
+    assert shapes == [(32, 32, 160)] * 4 + [(16, 16, 320)] * 4 + [(8, 8, 640)] * 4
+
+
+@pytest.mark.parametrize(
+    ("name", "block", "blocks_per_stage", "expansion"),
+    [("resnet18", "BasicBlock", (2, 2, 2, 2), 1), ("resnet50", "BottleneckBlock", (3, 4, 6, 3), 4)],
+)
+def test_resnet_stages_halve_the_resolution(name, block, blocks_per_stage, expansion):
+    # 64×64 input: the stride-2 stem gives 32, the max pool 16, then 16, 8, 4, 2 per stage.
+    intermediates, shapes = _block_shapes(
+        models.create(name, num_classes=10), (1, 64, 64, 3), block
+    )
+    assert intermediates["Conv_0"]["__call__"][0].shape[1:] == (32, 32, 64)
+    expected = []
+    for stage, count in enumerate(blocks_per_stage):
+        expected += [(16 // 2**stage, 16 // 2**stage, 64 * 2**stage * expansion)] * count
+    assert shapes == expected
+    if block == "BottleneckBlock":
+        # v1.5: the first block of a stage strides in its 3×3 conv, not in the leading 1×1.
+        first = intermediates[f"{block}_{blocks_per_stage[0]}"]
+        assert first["Conv_0"]["__call__"][0].shape[1:3] == (16, 16)
+        assert first["Conv_1"]["__call__"][0].shape[1:3] == (8, 8)
+
+
+@pytest.mark.parametrize(("features", "strides"), [(4, 1), (8, 2)])
+def test_wide_block_matches_a_hand_built_pre_activation_block(features, strides):
+    # Without normalization the pre-activation is relu(x). It feeds the 3×3 convs and, where
+    # the shape changes, the 1×1 projection shortcut; an identity shortcut carries x itself.
+    conv = functools.partial(layers.Conv, use_bias=False)
+    no_norm = functools.partial(
+        layers.normalization, None, train=False, use_bias=False, axis_name=None, dtype=jnp.float32
+    )
+    block = WideBlock(features, strides, conv, no_norm)
+    x = _normal((2, 6, 6, 4))
+    params = jax.jit(block.init)(KEY, x)["params"]
+    # Submodules are numbered in order of creation, so the 3×3 kernels come in order of use.
+    kernels = [params[name]["kernel"] for name in sorted(params)]
+    projection = [k for k in kernels if k.shape[:2] == (1, 1)]
+    first, second = (k for k in kernels if k.shape[:2] == (3, 3))
+    assert len(projection) == (strides != 1)
+
+    @jax.jit
+    def by_hand(x):
+        activated = jax.nn.relu(x)
+        shortcut = _conv(activated, projection[0], strides) if projection else x
+        return shortcut + _conv(jax.nn.relu(_conv(activated, first, strides)), second)
+
+    actual = jax.jit(block.apply)({"params": params}, x)
+    np.testing.assert_allclose(actual, by_hand(x), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_running_averages_move_by_the_momentum():
+    # One training call sets each running average to 0.9·old + 0.1·batch statistic (biased
+    # variance over batch and pixels), the Flax ImageNet example's momentum.
+    model = models.create("cnn", num_classes=3, channels=(4,), normalization="batch")
+    x = _normal((4, 6, 6, 2)) + 3.0
+    variables = jax.jit(functools.partial(model.init, train=False))(KEY, x)
+    old_mean, old_var = jnp.full((4,), 0.5), jnp.full((4,), 2.0)
+    variables["batch_stats"] = {"BatchNorm_0": {"mean": old_mean, "var": old_var}}
+    state = _jit_intermediates(model, variables, x, train=True, mutable=["batch_stats"])
+    features = state["intermediates"]["Conv_0"]["__call__"][0]
+    batch_mean, batch_var = features.mean((0, 1, 2)), features.var((0, 1, 2))
+    new = state["batch_stats"]["BatchNorm_0"]
+    np.testing.assert_allclose(new["mean"], 0.9 * old_mean + 0.1 * batch_mean, rtol=1e-5)
+    np.testing.assert_allclose(new["var"], 0.9 * old_var + 0.1 * batch_var, rtol=1e-4)
 
 
 def test_batch_norm_updates_statistics_in_training_mode():
