@@ -80,6 +80,25 @@ def test_augment_is_a_keyed_pad_crop_flip(padding_mode):
     assert 0 < flipped < len(images)  # flips are drawn per image
 
 
+def test_augment_draws_crop_offsets_and_flips_per_image():
+    # One image whose pixels are all distinct and nonzero, so that each crop of it (and each
+    # mirrored crop) differs from every other, even where the zero padding shows.
+    image = np.arange(1, 8 * 8 + 1, dtype=np.float32).reshape(8, 8, 1)
+    images = np.broadcast_to(image, (64, 8, 8, 1))
+    augmentation = data.Augmentation(padding=2, padding_mode="constant", flip=True)
+    augmented = np.asarray(data.augment(jax.random.key(0), images, augmentation))
+    crops = _crops(np.pad(image, ((2, 2), (2, 2), (0, 0))), 8, 8)
+    draws = []  # (top, left, flipped) of each image
+    for result in augmented:
+        (match,) = [i for i, crop in enumerate(crops) if np.array_equal(result, crop)]
+        flipped, offset = divmod(match, len(crops) // 2)
+        draws.append((*divmod(offset, 5), flipped))
+    tops, lefts, flips = (set(column) for column in zip(*draws, strict=True))
+    assert tops == lefts == set(range(5)) and flips == {0, 1}
+    assert any(top != left for top, left, _ in draws)
+    assert len(set(draws)) > 20  # 64 draws from 50 outcomes give about 36 distinct
+
+
 def test_cifar_style_preprocess_augments_only_with_a_key():
     rng = np.random.default_rng(0)
     train = data.Split(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), np.zeros(8, np.int32))

@@ -6,6 +6,7 @@ import pytest
 from l2reg import data
 
 tfds = pytest.importorskip("tensorflow_datasets")
+tf = pytest.importorskip("tensorflow")
 
 
 @pytest.mark.parametrize(
@@ -82,3 +83,66 @@ def test_imagenet_streams_deterministic_batches(tmp_path):
     assert test_sizes == [4, 4, 2]
     images = dataset.preprocess(first.images)
     assert images.dtype == np.float32 and abs(float(images.mean())) < 1.0
+
+
+# Sizes of the splits served by `_distinct_splits`; they differ so that no split can pass for
+# the other even by its length.
+DISTINCT_SIZES = {"train": 24, "test": 16}
+
+
+def _split_examples(split: str, image_shape, num_classes: int) -> dict[str, np.ndarray]:
+    """Reproducible examples of `split`, from a generator seeded differently for each split."""
+    rng = np.random.default_rng(list(DISTINCT_SIZES).index(split))
+    size = DISTINCT_SIZES[split]
+    return {
+        "image": rng.integers(0, 256, (size, *image_shape), dtype=np.uint8),
+        "label": rng.integers(0, num_classes, size, dtype=np.int64),
+    }
+
+
+def _distinct_splits(self, split, **kwargs):
+    """An `as_dataset_fn` for `mock_data` giving each split its own examples.
+
+    `mock_data`'s default generator serves the same examples for every split.
+    """
+    features = self.info.features
+    examples = _split_examples(str(split), features["image"].shape, features["label"].num_classes)
+    return tf.data.Dataset.from_tensor_slices(examples)
+
+
+@pytest.mark.parametrize(
+    ("name", "image_shape"), [("cifar10", (32, 32, 3)), ("mnist", (28, 28, 1))]
+)
+def test_loaded_splits_hold_their_own_examples(tmp_path, name, image_shape):
+    with tfds.testing.mock_data(as_dataset_fn=_distinct_splits):
+        dataset = data.load(name, data_dir=str(tmp_path), download=True)
+    for split_name in ("train", "test"):
+        expected = _split_examples(split_name, image_shape, num_classes=10)
+        split = getattr(dataset, split_name)
+        np.testing.assert_array_equal(split.images, expected["image"])
+        np.testing.assert_array_equal(split.labels, expected["label"].astype(np.int32))
+    # The normalization statistics come from the training split alone.
+    train_images = _split_examples("train", image_shape, num_classes=10)["image"].astype(np.float64)
+    np.testing.assert_allclose(dataset.mean, train_images.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(dataset.std, train_images.std(axis=(0, 1, 2)), rtol=1e-5)
+
+
+def _imagenet_splits(self, split, **kwargs):
+    """An `as_dataset_fn` for imagenet2012: encoded JPEGs, labelled from 0 in 'train' and from
+    500 in 'validation', so that every label tells which split it was read from."""
+    size, offset = {"train": (12, 0), "validation": (6, 500)}[str(split)]
+    image = tf.io.encode_jpeg(tf.zeros((40, 48, 3), tf.uint8))
+    return tf.data.Dataset.from_tensor_slices(
+        {"image": tf.fill([size], image), "label": offset + np.arange(size, dtype=np.int64)}
+    )
+
+
+def test_imagenet_streams_train_and_validation_splits(tmp_path):
+    with tfds.testing.mock_data(as_dataset_fn=_imagenet_splits):
+        dataset = data.load("imagenet2012", data_dir=str(tmp_path), download=True)
+        train = dataset.batches("train", batch_size=4, seed=0)
+        train_labels = np.concatenate([next(train).labels for _ in range(6)])
+        test = dataset.batches("test", batch_size=4, seed=0)
+        test_labels = np.concatenate([batch.labels for batch in test])
+    assert set(train_labels.tolist()) <= set(range(12))  # only the 12 training examples
+    np.testing.assert_array_equal(test_labels, 500 + np.arange(6))  # once, in stored order
