@@ -7,7 +7,7 @@
 #          batch size (OUTDIR/loop.json);
 #   input  the input pipeline at the first batch size;
 #   sweep  the vmapped sweep of SWEEP_STEPS steps with the costs of its parts and a trace
-#          (OUTDIR/sweep_profile).
+#          (OUTDIR/sweep_profile), summarized.
 # Each command gets at most LIMIT seconds, so one that hangs cannot eat the others' time; the
 # whole suite can take (number of commands) × LIMIT, so split it with PARTS where a caller's
 # time limit is shorter.
@@ -52,6 +52,9 @@ if [[ $parts == *" step "* ]]; then
       --steps="$steps" --rounds="$rounds" --json="$outdir/batch_$batch.json" $profile
     profile=""
   done
+  echo "== where the step's device time goes (profile of 5 steps at batch $first_batch)"
+  run "$python" "$here/profile_summary.py" "$outdir/profile" --steps=5 \
+    --json="$outdir/profile_summary.json"
 fi
 
 if [[ $parts == *" loop "* ]]; then
@@ -68,7 +71,11 @@ fi
 
 if [[ $parts == *" sweep "* ]]; then
   echo "== vmapped sweep, $sweep_steps steps"
+  chunk=$((sweep_steps < 500 ? sweep_steps : 500))
   run "$python" "$here/sweep_speedup.py" --setup=digits_ntk_mse --steps="$sweep_steps" \
-    --chunk_steps=$((sweep_steps < 500 ? sweep_steps : 500)) --profile_dir="$outdir/sweep_profile"
+    --chunk_steps="$chunk" --profile_dir="$outdir/sweep_profile"
+  echo "== where the vmapped sweep's device time goes (profile of $chunk steps)"
+  run "$python" "$here/profile_summary.py" "$outdir/sweep_profile" --steps="$chunk" \
+    --json="$outdir/sweep_profile_summary.json"
 fi
 exit $status

@@ -82,6 +82,12 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     assert re.search(r"batch order \(16 seeds\): [0-9.]+ µs/step", output), output
     assert re.search(r"evaluation branch: [0-9.]+ µs/step", output), output
     assert (tmp_path / "sweep_profile").is_dir()
+    # Both traces summarized: per-step time where XLA's ops ran, with their kinds.
+    for name in ("profile_summary.json", "sweep_profile_summary.json"):
+        summary = json.loads((tmp_path / name).read_text())
+        assert 0 < summary["busy_ms"] <= summary["span_ms"]
+        assert sum(summary["by_kind_ms"].values()) == pytest.approx(summary["kernel_ms"])
+    assert "kernels on: no accelerator in the trace: XLA's CPU threads" in output
 
 
 def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):
@@ -123,3 +129,63 @@ def test_benchmark_scripts_reject_bad_sizes():
     )
     assert result.returncode != 0
     assert "--rounds must be ≥ 1, got 0" in result.stderr
+
+
+def write_trace(path, events):
+    with gzip.open(path, "wt") as file:
+        json.dump({"traceEvents": events}, file)
+
+
+def test_profile_summary_reads_the_device_streams_of_a_trace(tmp_path):
+    # Two steps on a GPU's compute stream: a convolution overlapping a fusion, a gap, a copy;
+    # host events and the device's non-stream lines are left out.
+    def span(tid, name, ts, dur, **args):
+        return {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": args}
+
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+        {"ph": "M", "pid": 1, "tid": 8, "name": "thread_name", "args": {"name": "XLA Ops"}},
+        span(7, "sm90_xmma_fprop_implicit_gemm", 0, 600, hlo_op="cudnn-conv.1"),
+        span(7, "loop_add_fusion_2", 400, 200, hlo_op="command_buffer_3"),
+        span(7, "loop_add_fusion_5", 600, 200, hlo_op="command_buffer_3"),
+        span(7, "MemcpyD2D", 1800, 200),
+        span(8, "cudnn-conv.1", 0, 5000),
+        {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 9000, "name": "python"},
+    ]
+    trace = tmp_path / "plugins" / "profile" / "run" / "perfetto_trace.json.gz"
+    trace.parent.mkdir(parents=True)
+    write_trace(trace, events)
+    output = run_script(
+        "profile_summary.py", str(tmp_path), "--steps=2", f"--json={tmp_path / 's.json'}"
+    )
+    assert "kernels on: /device:GPU:0 (4 events)" in output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    # Span 0…2000 µs, busy 800 + 200 µs (the overlap counted once), kernels 1200 µs; per step;
+    # the two numbered copies of the fusion merged.
+    assert summary["span_ms"] == pytest.approx(1.0)
+    assert summary["busy_ms"] == pytest.approx(0.5)
+    assert summary["kernel_ms"] == pytest.approx(0.6)
+    assert summary["by_kind_ms"] == pytest.approx(
+        {"convolution/matmul": 0.3, "fusion": 0.2, "copy": 0.1, "other": 0.0}
+    )
+    top = summary["top_kernels"]
+    assert [row["kernel"] for row in top] == [
+        "sm90_xmma_fprop_implicit_gemm",
+        "loop_add_fusion",
+        "MemcpyD2D",
+    ]
+    assert [row["ms"] for row in top] == pytest.approx([0.3, 0.2, 0.1])
+    assert [row["per_step"] for row in top] == [0.5, 1.0, 0.5]
+
+
+def test_profile_summary_rejects_a_folder_without_a_trace(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_summary.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert f"no perfetto_trace.json.gz under '{tmp_path}'" in result.stderr
