@@ -174,6 +174,11 @@ def batch_indices(seed, step, batch_size: int, num_examples: int) -> jax.Array:
 # (Luby & Rackoff, 1988), more rounds mix small domains better at negligible cost.
 FEISTEL_ROUNDS = 8
 
+# Cycle-walking steps in `permute` between two checks of the loop's condition. On a GPU each
+# check is a read of the device from the host; a batch's slowest entry can need a dozen or
+# more steps, while a step is a few integer operations per entry.
+WALKS_PER_CHECK = 8
+
 
 def _hash32(x: jax.Array) -> jax.Array:
     """A 32-bit integer mixing function (Wellons' "lowbias32"); uint32 in, uint32 out."""
@@ -191,6 +196,8 @@ def permute(key: jax.Array, positions: jax.Array, num_examples: int) -> jax.Arra
     of [0, 2^(2h)); cycle walking (re-applying it until the value falls below num_examples)
     restricts it to a bijection of [0, num_examples). Any entry costs O(1) expected work (at
     most 4 walks on average), so a batch never materializes the whole permutation. Jittable.
+    The loop walks WALKS_PER_CHECK steps between checks of its condition; an entry already
+    below num_examples stays put, so this changes the number of checks, not the result.
     """
     half_bits = max(1, (max(num_examples - 1, 1).bit_length() + 1) // 2)
     mask = jnp.uint32((1 << half_bits) - 1)
@@ -203,7 +210,9 @@ def permute(key: jax.Array, positions: jax.Array, num_examples: int) -> jax.Arra
         return (left << half_bits) | right
 
     def walk(x):
-        return jnp.where(x < num_examples, x, encrypt(x))
+        for _ in range(WALKS_PER_CHECK):
+            x = jnp.where(x < num_examples, x, encrypt(x))
+        return x
 
     values = encrypt(jnp.asarray(positions).astype(jnp.uint32))
     values = lax.while_loop(lambda x: jnp.any(x >= num_examples), walk, values)

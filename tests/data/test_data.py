@@ -177,6 +177,18 @@ def test_permute_is_a_bijection(num_examples):
     np.testing.assert_array_equal(np.sort(values), positions)
 
 
+@pytest.mark.parametrize("num_examples", [5, 1025, 1500])
+def test_permute_walks_between_checks_without_changing_the_permutation(num_examples, monkeypatch):
+    # Several cycle-walking steps per check of the loop's condition (fewer host reads on a
+    # GPU) give the permutation of one step per check: an entry in range stays put. At 1,025
+    # examples in a domain of 4,096, some entries need more walks than one check covers.
+    key, positions = jax.random.key(3), np.arange(num_examples)
+    walks_per_check = np.asarray(data.permute(key, positions, num_examples))
+    monkeypatch.setattr(data.dataset, "WALKS_PER_CHECK", 1)
+    one_per_check = np.asarray(data.permute(key, positions, num_examples))
+    np.testing.assert_array_equal(walks_per_check, one_per_check)
+
+
 def test_permute_places_an_example_uniformly():
     # Where example 0 lands over 3,000 keys, in 10 positions: a chi-square with 9 degrees
     # of freedom stays below 27.9 with probability 0.999 for a uniform shuffle.
