@@ -307,7 +307,6 @@ def run(
     is_eval = np.zeros(_round_up(longest, chunk_steps) + 1, bool)
     for config in configs:
         is_eval[eval_steps(config.num_steps, evals_per_decade)] = True
-    is_eval = jnp.asarray(is_eval)
 
     groups: dict[FixedL2 | AutoL2, list[int]] = {}
     for index, config in enumerate(configs):
@@ -334,8 +333,11 @@ def run(
             state = program.init(kind, hyper)
             metrics = []
             for start in range(0, configs[members[0]].num_steps, chunk_steps):
+                # The chunk's own window of the evaluation steps, so that one compiled
+                # program serves runs of any length.
+                evaluated = jnp.asarray(is_eval[start + 1 : start + chunk_steps + 1])
                 state, chunk = program.chunk(
-                    kind, chunk_steps, state, hyper, jnp.int32(start), is_eval
+                    kind, chunk_steps, state, hyper, jnp.int32(start), evaluated
                 )
                 metrics.append(jax.device_get(chunk))
                 bar.update(1)
@@ -545,8 +547,11 @@ class _Program:
         }
 
     @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-    def chunk(self, kind: FixedL2 | AutoL2, num_steps: int, state, hyper, start, is_eval):
-        """Steps start … start + num_steps − 1 of a bucket; metrics (num_steps, bucket) each."""
+    def chunk(self, kind: FixedL2 | AutoL2, num_steps: int, state, hyper, start, evaluated):
+        """Steps start … start + num_steps − 1 of a bucket; metrics (num_steps, bucket) each.
+
+        `evaluated` (num_steps,) bool: whether to evaluate after each of those steps.
+        """
         train = jax.vmap(functools.partial(self._train_step, kind), in_axes=(0, 0, None))
         evaluate = jax.vmap(self._evaluate)
         bucket = hyper.l2.shape[0]
@@ -555,10 +560,11 @@ class _Program:
             for name in ("test_accuracy", "test_loss", "l2", "weight_norm")
         }
 
-        def body(state, step):
+        def body(state, step_and_flag):
+            step, evaluate_after = step_and_flag
             state = train(state, hyper, step)
             # The predicate is shared by all configurations, so this stays a real branch.
-            metrics = jax.lax.cond(is_eval[step + 1], evaluate, lambda _: skipped, state)
+            metrics = jax.lax.cond(evaluate_after, evaluate, lambda _: skipped, state)
             return state, metrics
 
-        return jax.lax.scan(body, state, start + jnp.arange(num_steps))
+        return jax.lax.scan(body, state, (start + jnp.arange(num_steps), evaluated))

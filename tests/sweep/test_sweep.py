@@ -43,6 +43,22 @@ def test_vmapped_configurations_match_runs_alone():
     assert together[0].test_accuracy[-1] > together[0].test_accuracy[0] + 0.1
 
 
+def test_runs_of_any_length_share_one_compiled_chunk_and_evaluate_at_their_steps():
+    # Each chunk gets its own window of the evaluation steps, so a sweep of another length
+    # reuses the compiled program (the whole run's table as an argument recompiled it).
+    configs = [sweep.Config(1e-3, 1.0, 0, 30)]
+    sweep.run(SETUP, configs, chunk_steps=10, progress=False)
+    compiled = sweep._Program.chunk._cache_size()
+    for num_steps in (50, 95):
+        (curves,) = sweep.run(
+            SETUP, [configs[0]._replace(num_steps=num_steps)], chunk_steps=10, progress=False
+        )
+        # Every recorded step was evaluated: a step without evaluation would read NaN.
+        np.testing.assert_array_equal(curves.steps, sweep.eval_steps(num_steps, 12))
+        assert np.all(np.isfinite(curves.test_accuracy)), curves.test_accuracy
+    assert sweep._Program.chunk._cache_size() == compiled
+
+
 def learning_rates(config: sweep.Config) -> np.ndarray:
     """η of each of the config's SGD steps, read off the optimizer a sweep trains it with.
 
