@@ -396,7 +396,11 @@ class Trainer:
         """`[images, labels]` of the global training batches from `start_step` on, sharded over
         the mesh; batch `step` is the same whenever the iteration starts."""
         batches = self.dataset.batches(
-            "train", batch_size=self.config.batch_size, seed=self.config.seed, start_step=start_step
+            "train",
+            batch_size=self.config.batch_size,
+            seed=self.config.seed,
+            start_step=start_step,
+            augment=self.config.augment,
         )
         # The batch order is computed with JAX; on the host's CPU, reading it never waits for
         # the accelerator's queue of training steps.

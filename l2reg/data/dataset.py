@@ -102,7 +102,8 @@ class Dataset:
         (C,) for images (H, W, C) and () for other inputs, used by `preprocess`.
       augmentation: the standard training augmentation of this data set, or None.
       stream: for data sets too large for memory, a function
-        `(split_name, batch_size, seed, start_step) -> iterator of Split` (see `batches`).
+        `(split_name, batch_size, seed, start_step, augment) -> iterator of Split` (see
+        `batches`).
     """
 
     name: str
@@ -127,17 +128,19 @@ class Dataset:
         return (images - self.mean) / self.std
 
     def batches(
-        self, split: str, *, batch_size: int, seed: int, start_step: int = 0
+        self, split: str, *, batch_size: int, seed: int, start_step: int = 0, augment: bool = True
     ) -> Iterator[Split]:
         """Endless iterator of raw global batches of `split` ('train' or 'test') from `start_step`.
 
         Batch `step` holds the examples `batch_indices(seed, step, ...)`, so a run resumed at
-        `start_step` sees exactly the batches it would have seen.
+        `start_step` sees exactly the batches it would have seen. `augment` matters only for a
+        streamed training split, which is augmented as it is decoded (False gives the test
+        view); in-memory batches are raw, augmented on device by `preprocess`.
         """
         if split not in ("train", "test"):
             raise ValueError(f"split={split!r} is not 'train' or 'test'")
         if self.stream is not None:
-            return self.stream(split, batch_size, seed, start_step)
+            return self.stream(split, batch_size, seed, start_step, augment)
         return _in_memory_batches(getattr(self, split), batch_size, seed, start_step)
 
 

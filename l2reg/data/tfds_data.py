@@ -104,14 +104,15 @@ def load_in_memory(name: str, tfds_builder) -> Dataset:
     )
 
 
-def _imagenet_image(image, seed, train: bool, image_size: int):
-    """Encoded JPEG -> (image_size, image_size, 3) uint8; random-resized crop and flip in training.
+def _imagenet_image(image, seed, augment: bool, image_size: int):
+    """Encoded JPEG -> (image_size, image_size, 3) uint8; a random-resized crop and flip when
+    `augment`, else the central crop.
 
     `seed` (2,) int64 makes each example's random crop a pure function of (run seed, position).
     """
     import tensorflow as tf
 
-    if train:
+    if augment:
         shape = tf.image.extract_jpeg_shape(image)
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             shape,
@@ -141,14 +142,15 @@ def imagenet(tfds_builder, *, image_size: int = 224) -> Dataset:
     """ImageNet (ILSVRC 2012), streamed: `Dataset.batches` yields uint8 batches.
 
     Training batches come endlessly from a shuffled, repeated stream with random-resized crops
-    and flips; test batches ('validation' split) come once, center-cropped, last one partial.
+    and flips (center crops with `augment=False`); test batches ('validation' split) come once,
+    center-cropped, last one partial.
     For a given seed the stream is deterministic, so batch `step` is a pure function of
     (seed, step); resuming at `start_step` skips the batches before it (reading them).
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    def stream(split: str, batch_size: int, seed: int, start_step: int):
+    def stream(split: str, batch_size: int, seed: int, start_step: int, augment: bool):
         train = split == "train"
         data = tfds_builder.as_dataset(
             split="train" if train else "validation",
@@ -162,7 +164,7 @@ def imagenet(tfds_builder, *, image_size: int = 224) -> Dataset:
 
         def decode(index, example):
             seed = tf.stack([run_seed, index])
-            image = _imagenet_image(example["image"], seed, train, image_size)
+            image = _imagenet_image(example["image"], seed, train and augment, image_size)
             return image, tf.cast(example["label"], tf.int32)
 
         data = data.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE)

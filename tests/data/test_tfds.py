@@ -146,3 +146,31 @@ def test_imagenet_streams_train_and_validation_splits(tmp_path):
         test_labels = np.concatenate([batch.labels for batch in test])
     assert set(train_labels.tolist()) <= set(range(12))  # only the 12 training examples
     np.testing.assert_array_equal(test_labels, 500 + np.arange(6))  # once, in stored order
+
+
+def _imagenet_distinct_images(self, split, **kwargs):
+    """An `as_dataset_fn` for imagenet2012 whose example i has its own image and label i."""
+    images = np.random.default_rng(7).integers(0, 256, (8, 40, 48, 3), dtype=np.uint8)
+    encoded = [tf.io.encode_jpeg(image).numpy() for image in images]
+    return tf.data.Dataset.from_tensor_slices(
+        {"image": encoded, "label": np.arange(len(encoded), dtype=np.int64)}
+    )
+
+
+def test_imagenet_training_stream_augments_only_when_asked(tmp_path):
+    with tfds.testing.mock_data(as_dataset_fn=_imagenet_distinct_images):
+        builder = data.tfds_data.builder("imagenet2012", data_dir=str(tmp_path), download=True)
+        dataset = data.tfds_data.imagenet(builder, image_size=32)
+        plain = next(dataset.batches("train", batch_size=8, seed=1, augment=False))
+        augmented = next(dataset.batches("train", batch_size=8, seed=1))
+        # The test view of each training example, found by its label.
+        test_view = {}
+        for example in _imagenet_distinct_images(None, "train"):
+            image = data.tfds_data._imagenet_image(example["image"], None, False, 32)
+            test_view[int(example["label"])] = image.numpy()
+    for batch, should_match in ((plain, True), (augmented, False)):
+        matches = [
+            np.array_equal(image, test_view[label])
+            for image, label in zip(batch.images, batch.labels, strict=True)
+        ]
+        assert all(matches) if should_match else not any(matches), matches

@@ -338,8 +338,10 @@ def test_step_schedule_multiplies_lr_at_the_boundaries(small_config):
 
 def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_config):
     digits = data.load("digits")
+    asked_to_augment = []
 
-    def stream(split, batch_size, seed, start_step):
+    def stream(split, batch_size, seed, start_step, augment):
+        asked_to_augment.append(augment)
         if split == "train":
             yield from digits.batches(
                 "train", batch_size=batch_size, seed=seed, start_step=start_step
@@ -359,6 +361,8 @@ def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_con
             state = trainer.train_step(state, *next(batches))
         results.append((jax.device_get(trainer.summarize(state)), trainer.evaluate(state)))
     assert results[0] == results[1]
+    # The stream decodes its training images with the augmentation the config asks for.
+    assert not small_config.augment and asked_to_augment[0] is False
     logits = trainer.model.apply(
         {"params": state.params}, digits.preprocess(digits.test.images), train=False
     )
