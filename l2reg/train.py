@@ -52,6 +52,8 @@ AXIS = "data"
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 L2_MODES = ("none", "fixed", "autol2")
+# The settings of `config.autol2`, passed to `l2reg.autol2` as keywords.
+AUTOL2_FIELDS = ("decay_factor", "cooldown", "patience", "check_every", "min_l2")
 L2_PLACEMENTS = ("coupled", "decoupled")
 LOSSES = ("cross_entropy", "mse")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -145,6 +147,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
             )
         eps = config.adam.eps
         require(is_number(eps) and math.isfinite(eps) and eps > 0, "adam.eps", "finite and > 0")
+    if config.l2_mode == "autol2":
+        fields = config.autol2.to_dict()
+        unknown = sorted(set(fields) - set(AUTOL2_FIELDS))
+        missing = [name for name in AUTOL2_FIELDS if name not in fields]
+        if unknown or missing:
+            raise ValueError(
+                f"config.autol2 must hold exactly {', '.join(AUTOL2_FIELDS)}; "
+                f"unknown: {unknown}, missing: {missing}"
+            )
+        try:
+            l2reg.transforms.validate_autol2(config.l2, config.lr, **fields)
+        except ValueError as error:  # it names the field: say where it lives in the config
+            raise ValueError(f"config.autol2.{error}") from None
 
 
 def create_lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:

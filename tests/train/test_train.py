@@ -297,6 +297,26 @@ def test_bad_adam_settings_are_one_line_errors_before_any_work(
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("decay_factor", 0.5, r"^config.autol2.decay_factor must be finite and > 1, got 0.5"),
+        ("patience", 0, r"^config.autol2.patience must be an integer ≥ 1, got 0"),
+        ("min_l2", 1.0, r"^config.autol2.min_l2 must be ≤ l2_init = 0.01"),
+        ("decay", 10.0, r"^config.autol2 must hold exactly .*; unknown: \['decay'\], missing"),
+    ],
+)
+def test_bad_autol2_settings_are_one_line_errors_naming_the_field(
+    small_config, tmp_path, field, value, message
+):
+    small_config.update(l2_mode="autol2", l2=0.01)
+    small_config.autol2[field] = value
+    with pytest.raises(ValueError, match=message) as error:
+        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_unprepared_tfds_data_set_is_a_one_line_error_before_any_work(small_config, tmp_path):
     small_config.dataset = "cifar10"
     small_config.data_dir = str(tmp_path / "no_data_here")
