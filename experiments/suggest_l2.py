@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from l2reg import files, relations, sweep, train
+from l2reg import checks, files, relations, sweep, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Trainer config file (experiments/configs/*.py).", lock_config=False
@@ -90,10 +90,10 @@ def suggest(
     if config.optimizer == "adam":
         raise ValueError("The relations hold for SGD (optimizer 'sgd' or 'momentum'), not 'adam'.")
     steps = probe_length / (probe_l2 * effective_lr(config))
-    if steps > train.INT32_MAX:
+    if steps > checks.INT32_MAX:
         raise ValueError(
             f"probe_l2={probe_l2:g} with probe_length={probe_length:g} gives a probe of "
-            f"{steps:.3g} steps, more than {train.INT32_MAX}: raise probe_l2."
+            f"{steps:.3g} steps, more than {checks.INT32_MAX}: raise probe_l2."
         )
     files.check_folder(workdir)
     probe = probe_config(config, probe_l2, probe_length, evals)

@@ -40,13 +40,12 @@ import l2reg
 import l2reg.data
 import l2reg.models
 import l2reg.transforms
+from l2reg import checks
 
 LOSSES = ("cross_entropy", "mse")
 # Fractions of a run after which η is multiplied by 0.2 ('step' is the standard WRN schedule).
 LR_DROPS = {"constant": (np.inf,) * 3, "step": (0.3, 0.6, 0.9)}
 LR_SCHEDULES = tuple(LR_DROPS)
-# Seeds and step counts are int32 on device, as in `l2reg.train` (whose seeds they match).
-_INT32 = np.iinfo(np.int32)
 
 
 def _check_int(
@@ -58,19 +57,11 @@ def _check_int(
     none_ok: bool = False,
     where: str = "",
 ) -> None:
-    """Raises a one-line ValueError unless `value` is an int (not a bool) in [low, high]
-    (or None, with `none_ok`); `where` names the configuration it belongs to."""
-    if none_ok and value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        allowed = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
-        allowed = f"None or {allowed}" if none_ok else allowed
-        raise ValueError(f"{name} must be {allowed}, got {value!r}{where}.")
+    """`l2reg.checks.integer`, its error ending with `where` (the configuration it belongs to)."""
+    try:
+        checks.integer(name, value, minimum=low, maximum=high, none_ok=none_ok)
+    except ValueError as error:
+        raise ValueError(f"{error}{where}.") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +194,8 @@ def validate(configs: Sequence[Config]) -> None:
         where = f" in {config}"
         if not (config.lr > 0 and math.isfinite(config.lr)):
             raise ValueError(f"lr must be finite and > 0, got {config.lr}{where}.")
-        _check_int("seed", config.seed, int(_INT32.min), int(_INT32.max), where=where)
-        _check_int("num_steps", config.num_steps, 1, int(_INT32.max), where=where)
+        _check_int("seed", config.seed, checks.INT32_MIN, checks.INT32_MAX, where=where)
+        _check_int("num_steps", config.num_steps, 1, checks.INT32_MAX, where=where)
         mode = config.l2_mode
         if not isinstance(mode, FixedL2 | AutoL2):
             raise TypeError(f"l2_mode must be FixedL2() or AutoL2(...), got {mode!r}.")

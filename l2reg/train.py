@@ -44,8 +44,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import l2reg
+from l2reg import checks, files, models
 from l2reg import data as l2reg_data
-from l2reg import files, models
 from l2reg.checkpointing import Checkpoints
 
 AXIS = "data"
@@ -61,7 +61,6 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
-INT32_MAX = 2**31 - 1  # the step counter and the PRNG seed are int32 on device
 # Fields of a metrics line that measure the machine rather than the run.
 TIMING_FIELDS = ("steps_per_sec",)
 
@@ -82,9 +81,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         if not ok:
             value = functools.reduce(lambda node, key: node[key], name.split("."), config)
             raise ValueError(f"config.{name}={value!r} is invalid: must be {allowed}")
-
-    def is_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
 
     def is_number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
@@ -107,19 +103,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     )
     for name in ("steps", "batch_size", "eval_batch_size", "eval_every", "checkpoint_every"):
         require(
-            is_int(config[name]) and 0 < config[name] <= INT32_MAX,
+            checks.is_integer(config[name]) and 0 < config[name] <= checks.INT32_MAX,
             name,
-            f"an integer in [1, {INT32_MAX}]",
+            f"an integer in [1, {checks.INT32_MAX}]",
         )
     require(
-        is_int(config.keep_checkpoints) and config.keep_checkpoints >= 1,
+        checks.is_integer(config.keep_checkpoints) and config.keep_checkpoints >= 1,
         "keep_checkpoints",
         "an integer >= 1",
     )
     require(
-        is_int(config.seed) and -(2**31) <= config.seed <= INT32_MAX,
+        checks.is_integer(config.seed) and checks.INT32_MIN <= config.seed <= checks.INT32_MAX,
         "seed",
-        f"an integer in [{-(2**31)}, {INT32_MAX}]",
+        f"an integer in [{checks.INT32_MIN}, {checks.INT32_MAX}]",
     )
     for name in ("batch_size", "eval_batch_size"):
         require(

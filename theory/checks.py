@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from l2reg.checks import integer  # noqa: F401  (theory code calls it as checks.integer)
+
 
 def number(name: str, value: Any, *, strictly_positive: bool = False) -> float:
     """``value`` as a float, checked to be a finite real number ≥ 0 (> 0 if strictly_positive).
@@ -28,19 +30,6 @@ def number(name: str, value: Any, *, strictly_positive: bool = False) -> float:
         bound = "> 0" if strictly_positive else "≥ 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
-
-
-def integer(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an int, checked to be an integer (not a bool) from minimum to maximum."""
-    if (
-        not isinstance(value, numbers.Integral)
-        or isinstance(value, bool)
-        or value < minimum
-        or (maximum is not None and value > maximum)
-    ):
-        allowed = f"≥ {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return int(value)
 
 
 def real_array(name: str, value: Any) -> jax.Array:

@@ -93,8 +93,8 @@ def test_bad_hessian_arguments_raise_one_line_errors(params, num_iterations, mes
 @pytest.mark.parametrize(
     "start, num_iterations, message",
     [
-        (jnp.ones(3), 0, "num_iterations must be an integer from 1 to 3, got 0"),
-        (jnp.ones(3), 4, "num_iterations must be an integer from 1 to 3, got 4"),
+        (jnp.ones(3), 0, "num_iterations must be an integer in [1, 3], got 0"),
+        (jnp.ones(3), 4, "num_iterations must be an integer in [1, 3], got 4"),
         (jnp.zeros(3), 2, "start must be nonzero, got a vector of zeros"),
         (jnp.array([1.0, jnp.inf]), 2, "start must be finite, got inf at index (1,)"),
         (jnp.ones((3, 1)), 2, "start must be a 1-D floating-point vector, got shape (3, 1)"),

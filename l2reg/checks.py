@@ -1,0 +1,35 @@
+"""Integer argument checks shared by the library, its launchers and the theory package.
+
+Each raises a one-line ValueError that names the argument, quotes the bad value and says what
+is allowed, before any work starts.
+"""
+
+import numbers
+from typing import Any
+
+# Step counters and PRNG seeds are int32 on device.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def is_integer(value: Any) -> bool:
+    """Whether `value` is a Python or NumPy integer (a bool is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def integer(
+    name: str,
+    value: Any,
+    *,
+    minimum: int = 1,
+    maximum: int | None = None,
+    none_ok: bool = False,
+) -> int | None:
+    """`value` as an int, checked to be an integer in [minimum, maximum] (or None, if
+    `none_ok`); the error reads "{name} must be an integer in [..], got {value!r}"."""
+    if none_ok and value is None:
+        return None
+    if not is_integer(value) or value < minimum or (maximum is not None and value > maximum):
+        bound = f"≥ {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        allowed = f"None or an integer {bound}" if none_ok else f"an integer {bound}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
