@@ -27,7 +27,8 @@ import os
 import re
 
 KINDS = ("convolution/matmul", "fusion", "copy", "other")
-_MATMUL_MARKS = ("conv", "gemm", "dot", "xmma", "cudnn", "cublas", "cutlass", "wgmma")
+# Convolutions and matrix products, by XLA op or library kernel name ("convert" is no conv).
+_MATMUL = re.compile(r"conv(?!ert)|gemm|dot|xmma|cudnn|cublas|cutlass|wgmma")
 _CPU_THREADS = ("tf_XLAEigen", "tf_XLAPjRtCpuClient")
 _CPU_WRAPPERS = ("ThunkExecutor", "ThreadpoolListener")
 
@@ -44,7 +45,7 @@ def find_trace(path: str) -> str:
 
 def kind(name: str) -> str:
     """The kind of a kernel or XLA op, from its names (lower-cased, joined)."""
-    if any(mark in name for mark in _MATMUL_MARKS):
+    if _MATMUL.search(name):
         return "convolution/matmul"
     if "memcpy" in name or "memset" in name or name.startswith("copy"):
         return "copy"

@@ -151,6 +151,7 @@ def test_profile_summary_reads_the_device_streams_of_a_trace(tmp_path):
         span(7, "loop_add_fusion_2", 400, 200, hlo_op="command_buffer_3"),
         span(7, "loop_add_fusion_5", 600, 200, hlo_op="command_buffer_3"),
         span(7, "MemcpyD2D", 1800, 200),
+        span(7, "loop_convert_fusion", 1900, 50, hlo_op="convert.4"),  # a fusion, no conv
         span(8, "cudnn-conv.1", 0, 5000),
         {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 9000, "name": "python"},
     ]
@@ -160,24 +161,25 @@ def test_profile_summary_reads_the_device_streams_of_a_trace(tmp_path):
     output = run_script(
         "profile_summary.py", str(tmp_path), "--steps=2", f"--json={tmp_path / 's.json'}"
     )
-    assert "kernels on: /device:GPU:0 (4 events)" in output
+    assert "kernels on: /device:GPU:0 (5 events)" in output
     summary = json.loads((tmp_path / "s.json").read_text())
-    # Span 0…2000 µs, busy 800 + 200 µs (the overlap counted once), kernels 1200 µs; per step;
+    # Span 0…2000 µs, busy 800 + 200 µs (the overlap counted once), kernels 1250 µs; per step;
     # the two numbered copies of the fusion merged.
     assert summary["span_ms"] == pytest.approx(1.0)
     assert summary["busy_ms"] == pytest.approx(0.5)
-    assert summary["kernel_ms"] == pytest.approx(0.6)
+    assert summary["kernel_ms"] == pytest.approx(0.625)
     assert summary["by_kind_ms"] == pytest.approx(
-        {"convolution/matmul": 0.3, "fusion": 0.2, "copy": 0.1, "other": 0.0}
+        {"convolution/matmul": 0.3, "fusion": 0.225, "copy": 0.1, "other": 0.0}
     )
     top = summary["top_kernels"]
     assert [row["kernel"] for row in top] == [
         "sm90_xmma_fprop_implicit_gemm",
         "loop_add_fusion",
         "MemcpyD2D",
+        "loop_convert_fusion",
     ]
-    assert [row["ms"] for row in top] == pytest.approx([0.3, 0.2, 0.1])
-    assert [row["per_step"] for row in top] == [0.5, 1.0, 0.5]
+    assert [row["ms"] for row in top] == pytest.approx([0.3, 0.2, 0.1, 0.025])
+    assert [row["per_step"] for row in top] == [0.5, 1.0, 0.5, 0.5]
 
 
 def test_profile_summary_rejects_a_folder_without_a_trace(tmp_path):
