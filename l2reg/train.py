@@ -19,6 +19,7 @@ weight decay, as in AdamW).
 import contextlib
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
@@ -52,8 +53,12 @@ AXIS = "data"
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 L2_MODES = ("none", "fixed", "autol2")
-# The settings of `config.autol2`, passed to `l2reg.autol2` as keywords.
-AUTOL2_FIELDS = ("decay_factor", "cooldown", "patience", "check_every", "min_l2")
+# The settings of `config.autol2`, passed to `l2reg.autol2` as keywords: those its check takes.
+AUTOL2_FIELDS = tuple(
+    name
+    for name, parameter in inspect.signature(l2reg.transforms.validate_autol2).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
 L2_PLACEMENTS = ("coupled", "decoupled")
 LOSSES = ("cross_entropy", "mse")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
