@@ -3,6 +3,10 @@
 
 λ = 1e-3 is their L2 = 5e-4 (their loss adds L2·Σθ², ours ½λ‖θ‖²). Switches:
   --config.model_options.normalization=none   no batch norm
+  --config.model_options.fused_batch_norm=False
+                                              flax's batch norm, differentiated by JAX (the
+                                              same function; the default's gradient is written
+                                              by hand, l2reg.models.batch_norm)
   --config.augment=False                      no augmentation
   --config.mixup_alpha=1.0                    mixup, as the authors' code has by default (α = 1
                                               is the mixup paper's CIFAR-10 choice)
@@ -27,6 +31,7 @@ def get_config() -> config_dict.ConfigDict:
             "parameterization": "standard",
             "use_bias": True,
             "normalization": "batch",
+            "fused_batch_norm": True,
         }
     )
     config.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)

@@ -6,8 +6,10 @@
     logits, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
 
 Every model takes `parameterization` ('standard' | 'ntk'), `use_bias`, `dtype` (compute dtype;
-parameters stay float32) and `axis_name` (batch-norm statistics averaged over that mapped
-axis), and returns float32 logits (N, num_classes).
+parameters stay float32), `axis_name` (batch-norm statistics averaged over that mapped axis)
+and `fused_batch_norm` (True: `batch_norm.BatchNorm`, batch norm and the ReLU after it with a
+hand-written gradient; False: flax's `nn.BatchNorm` and `nn.relu`, differentiated by JAX; the
+same variables and function either way), and returns float32 logits (N, num_classes).
 """
 
 import dataclasses
@@ -82,8 +84,9 @@ def _check_options(model: type[nn.Module], name: str, options: dict[str, Any]) -
             f"model {name!r}: normalization={options['normalization']!r} is not one of "
             f"{_NORMALIZATIONS[model]}"
         )
-    if not isinstance(options.get("use_bias", True), bool):
-        raise TypeError(f"use_bias={options['use_bias']!r} must be a bool")
+    for key in ("use_bias", "fused_batch_norm"):
+        if not isinstance(options.get(key, True), bool):
+            raise TypeError(f"{key}={options[key]!r} must be a bool")
     axis_name = options.get("axis_name")
     if axis_name is not None and not isinstance(axis_name, str):
         raise TypeError(f"axis_name={axis_name!r} must be a str or None")
@@ -110,7 +113,8 @@ def create(name: str, *, num_classes: int, **options: Any) -> nn.Module:
         'resnet{18,34,50,101,152}'.
       num_classes: number of logits per example.
       **options: `parameterization` ('standard' | 'ntk'), `use_bias` (bool), `dtype` (compute
-        dtype, e.g. 'bfloat16'), `axis_name` (str | None) on every model; `widths` (hidden
+        dtype, e.g. 'bfloat16'), `axis_name` (str | None), `fused_batch_norm` (bool) on every
+        model; `widths` (hidden
         widths) for mlp; `channels` (per stage) for cnn; `normalization` (None | 'batch' |
         'layer' for mlp and cnn, None | 'batch' for the residual networks).
 

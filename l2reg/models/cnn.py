@@ -26,6 +26,7 @@ class CNN(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fused_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -34,7 +35,7 @@ class CNN(nn.Module):
         if x.ndim == 2:
             x = x[..., None]
         for features in self.channels:
-            x = nn.relu(norm()(conv(features)(x)))
+            x = norm(relu=True)(conv(features)(x))
             window = tuple(min(2, size) for size in x.shape[1:-1])
             x = nn.avg_pool(x, window, strides=window)
         x = layers.global_average_pool(x)

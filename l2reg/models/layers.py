@@ -21,12 +21,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from l2reg.models.batch_norm import BATCH_NORM_MOMENTUM, BatchNorm
+
 PARAMETERIZATIONS = ("standard", "ntk")
 NORMALIZATIONS = (None, "batch", "layer")
 # σ that preserves the second moment of ReLU activations layer to layer (He et al., 2015).
 RELU_GAIN = math.sqrt(2.0)
-# Running-average decay of batch-norm statistics, as in the Flax ImageNet example.
-BATCH_NORM_MOMENTUM = 0.9
 
 
 def _scaled_kernel(module, shape: tuple[int, ...], fan_in: int) -> jnp.ndarray:
@@ -103,25 +103,44 @@ def normalization(
     use_bias: bool,
     axis_name: str | None,
     dtype: Any,
+    fused: bool = True,
+    relu: bool = False,
 ) -> Callable[[jnp.ndarray], jnp.ndarray]:
-    """Returns a normalization layer over the last (feature) axis, or the identity for None.
+    """Returns a normalization layer over the last (feature) axis, or the identity for None,
+    followed by a ReLU when `relu`.
 
     Batch norm averages its statistics over the mapped axis `axis_name` when given (synchronized
-    batch norm under `shard_map`); its learned shift exists only when `use_bias`.
+    batch norm under `shard_map`); its learned shift exists only when `use_bias`. With `fused`
+    it is `batch_norm.BatchNorm`, which takes the ReLU into its hand-written gradient; else
+    flax's `nn.BatchNorm`, differentiated by JAX. Both have the same variables and forward pass.
     """
-    if kind is None:
-        return lambda x: x
+    if kind not in NORMALIZATIONS:
+        raise ValueError(f"normalization={kind!r} is not one of {NORMALIZATIONS}")
+    if kind == "batch" and fused:
+        return BatchNorm(
+            use_running_average=not train,
+            relu=relu,
+            use_bias=use_bias,
+            axis_name=axis_name,
+            dtype=dtype,
+        )
     if kind == "batch":
-        return nn.BatchNorm(
+        layer = nn.BatchNorm(
             use_running_average=not train,
             momentum=BATCH_NORM_MOMENTUM,
             use_bias=use_bias,
             axis_name=axis_name,
             dtype=dtype,
         )
-    if kind == "layer":
-        return nn.LayerNorm(use_bias=use_bias, dtype=dtype)
-    raise ValueError(f"normalization={kind!r} is not one of {NORMALIZATIONS}")
+    elif kind == "layer":
+        layer = nn.LayerNorm(use_bias=use_bias, dtype=dtype)
+    else:
+        layer = _identity
+    return (lambda x: nn.relu(layer(x))) if relu else layer
+
+
+def _identity(x: jnp.ndarray) -> jnp.ndarray:
+    return x
 
 
 def global_average_pool(x: jnp.ndarray) -> jnp.ndarray:
@@ -144,8 +163,9 @@ def hidden(model, layer: type[nn.Module]) -> Callable[..., nn.Module]:
     )
 
 
-def normalizer(model, *, train: bool) -> Callable[[], Callable[[jnp.ndarray], jnp.ndarray]]:
-    """Constructor of the model's normalization layer (see `normalization`)."""
+def normalizer(model, *, train: bool) -> Callable[..., Callable[[jnp.ndarray], jnp.ndarray]]:
+    """Constructor of the model's normalization layer (see `normalization`): call it with
+    `relu=True` for the layer followed by a ReLU."""
     return functools.partial(
         normalization,
         model.normalization,
@@ -153,6 +173,7 @@ def normalizer(model, *, train: bool) -> Callable[[], Callable[[jnp.ndarray], jn
         use_bias=model.use_bias,
         axis_name=model.axis_name,
         dtype=model.dtype,
+        fused=model.fused_batch_norm,
     )
 
 

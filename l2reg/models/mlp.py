@@ -27,6 +27,7 @@ class MLP(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fused_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -34,5 +35,5 @@ class MLP(nn.Module):
         norm = layers.normalizer(self, train=train)
         x = x.reshape(x.shape[0], -1)
         for width in self.widths:
-            x = nn.relu(norm()(dense(width)(x)))
+            x = norm(relu=True)(dense(width)(x))
         return layers.readout(self, x)

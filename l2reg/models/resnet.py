@@ -19,7 +19,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        y = nn.relu(self.norm()(self.conv(self.features, strides=self.strides)(x)))
+        y = self.norm(relu=True)(self.conv(self.features, strides=self.strides)(x))
         y = self.norm()(self.conv(self.features)(y))
         return nn.relu(_shortcut(self, x, y.shape[-1]) + y)
 
@@ -35,8 +35,8 @@ class BottleneckBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        y = nn.relu(self.norm()(self.conv(self.features, kernel_size=1)(x)))
-        y = nn.relu(self.norm()(self.conv(self.features, strides=self.strides)(y)))
+        y = self.norm(relu=True)(self.conv(self.features, kernel_size=1)(x))
+        y = self.norm(relu=True)(self.conv(self.features, strides=self.strides)(y))
         y = self.norm()(self.conv(self.features * self.expansion, kernel_size=1)(y))
         return nn.relu(_shortcut(self, x, y.shape[-1]) + y)
 
@@ -73,6 +73,7 @@ class ResNet(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fused_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -81,7 +82,7 @@ class ResNet(nn.Module):
         stage_sizes, block = STAGE_SIZES[self.depth]
         conv = layers.hidden(self, layers.Conv)
         norm = layers.normalizer(self, train=train)
-        x = nn.relu(norm()(conv(64, kernel_size=7, strides=2)(x)))
+        x = norm(relu=True)(conv(64, kernel_size=7, strides=2)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for stage, num_blocks in enumerate(stage_sizes):
             for index in range(num_blocks):

@@ -21,13 +21,13 @@ class WideBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        y = nn.relu(self.norm()(x))
+        y = self.norm(relu=True)(x)
         if x.shape[-1] == self.features and self.strides == 1:
             shortcut = x
         else:
             shortcut = self.conv(self.features, kernel_size=1, strides=self.strides)(y)
         y = self.conv(self.features, strides=self.strides)(y)
-        y = nn.relu(self.norm()(y))
+        y = self.norm(relu=True)(y)
         y = self.conv(self.features)(y)
         return shortcut + y
 
@@ -49,6 +49,7 @@ class WideResNet(nn.Module):
     use_bias: bool = True
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    fused_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -62,6 +63,6 @@ class WideResNet(nn.Module):
             features = 16 * 2**group * self.width
             for block in range(blocks_per_group):
                 x = WideBlock(features, strides if block == 0 else 1, conv, norm)(x)
-        x = nn.relu(norm()(x))
+        x = norm(relu=True)(x)
         x = layers.global_average_pool(x)
         return layers.readout(self, x)

@@ -380,6 +380,7 @@ def test_hidden_biases_are_dropped_before_normalization():
         ("mlp", {"dtype": "int8"}, "dtype='int8'"),
         ("mlp", {"widths": (8, 0)}, "widths=(8, 0)"),
         ("mlp", {"use_bias": "no"}, "use_bias='no'"),
+        ("wrn16_4", {"fused_batch_norm": 1}, "fused_batch_norm=1 must be a bool"),
     ],
 )
 def test_bad_names_and_options_give_one_line_errors(name, options, message):
