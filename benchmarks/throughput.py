@@ -4,13 +4,15 @@
 
 Times `l2reg.train.create_trainer(config).train_step` of the WRN CIFAR-10 config — batch norm,
 on-device augmentation, the L2 transform and the data-parallel shard_map over all local devices
-included — in three variants, interleaved round by round so drifts hit all alike:
+included — in four variants, interleaved round by round so drifts hit all alike:
 
 - `synthetic`: one device-resident batch reused every step (the step alone), with AutoL2;
 - `real`: the trainer's own batch iterator over the in-memory training set (CIFAR-10 from TFDS
   when it is prepared in --data_dir, otherwise 50,000 random CIFAR-shaped uint8 images, which
   cost the same to gather, augment and transfer), with AutoL2;
-- `fixed_l2`: as `synthetic`, with a fixed λ instead of AutoL2.
+- `fixed_l2`: as `synthetic`, with a fixed λ instead of AutoL2;
+- `autodiff_bn`: as `synthetic`, with flax's batch norm and ReLU differentiated by JAX instead
+  of the models' batch norm with a hand-written gradient (`fused_batch_norm=False`).
 
 Warm-up steps (and compilation) are excluded. FLOPs are counted on the step's jaxpr by
 `l2reg.flops.matmul_flops` (XLA's cost analysis misses cuDNN convolutions on GPU). Prints one
@@ -33,16 +35,18 @@ import wrn_cifar
 from l2reg import train
 from l2reg.flops import matmul_flops
 
-VARIANTS = ("synthetic", "real", "fixed_l2")
+VARIANTS = ("synthetic", "real", "fixed_l2", "autodiff_bn")
 
 
-def make_config(args: argparse.Namespace, l2_mode: str):
-    return wrn_cifar.config(
+def make_config(args: argparse.Namespace, l2_mode: str, fused_batch_norm: bool = True):
+    config = wrn_cifar.config(
         args,
         l2_mode=l2_mode,
         l2=0.2 if l2_mode == "autol2" else 1e-3,
         steps=1_000_000,  # far beyond the run: the schedule stays at its first value
     )
+    config.model_options.fused_batch_norm = fused_batch_norm
+    return config
 
 
 def main():
@@ -60,8 +64,16 @@ def main():
     trainers = {
         "autol2": train.create_trainer(make_config(args, "autol2"), dataset=dataset),
         "fixed_l2": train.create_trainer(make_config(args, "fixed"), dataset=dataset),
+        "autodiff_bn": train.create_trainer(
+            make_config(args, "autol2", fused_batch_norm=False), dataset=dataset
+        ),
     }
-    trainer_of = {"synthetic": "autol2", "real": "autol2", "fixed_l2": "fixed_l2"}
+    trainer_of = {
+        "synthetic": "autol2",
+        "real": "autol2",
+        "fixed_l2": "fixed_l2",
+        "autodiff_bn": "autodiff_bn",
+    }
     batches = trainers["autol2"].train_batches(0)
     synthetic = next(batches)  # a real batch, already sharded over the devices
     states = {variant: trainers[trainer_of[variant]].init_state() for variant in VARIANTS}
@@ -105,9 +117,14 @@ def main():
     rate = {variant: results[variant]["images_per_sec"] for variant in VARIANTS}
     results["real_over_synthetic"] = rate["real"] / rate["synthetic"]
     results["autol2_over_fixed_step_time"] = rate["fixed_l2"] / rate["synthetic"]
+    results["hand_written_over_autodiff_bn_step_time"] = rate["autodiff_bn"] / rate["synthetic"]
     print(f"real / synthetic input: {results['real_over_synthetic']:.3f} (target ≥ 0.95)")
     print(
         f"AutoL2 / fixed-λ step time: {results['autol2_over_fixed_step_time']:.3f} (target ≤ 1.01)"
+    )
+    print(
+        "batch norm, hand-written / autodiff gradient step time: "
+        f"{results['hand_written_over_autodiff_bn_step_time']:.3f}"
     )
     wrn_cifar.write_json(args, results)
     if args.profile_dir:

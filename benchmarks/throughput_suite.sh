@@ -2,7 +2,8 @@
 # The throughput measurements of benchmarks/README.md in one go, for a machine with an
 # accelerator. PARTS (all by default) picks among, in this order:
 #   step   WRN-28-10 in bf16 at each batch size in BATCHES (figures to OUTDIR/batch_N.json, a
-#          profiler trace of the first batch size to OUTDIR/profile);
+#          profiler trace of the first batch size to OUTDIR/profile), then one batch-norm +
+#          ReLU layer of each of its three sizes at the first batch size;
 #   loop   the whole training loop, LOOP_STEPS steps with a line every LOOP_EVERY, at the first
 #          batch size (OUTDIR/loop.json);
 #   input  the input pipeline at the first batch size;
@@ -55,6 +56,11 @@ if [[ $parts == *" step "* ]]; then
   echo "== where the step's device time goes (profile of 5 steps at batch $first_batch)"
   run "$python" "$here/profile_summary.py" "$outdir/profile" --steps=5 \
     --json="$outdir/profile_summary.json"
+  # WRN-28-10's three batch-norm layer sizes at the first batch size.
+  for shape in "$first_batch,32,32,160" "$first_batch,16,16,320" "$first_batch,8,8,640"; do
+    echo "== one batch-norm + ReLU layer, $shape"
+    run "$python" "$here/batch_norm.py" --shape="$shape" --dtype=bfloat16
+  done
 fi
 
 if [[ $parts == *" loop "* ]]; then

@@ -32,9 +32,9 @@ def ratio(output, label):
 
 @pytest.mark.slow
 def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
-    # The suite runs throughput.py (three variants of the trainer's step, figures to JSON, a
-    # profiler trace), train_loop.py, input_pipeline.py and sweep_speedup.py, as on an
-    # accelerator, at a tiny size.
+    # The suite runs throughput.py (four variants of the trainer's step, figures to JSON, a
+    # profiler trace), batch_norm.py at three layer sizes, train_loop.py, input_pipeline.py
+    # and sweep_speedup.py, as on an accelerator, at a tiny size.
     result = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "throughput_suite.sh"), str(tmp_path)],
         capture_output=True,
@@ -59,6 +59,8 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     assert re.search(r"synthetic: .* [0-9.]+ TFLOP/s", output), output
     assert ratio(output, "real / synthetic input") > 0
     assert ratio(output, "AutoL2 / fixed-λ step time") > 0
+    assert ratio(output, "batch norm, hand-written / autodiff gradient step time") > 0
+    assert len(re.findall(r"hand-written / autodiff time: [0-9.]+", output)) == 3, output
     figures = json.loads((tmp_path / "batch_8.json").read_text())
     assert figures["real_over_synthetic"] == pytest.approx(
         figures["real"]["images_per_sec"] / figures["synthetic"]["images_per_sec"]
@@ -107,6 +109,16 @@ def test_input_pipeline_script_prints_rates_and_ratio(tmp_path):
     assert re.search(r"ratio input/train: [\d,]+x", output)
 
 
+def test_batch_norm_script_times_both_gradients():
+    output = run_script("batch_norm.py", "--shape=4,6,6,8", "--rounds=2", "--calls=2")
+    assert "batch norm + ReLU, forward and backward, (4, 6, 6, 8) bfloat16" in output
+    for implementation in ("hand_written", "autodiff"):
+        assert re.search(
+            implementation + r": [0-9.]+ ms \(median of 2 blocks\), XLA counts [0-9.]+ MB", output
+        ), output
+    assert ratio(output, "hand-written / autodiff time") > 0
+
+
 def test_theory_flow_script_times_the_flow():
     output = run_script(
         "theory_l2_flow.py", "--parts=speed", "--num_train=50", "--num_test=20", "--num_times=5"
@@ -120,15 +132,23 @@ def test_transform_overhead_script_prints_ratio():
     assert ratio(output, "autol2 / add_decayed_weights step time") > 0
 
 
-def test_benchmark_scripts_reject_bad_sizes():
+@pytest.mark.parametrize(
+    ("script", "flag", "message"),
+    [
+        ("transform_overhead.py", "--rounds=0", "--rounds must be ≥ 1, got 0"),
+        ("batch_norm.py", "--shape=4,x", "--shape must be two or more positive ints"),
+        ("batch_norm.py", "--shape=4,0,2", "got 4,0,2"),
+    ],
+)
+def test_benchmark_scripts_reject_bad_sizes(script, flag, message):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "transform_overhead.py"), "--rounds=0"],
+        [sys.executable, str(ROOT / "benchmarks" / script), flag],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
-    assert result.returncode != 0
-    assert "--rounds must be ≥ 1, got 0" in result.stderr
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def write_trace(path, events):
