@@ -65,10 +65,14 @@ class Dense(nn.Module):
 
 
 class Conv(nn.Module):
-    """Convolution over the middle axes of channels-last inputs (N, *spatial, C), 'SAME' padding.
+    """Convolution over the middle axes of channels-last inputs (N, *spatial, C).
 
-    `kernel_size` and `strides` are ints applied to every spatial axis, so the same layer
-    serves images (N, H, W, C) and signals (N, L, C).
+    `kernel_size` (odd) and `strides` are ints applied to every spatial axis, so the same layer
+    serves images (N, H, W, C) and signals (N, L, C). Each side is padded by (kernel_size − 1)/2:
+    the output size of 'SAME' padding at any stride, centered as in the original Wide ResNet and
+    torchvision's ResNet. ('SAME' pads a strided convolution of an even-sized input on one side
+    only, which cuDNN cannot do, so on a GPU XLA would copy the input into a padded buffer in a
+    pass of its own.)
     """
 
     features: int
@@ -81,6 +85,8 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"Conv kernel_size={self.kernel_size} must be odd")
         num_spatial = x.ndim - 2
         window = (self.kernel_size,) * num_spatial
         fan_in = math.prod(window) * x.shape[-1]
@@ -90,7 +96,7 @@ class Conv(nn.Module):
             x.astype(self.dtype),
             kernel,
             window_strides=(self.strides,) * num_spatial,
-            padding="SAME",
+            padding=((self.kernel_size // 2,) * 2,) * num_spatial,
             dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
         )
         return _add_bias(self, y)

@@ -23,9 +23,15 @@ def _normal(shape):
 
 
 def _conv(x, kernel, strides=1):
-    """'SAME' convolution of NHWC images with an HWIO kernel, written out independently of Conv."""
+    """Convolution of NHWC images with an HWIO kernel of odd size k, padded by (k − 1)/2 on each
+    side, written out independently of Conv."""
+    pad = kernel.shape[0] // 2
     return lax.conv_general_dilated(
-        x, kernel, (strides, strides), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        x,
+        kernel,
+        (strides, strides),
+        ((pad, pad), (pad, pad)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
 
 
@@ -212,6 +218,31 @@ def test_standard_kernels_are_he_initialized_from_the_fan_in(layer, input_shape,
     assert kernel.size >= 80_000
     np.testing.assert_allclose(float(jnp.std(kernel)), np.sqrt(2.0 / fan_in), rtol=0.02)
     assert abs(float(jnp.mean(kernel))) < 0.02 * np.sqrt(2.0 / fan_in)
+
+
+@pytest.mark.parametrize("size", [6, 7])
+@pytest.mark.parametrize(("kernel_size", "strides"), [(3, 1), (3, 2), (1, 2), (7, 2)])
+def test_conv_pads_both_sides_alike_to_the_size_of_same_padding(size, kernel_size, strides):
+    x = _normal((2, size, size, 3))
+    layer = layers.Conv(4, kernel_size=kernel_size, strides=strides, use_bias=False)
+    params = layer.init(KEY, x)["params"]
+    y = layer.apply({"params": params}, x)
+    same = lax.conv_general_dilated(
+        x, params["kernel"], (strides, strides), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    assert y.shape == same.shape
+    np.testing.assert_allclose(y, _conv(x, params["kernel"], strides), rtol=1e-6, atol=1e-6)
+    # Stride 1 pads (k − 1)/2 on each side with 'SAME' too; a stride of 2 on an even size is
+    # where the two differ ('SAME' pads that input on the far side only).
+    if strides == 1 or (size % 2 == 1 and kernel_size > 1):
+        np.testing.assert_allclose(y, same, rtol=1e-6, atol=1e-6)
+    elif kernel_size > 1:
+        assert not np.allclose(y, same, atol=1e-3)
+
+
+def test_conv_rejects_an_even_kernel_size():
+    with pytest.raises(ValueError, match="Conv kernel_size=2 must be odd"):
+        layers.Conv(4, kernel_size=2).init(KEY, jnp.ones((1, 4, 4, 1)))
 
 
 def test_layer_norm_normalizes_each_pixel_over_the_features():

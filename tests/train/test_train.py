@@ -452,5 +452,11 @@ def test_wide_resnet_step_lowers_to_nhwc_bfloat16_convolutions_on_donated_float3
     for line in convolutions:
         types = re.findall(r"tensor<[^>]*>", line.split(" : ")[-1])
         assert len(types) == 3 and all(t.endswith("xbf16>") for t in types), line
+    # Every forward convolution, the strided ones included, pads both sides alike, which cuDNN
+    # does itself; a one-sided pad would cost a GPU a separate copy of the input.
+    forward = [line for line in convolutions if "x[0, 1, i, o]->" in line]
+    pads = [re.search(r"pad = \[\[(\d+), (\d+)\], \[(\d+), (\d+)\]\]", line) for line in forward]
+    assert {len(set(pad.groups())) for pad in pads} == {1}, forward
+    assert "stride = [2, 2]" in "".join(forward)
     # Nothing in the step calls back to the host.
     assert "custom_call" not in text
