@@ -114,9 +114,9 @@ def create(name: str, *, num_classes: int, **options: Any) -> nn.Module:
       num_classes: number of logits per example.
       **options: `parameterization` ('standard' | 'ntk'), `use_bias` (bool), `dtype` (compute
         dtype, e.g. 'bfloat16'), `axis_name` (str | None), `fused_batch_norm` (bool) on every
-        model; `widths` (hidden
-        widths) for mlp; `channels` (per stage) for cnn; `normalization` (None | 'batch' |
-        'layer' for mlp and cnn, None | 'batch' for the residual networks).
+        model; `widths` (hidden widths) for mlp; `channels` (per stage) for cnn;
+        `normalization` (None | 'batch' | 'layer' for mlp and cnn, None | 'batch' for the
+        residual networks).
 
     Returns:
       An unbound `flax.linen.Module`; call it as `model.apply(variables, x, train=...)`.

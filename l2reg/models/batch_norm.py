@@ -9,8 +9,8 @@ derives from flax's layer and a ReLU after it, it is the textbook gradient,
     dx  = γ / σ · (dz − E[dz] − x̂ · E[dz · x̂])
     dγ  = Σ dz · x̂,     dβ = Σ dz,
 
-with x̂ = (x − μ) / σ and z = γ x̂ + β recomputed from the saved input x, so the backward pass
-reads x and g once for the two per-channel means and once more to write dx.
+with x̂ = (x − μ) / σ and z = γ x̂ + β recomputed from the saved input x, so that the backward
+pass needs to read x and g only twice: once for the two per-channel means, once for dx.
 
 A `jax.custom_vjp` has no forward-mode derivative: `jax.jvp` or `jax.jacfwd` through a
 training-mode pass needs flax's layer (the models' `fused_batch_norm=False`).
