@@ -63,14 +63,19 @@ def test_gradient_matches_autodiff_of_the_same_forward_pass(relu, use_bias):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize("relu", [False, True])
-def test_layer_matches_flax_batch_norm_and_relu(dtype, train, relu):
+@pytest.mark.parametrize(("relu", "use_bias"), [(False, True), (True, True), (True, False)])
+def test_layer_matches_flax_batch_norm_and_relu(dtype, train, relu, use_bias):
     # Same variables, same forward pass bit for bit, same running averages, and gradients
     # equal up to rounding.
     x, _, _, weights = _inputs(dtype=dtype)
-    ours = batch_norm.BatchNorm(use_running_average=not train, relu=relu, dtype=dtype)
+    ours = batch_norm.BatchNorm(
+        use_running_average=not train, relu=relu, use_bias=use_bias, dtype=dtype
+    )
     flax_layer = nn.BatchNorm(
-        use_running_average=not train, momentum=batch_norm.BATCH_NORM_MOMENTUM, dtype=dtype
+        use_running_average=not train,
+        momentum=batch_norm.BATCH_NORM_MOMENTUM,
+        use_bias=use_bias,
+        dtype=dtype,
     )
     variables = jax.jit(flax_layer.init)(KEY, x)
     assert jax.tree.structure(jax.jit(ours.init)(KEY, x)) == jax.tree.structure(variables)
