@@ -30,9 +30,9 @@ BATCH_NORM_MOMENTUM = 0.9
 EPSILON = 1e-5
 
 
-def _affine(x, mean, inv_std, scale, bias):
-    """γ (x − μ)/σ + β in the statistics' dtype, in the order flax's BatchNorm computes it."""
-    z = (x - mean) * (inv_std * scale)
+def _affine(centered, inv_std, scale, bias):
+    """γ (x − μ)/σ + β from x − μ (in the statistics' dtype), in the order of flax's BatchNorm."""
+    z = centered * (inv_std * scale)
     return z if bias is None else z + bias
 
 
@@ -75,7 +75,7 @@ def _forward(x, scale, bias, relu, axis_name, epsilon, dtype):
     stats_dtype = jnp.promote_types(dtype, jnp.float32)
     mean, var = _statistics(x, stats_dtype, axis_name)
     inv_std = lax.rsqrt(var + epsilon)
-    y = _affine(x, mean, inv_std, scale, bias)
+    y = _affine(x.astype(stats_dtype) - mean, inv_std, scale, bias)
     if relu:
         y = jnp.maximum(y, 0)
     return (y.astype(dtype), mean, var), (x, scale, bias, mean, inv_std)
@@ -90,7 +90,7 @@ def _backward(relu, axis_name, epsilon, dtype, residuals, cotangents):
     x_hat = centered * inv_std
     dz = g.astype(stats_dtype)
     if relu:
-        dz = jnp.where(_affine(x, mean, inv_std, scale, bias) > 0, dz, 0)
+        dz = jnp.where(_affine(centered, inv_std, scale, bias) > 0, dz, 0)
     # Local sums for the parameters (the trainer averages gradients over devices itself); the
     # means for dx span the devices, as the statistics do.
     reduction_axes = tuple(range(x.ndim - 1))
@@ -148,7 +148,7 @@ class BatchNorm(nn.Module):
         )
         if self.use_running_average:
             inv_std = lax.rsqrt(running_var.value + self.epsilon)
-            y = _affine(x, running_mean.value, inv_std, scale, bias)
+            y = _affine(x.astype(stats_dtype) - running_mean.value, inv_std, scale, bias)
             return (jnp.maximum(y, 0) if self.relu else y).astype(self.dtype)
         # As flax's layer: statistics of the local batch alone while initializing.
         axis_name = None if self.is_initializing() else self.axis_name
