@@ -17,6 +17,7 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import tqdm
 
 from l2reg.models import batch_norm
 
@@ -95,7 +96,7 @@ def main():
     seconds = {implementation: [] for implementation in IMPLEMENTATIONS}
     for implementation in IMPLEMENTATIONS:  # compile and warm up
         time_block(steps[implementation], inputs, args.calls)
-    for _ in range(args.rounds):
+    for _ in tqdm.trange(args.rounds, desc="timing", unit="round"):
         for implementation in IMPLEMENTATIONS:
             seconds[implementation].append(time_block(steps[implementation], inputs, args.calls))
 
