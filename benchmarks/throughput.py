@@ -15,11 +15,12 @@ included — in four variants, interleaved round by round so drifts hit all alik
   of the models' batch norm with a hand-written gradient (`fused_batch_norm=False`).
 
 Warm-up steps (and compilation) are excluded. FLOPs are counted on the step's jaxpr by
-`l2reg.flops.matmul_flops` (XLA's cost analysis misses cuDNN convolutions on GPU). Prints one
-line per variant and the ratios the targets are stated in; `--json=FILE` also writes them to
-FILE, and `--profile_dir=DIR` then records a `jax.profiler` trace of a few synthetic steps in
-DIR (open `perfetto_trace.json.gz` in ui.perfetto.dev, or DIR in TensorBoard's or XProf's
-profile viewer) to see where a step's time goes.
+`l2reg.flops.matmul_flops_by_layer` (XLA's cost analysis misses cuDNN convolutions on GPU).
+Prints one line per variant and the ratios the targets are stated in; `--json=FILE` also writes
+them, and the FLOPs per layer, to FILE. `--profile_dir=DIR` then records a `jax.profiler` trace
+of a few synthetic steps in DIR: `profile_summary.py DIR --flops=FILE` splits it by kind, pass
+and layer, with each layer's TFLOP/s (or open `perfetto_trace.json.gz` in ui.perfetto.dev, or
+DIR in TensorBoard's or XProf's profile viewer).
 """
 
 import argparse
@@ -33,7 +34,7 @@ import tqdm
 import wrn_cifar
 
 from l2reg import train
-from l2reg.flops import matmul_flops
+from l2reg.flops import matmul_flops_by_layer
 
 VARIANTS = ("synthetic", "real", "fixed_l2", "autodiff_bn")
 
@@ -77,7 +78,10 @@ def main():
     batches = trainers["autol2"].train_batches(0)
     synthetic = next(batches)  # a real batch, already sharded over the devices
     states = {variant: trainers[trainer_of[variant]].init_state() for variant in VARIANTS}
-    flops = matmul_flops(trainers["autol2"].train_step, states["synthetic"], *synthetic)
+    flops_by_layer = matmul_flops_by_layer(
+        trainers["autol2"].train_step, states["synthetic"], *synthetic
+    )
+    flops = sum(flops_by_layer.values())
 
     def run(variant: str, steps: int) -> float:
         """Seconds per step over `steps` steps, synchronized at the end only."""
@@ -102,7 +106,12 @@ def main():
     setup = wrn_cifar.describe(args, dataset)
     print(setup)
     print(f"{flops / args.batch / 1e9:.2f} GFLOP per image (convolutions and matmuls, fwd+bwd)")
-    results = {"setup": setup, "gflop_per_image": flops / args.batch / 1e9}
+    results = {
+        "setup": setup,
+        "gflop_per_image": flops / args.batch / 1e9,
+        # Per step, for profile_summary.py's TFLOP/s by layer.
+        "gflop_by_layer": {layer: count / 1e9 for layer, count in flops_by_layer.items()},
+    }
     for variant in VARIANTS:
         median = statistics.median(seconds[variant])
         figures = results[variant] = {

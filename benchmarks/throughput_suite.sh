@@ -55,7 +55,7 @@ if [[ $parts == *" step "* ]]; then
   done
   echo "== where the step's device time goes (profile of 5 steps at batch $first_batch)"
   run "$python" "$here/profile_summary.py" "$outdir/profile" --steps=5 \
-    --json="$outdir/profile_summary.json"
+    --flops="$outdir/batch_$first_batch.json" --json="$outdir/profile_summary.json"
   # WRN-28-10's three batch-norm layer sizes at the first batch size.
   for shape in "$first_batch,32,32,160" "$first_batch,16,16,320" "$first_batch,8,8,640"; do
     echo "== one batch-norm + ReLU layer, $shape"

@@ -1,4 +1,6 @@
-"""Tests for l2reg.flops.matmul_flops."""
+"""Tests for l2reg.flops: model FLOPs in all and by layer."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +83,54 @@ def test_cond_counts_every_branch():
         return jax.lax.scan(step, 0, jnp.array([True, False, False, True]))[1]
 
     assert flops.matmul_flops(scanned, a, b, c) == 4 * (small + large)
+
+
+def test_layer_name_drops_jits_and_unwraps_transformations():
+    assert flops.layer_name("jit(step)/transpose(jvp(WideResNet))/WideBlock_2/Conv_1") == (
+        "WideResNet/WideBlock_2/Conv_1"
+    )
+    assert flops.layer_name("vmap(MLP)/Dense_0/jit(_where)") == "MLP/Dense_0"
+    assert flops.layer_name("") == ""
+
+
+def wrn10_1_step():
+    """A WRN-10-1 training-mode loss gradient on two 16×16 images, and its arguments."""
+    model = models.create("wrn10_1", num_classes=10)
+    images = jnp.zeros((2, 16, 16, 3))
+    variables = model.init(jax.random.key(0), images, train=False)
+
+    def loss(params, batch_stats):
+        logits, _ = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return logits.sum()
+
+    return jax.jit(jax.grad(loss)), (variables["params"], variables["batch_stats"])
+
+
+def test_flops_by_layer_split_the_total_among_the_models_modules():
+    step, arguments = wrn10_1_step()
+    by_layer = flops.matmul_flops_by_layer(step, *arguments)
+    assert sum(by_layer.values()) == flops.matmul_flops(step, *arguments)
+    # The stem (16×16×16 outputs of 3·3·3 windows) has a forward pass and a filter gradient,
+    # no input gradient; a 3×3 conv inside a block (16 channels in and out) all three passes.
+    assert by_layer["WideResNet/Conv_0"] == 2 * (2 * 2 * 16 * 16 * 16 * 27)
+    assert by_layer["WideResNet/WideBlock_0/Conv_1"] == 3 * (2 * 2 * 16 * 16 * 16 * 144)
+    # The readout (2 images × 64 features → 10 logits): the forward product, the input gradient
+    # and the weight gradient, 2·64·10 multiply-adds each.
+    assert by_layer["WideResNet/Dense_0"] == 3 * (2 * 2 * 64 * 10)
+
+
+def test_flops_layers_are_named_as_xla_names_the_compiled_convolutions():
+    # profile_summary.py joins a GPU trace's per-op names (XLA's op_name metadata) with these
+    # counts: every convolution XLA compiles must map to a counted layer, and back.
+    step, arguments = wrn10_1_step()
+    by_layer = flops.matmul_flops_by_layer(step, *arguments)
+    compiled = step.lower(*arguments).compile().as_text()
+    op_names = re.findall(r"= \S+ convolution\(.*op_name=\"([^\"]+)\"", compiled)
+    assert op_names
+    compiled_layers = {flops.layer_name(name.rpartition("/")[0]) for name in op_names}
+    assert compiled_layers == set(by_layer) - {"WideResNet/Dense_0"}

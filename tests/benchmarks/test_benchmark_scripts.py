@@ -68,6 +68,9 @@ def test_throughput_suite_times_the_trainer_step_and_profiles_it(tmp_path):
     # wrn10_1 on 32×32: 25,003,264 forward FLOPs (2 per multiply-add) in its convolutions and
     # dense layer; the backward pass costs twice that, less the stem's unneeded input gradient.
     assert figures["gflop_per_image"] * 1e9 == pytest.approx(3 * 25_003_264 - 884_736)
+    # The same count by layer, per step of 8 images, for the profile's TFLOP/s by layer.
+    assert sum(figures["gflop_by_layer"].values()) == pytest.approx(8 * figures["gflop_per_image"])
+    assert figures["gflop_by_layer"]["WideResNet/WideBlock_0/Conv_1"] > 0
     trace = re.search(r"profile of 5 synthetic steps: (\S+)", output).group(1)
     assert trace.startswith(str(tmp_path / "profile"))
     with gzip.open(trace, "rt") as file:
@@ -200,6 +203,75 @@ def test_profile_summary_reads_the_device_streams_of_a_trace(tmp_path):
     ]
     assert [row["ms"] for row in top] == pytest.approx([0.3, 0.2, 0.1, 0.025])
     assert [row["per_step"] for row in top] == [0.5, 1.0, 0.5, 0.5]
+
+
+def test_profile_summary_splits_convolutions_by_pass_and_layer(tmp_path):
+    # One step of two layers as a GPU trace names them: the JAX op behind each kernel in
+    # `name`, the pass in cuDNN's op; a 1×1 input gradient XLA ran as a GEMM; a fusion and an
+    # unnamed GEMM stay out of the layers.
+    def span(kernel, ts, dur, **args):
+        return {"ph": "X", "pid": 1, "tid": 7, "ts": ts, "dur": dur, "name": kernel, "args": args}
+
+    block = "jit(sharded_train_step)/jvp(WideResNet)/WideBlock_9/Conv_0/conv_general_dilated"
+    back = block.replace("jvp(WideResNet)", "transpose(jvp(WideResNet))")
+    shortcut = back.replace("WideBlock_9/Conv_0", "WideBlock_10/Conv_0")
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+        span("sm90_xmma_fprop", 0, 1000, hlo_op="cudnn-conv.3", name=block),
+        span("Memset 3", 1000, 100, hlo_op="cudnn-conv-bw-input.4", name=back),
+        span("sm90_xmma_dgrad", 1100, 900, hlo_op="cudnn-conv-bw-input.4", name=back),
+        span("sm90_xmma_wgrad", 2000, 1500, hlo_op="cudnn-conv-bw-filter.5", name=back),
+        span("nvjet_tst", 3500, 500, hlo_op="cudnn-conv-bias-activation.6", name=shortcut),
+        span("loop_add_fusion", 4000, 300, hlo_op="add_fusion.7", name=back),
+        span("gemm_fusion_dot", 4300, 200, hlo_op="command_buffer_8"),
+    ]
+    trace = tmp_path / "perfetto_trace.json.gz"
+    write_trace(trace, events)
+    flops = tmp_path / "batch_8.json"
+    flops.write_text(json.dumps({"gflop_by_layer": {"WideResNet/WideBlock_9/Conv_0": 1.75}}))
+    output = run_script(
+        "profile_summary.py",
+        str(trace),
+        "--steps=1",
+        f"--flops={flops}",
+        f"--json={tmp_path / 's.json'}",
+    )
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["conv_by_pass_ms"] == pytest.approx(
+        {"forward": 1.0, "input gradient": 1.0, "filter gradient": 1.5, "backward, other": 0.5}
+    )
+    # In the model's order: WideBlock_9 before WideBlock_10.
+    block_row, shortcut_row = summary["conv_by_layer"]
+    assert shortcut_row["layer"] == "WideResNet/WideBlock_10/Conv_0"
+    assert shortcut_row["ms"]["backward, other"] == pytest.approx(0.5)
+    assert shortcut_row["tflop_per_sec"] is None  # no FLOPs given for it
+    assert block_row["layer"] == "WideResNet/WideBlock_9/Conv_0"
+    assert block_row["ms"] == pytest.approx(
+        {"forward": 1.0, "input gradient": 1.0, "filter gradient": 1.5, "backward, other": 0.0}
+    )
+    # 1.75 GFLOP in 3.5 ms.
+    assert block_row["total_ms"] == pytest.approx(3.5)
+    assert block_row["tflop_per_sec"] == pytest.approx(0.5)
+    assert re.search(r"WideResNet/WideBlock_9/Conv_0 .* 3\.500 +0\.5 TFLOP/s", output), output
+
+
+def test_profile_summary_rejects_flops_without_layers(tmp_path):
+    write_trace(tmp_path / "perfetto_trace.json.gz", [])
+    (tmp_path / "f.json").write_text(json.dumps({"gflop_per_image": 1.0}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "profile_summary.py"),
+            str(tmp_path),
+            f"--flops={tmp_path / 'f.json'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "has no readable 'gflop_by_layer'" in result.stderr
 
 
 def test_profile_summary_rejects_a_folder_without_a_trace(tmp_path):
