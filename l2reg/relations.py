@@ -14,6 +14,7 @@ functions serve the sweeps, the reproduce report, the theory figures and the
 notebooks.
 """
 
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -77,6 +78,21 @@ def _first_bad(name: str, array: np.ndarray, bad: np.ndarray) -> str:
     return f"{name}[{', '.join(map(str, index))}]={array[index].item()!r}"
 
 
+def _number(name: str, value, predicate, allowed: str) -> float:
+    """`value` as a float, checked to be a real number (a bool is not) for which `predicate`
+    holds; the error reads "{name} must be {allowed}, got {value!r}" (an array named by its
+    dtype and shape, so that it stays on one line)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (real and predicate(float(value))):
+        shown = (
+            f"a {value.dtype}{list(value.shape)} array"
+            if isinstance(value, np.ndarray)
+            else repr(value)
+        )
+        raise ValueError(f"{name} must be {allowed}, got {shown}")
+    return float(value)
+
+
 def _positive(name: str, value) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
     bad = ~np.isfinite(array) | (array <= 0)
@@ -99,12 +115,12 @@ def _curve(steps, values, smoothing: float, name: str) -> tuple[np.ndarray, np.n
         raise ValueError(
             f"steps must be finite, ≥ 0 and non-decreasing, got {_first_bad('steps', steps, bad)}"
         )
-    if not (
-        isinstance(smoothing, int | float | np.floating | np.integer)
-        and np.isfinite(smoothing)
-        and smoothing >= 0
-    ):
-        raise ValueError(f"smoothing must be a finite number of decades ≥ 0, got {smoothing!r}")
+    _number(
+        "smoothing",
+        smoothing,
+        lambda x: np.isfinite(x) and x >= 0,
+        "a finite number of decades ≥ 0",
+    )
     return steps, values
 
 
@@ -114,8 +130,7 @@ def _scalar_or_array(array: np.ndarray):
 
 def effective_lr(lr, momentum: float = 0.0):
     """Effective learning rate ``lr/(1 − momentum)``, the η of every relation."""
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    momentum = _number("momentum", momentum, lambda x: 0.0 <= x < 1.0, "a number in [0, 1)")
     return _scalar_or_array(_positive("lr", lr) / (1.0 - momentum))
 
 
@@ -126,18 +141,18 @@ def smooth_curve(steps, values, smoothing: float) -> np.ndarray:
       steps: shape (n,), non-decreasing steps ≥ 0 (any spacing; log-spaced is typical).
       values: shape (n,), the curve; non-finite entries get no weight.
       smoothing: kernel standard deviation in decades of (1 + step); 0 returns the
-        curve unchanged.
+        curve unchanged, except that its non-finite entries become NaN.
 
     Returns:
       Shape (n,): the smoothed curve (a Nadaraya–Watson average), NaN only where
       every value within reach is non-finite.
     """
     steps, values = _curve(steps, values, smoothing, "values")
+    finite = np.isfinite(values)
     if smoothing == 0:
-        return values.copy()
+        return np.where(finite, values, np.nan)
     position = np.log10(1.0 + steps)
     weights = np.exp(-0.5 * ((position[:, None] - position[None, :]) / smoothing) ** 2)
-    finite = np.isfinite(values)
     weights = weights * finite[None, :]
     total = weights.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -170,8 +185,7 @@ def t_star(
       A `TStar` (step, low, high, peak_accuracy).
     """
     steps, accuracy = _curve(steps, accuracy, smoothing, "accuracy")
-    if not np.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be finite and ≥ 0, got {tolerance!r}")
+    _number("tolerance", tolerance, lambda x: np.isfinite(x) and x >= 0, "a finite number ≥ 0")
     if not np.any(np.isfinite(accuracy)):
         raise ValueError("accuracy has no finite value: no peak to find")
 
@@ -261,7 +275,10 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
       A `TStarFit`; the paper's relation t* ≈ c/(λη) is ``slope ≈ −1``.
     """
     l2 = _positive("l2", l2)
-    lr = np.broadcast_to(_positive("lr", lr), l2.shape)
+    lr = _positive("lr", lr)
+    if lr.ndim != 0 and lr.shape != l2.shape:
+        raise ValueError(f"lr must be a scalar or have the shape of l2 {l2.shape}, got {lr.shape}")
+    lr = np.broadcast_to(lr, l2.shape)
     t_star = np.asarray(t_star, dtype=np.float64)
     if t_star.shape != l2.shape:
         raise ValueError(f"t_star must have the shape of l2 {l2.shape}, got {t_star.shape}")
@@ -303,12 +320,13 @@ def l2_opt(l2, accuracy) -> float:
     """The best λ of a grid: the highest accuracy, refined between grid points.
 
     A parabola in log λ through the best grid point and its two neighbours locates the
-    maximum between them (the grid point itself at either end of the grid, or where the
-    parabola does not open downward).
+    maximum between them (the grid point itself at either end of the grid, where a
+    neighbour's accuracy is not finite, or where the parabola does not open downward).
 
     Args:
       l2: shape (n,), increasing λ > 0 of the grid.
-      accuracy: shape (n,), the accuracy each λ reached (at one budget).
+      accuracy: shape (n,), the accuracy each λ reached (at one budget); non-finite
+        values (failed runs) are never the best, and at least one must be finite.
 
     Returns:
       λ_opt, within [l2[best − 1], l2[best + 1]].
@@ -320,8 +338,14 @@ def l2_opt(l2, accuracy) -> float:
             f"l2 must be increasing and 1-D with accuracy of its shape, got {l2.tolist()} and "
             f"{accuracy.tolist()}"
         )
-    best = int(np.nanargmax(accuracy))
-    if best == 0 or best == len(l2) - 1:
+    finite = np.isfinite(accuracy)
+    if not np.any(finite):
+        raise ValueError(
+            f"accuracy must have a finite value, got none in {accuracy.size} "
+            f"({_first_bad('accuracy', accuracy, ~finite)})"
+        )
+    best = int(np.argmax(np.where(finite, accuracy, -np.inf)))
+    if best == 0 or best == len(l2) - 1 or not np.all(finite[best - 1 : best + 2]):
         return float(l2[best])
     x = np.log(l2[best - 1 : best + 2])
     curvature, slope, _ = np.polyfit(x, accuracy[best - 1 : best + 2], 2)

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from l2reg import checks
+
 __all__ = [
     "AddL2State",
     "AutoL2State",
@@ -84,6 +86,11 @@ def _is_real_dtype(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
 
 
+def _array_description(array) -> str:
+    """``float32[3, 3] array``: an array named by dtype and shape, so a message stays one line."""
+    return f"{array.dtype}{list(array.shape)} array"
+
+
 def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allowed: str) -> None:
     """Raises a one-line ValueError unless ``value`` is a real scalar for which ``predicate`` holds.
 
@@ -92,14 +99,28 @@ def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allow
     """
     if isinstance(value, jax.core.Tracer):
         if value.ndim != 0 or not _is_real_dtype(value.dtype):
-            raise ValueError(
-                f"{name} must be {allowed}, got a traced {value.dtype}{list(value.shape)} array"
-            )
+            raise ValueError(f"{name} must be {allowed}, got a traced {_array_description(value)}")
         return
     number = np.asarray(value)
     real_scalar = number.ndim == 0 and _is_real_dtype(number.dtype)
     if not (real_scalar and predicate(number.astype(np.float64))):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        shown = repr(value) if number.ndim == 0 else _array_description(number)
+        raise ValueError(f"{name} must be {allowed}, got {shown}")
+
+
+def _check_count(name: str, value: Any) -> None:
+    """Raises a one-line ValueError unless ``value`` is an integer ≥ 1 that fits int32.
+
+    A traced value is checked only for being a real scalar, as in `_check`; a concrete 0-d
+    integer array (as `optax.inject_hyperparams` passes) counts as an integer.
+    """
+    allowed = f"an integer in [1, {checks.INT32_MAX}]"
+    _check(name, value, lambda x: True, allowed)
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, np.ndarray | jax.Array) and jnp.issubdtype(value.dtype, jnp.integer):
+        value = value.item()
+    checks.integer(name, value, maximum=checks.INT32_MAX)
 
 
 def _finite_at_least_zero(x: np.ndarray) -> bool:
@@ -109,9 +130,12 @@ def _finite_at_least_zero(x: np.ndarray) -> bool:
 def validate_add_l2(l2: ScalarOrSchedule) -> None:
     """Raises the one-line ValueError that `add_l2` raises for a bad ``l2``.
 
-    A traced ``l2`` is checked only for being a real scalar; its value is the caller's to check.
+    A schedule is checked through its value at step 0. A traced ``l2`` (or value at step 0)
+    is checked only for being a real scalar; its value is the caller's to check.
     """
-    if not callable(l2):
+    if callable(l2):
+        _check("l2 at step 0", l2(0), _finite_at_least_zero, "a finite scalar ≥ 0")
+    else:
         _check("l2", l2, _finite_at_least_zero, "a finite scalar ≥ 0 (or a schedule)")
 
 
@@ -132,17 +156,20 @@ def validate_autol2(
     compiled program serves many values) calls this on the concrete values first.
     """
     _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")
-    scheduled = callable(learning_rate)
-    _check(
-        "learning_rate at step 0" if scheduled else "learning_rate",
-        learning_rate(0) if scheduled else learning_rate,
-        lambda x: bool(np.isfinite(x) and x > 0),
-        "a finite scalar > 0 (or a schedule of such)",
-    )
+    if callable(learning_rate):
+        # A warmup may start from η = 0.
+        _check("learning_rate at step 0", learning_rate(0), _finite_at_least_zero, "finite and ≥ 0")
+    else:
+        _check(
+            "learning_rate",
+            learning_rate,
+            lambda x: bool(np.isfinite(x) and x > 0),
+            "a finite scalar > 0 (or a schedule)",
+        )
     _check("decay_factor", decay_factor, lambda x: bool(np.isfinite(x) and x > 1), "finite and > 1")
     _check("cooldown", cooldown, _finite_at_least_zero, "finite and ≥ 0")
-    for name, value in (("patience", patience), ("check_every", check_every)):
-        _check(name, value, lambda x: bool(x == np.round(x) and x >= 1), "an integer ≥ 1")
+    _check_count("patience", patience)
+    _check_count("check_every", check_every)
     _check("min_l2", min_l2, _finite_at_least_zero, "a finite scalar ≥ 0")
     if not isinstance(l2_init, jax.core.Tracer):
         _check(
@@ -161,17 +188,25 @@ def _state_dtype(params: optax.Params) -> jnp.dtype:
 
 
 def _add_scaled_params(updates: optax.Updates, params: optax.Params, l2) -> optax.Updates:
-    """``updates + l2 · params``, leaf by leaf, in each leaf's own dtype."""
+    """``updates + l2 · params``, leaf by leaf, in each leaf's own dtype.
+
+    The updates of integer or boolean parameters (float0 updates, from
+    ``jax.grad(..., allow_int=True)``, included) are returned unchanged: L2 on them is
+    meaningless, and λ cast to an integer would be truncated.
+    """
     if params is None:
         raise ValueError(
             "the L2 transforms need the parameters: call update(updates, state, params)"
         )
-    return jax.tree.map(
-        lambda g, p: None if g is None else g + jnp.asarray(l2, p.dtype) * p,
-        updates,
-        params,
-        is_leaf=lambda x: x is None,
-    )
+
+    def add(update, param):
+        if update is None or not (
+            jnp.issubdtype(param.dtype, jnp.inexact) and jnp.issubdtype(update.dtype, jnp.inexact)
+        ):
+            return update
+        return update + jnp.asarray(l2, param.dtype) * param
+
+    return jax.tree.map(add, updates, params, is_leaf=lambda x: x is None)
 
 
 def _maybe_masked(transform, mask: MaskOrFn):
@@ -188,10 +223,11 @@ def add_l2(l2: ScalarOrSchedule, mask: MaskOrFn = None) -> optax.GradientTransfo
     Args:
       l2: the L2 coefficient λ of ``(λ/2)·‖θ‖²`` (dimensionless per step when the
         transform precedes the learning rate), a float ≥ 0 or an optax schedule
-        mapping the update count to λ. A traced value is checked only for being a real
-        scalar (see `validate_add_l2`).
+        mapping the update count to λ (checked at step 0: a finite scalar ≥ 0). A traced
+        value is checked only for being a real scalar (see `validate_add_l2`).
       mask: as in `optax.masked`: a pytree of booleans (or a function of the params
-        returning one) selecting the leaves that get L2, e.g. to skip biases.
+        returning one) selecting the leaves that get L2, e.g. to skip biases. Integer and
+        boolean leaves never get L2: their updates pass through unchanged.
 
     Returns:
       An `optax.GradientTransformation` whose ``update`` needs ``params``.
@@ -248,7 +284,8 @@ def autol2(
       run, the last ``patience`` loss measurements were not records (or, when
       ``accuracy`` is passed, the last ``patience`` accuracy measurements were
       not), and ``n − last_decay > cooldown / (λ · η_t)`` with η_t =
-      ``learning_rate(t)`` (a tie within 1e-5 relative counts as not more than).
+      ``learning_rate(t)`` (a tie within 1e-5 relative counts as not more than; η_t = 0
+      makes the cooldown infinite, except that ``cooldown = 0`` is no cooldown at any η).
       ``last_decay`` starts at 0 and becomes n at a decay,
       which takes effect from update t + 1. λ = 0 never decays.
 
@@ -262,15 +299,17 @@ def autol2(
 
     Args:
       l2_init: initial λ, ≥ 0 (may be traced, e.g. vmapped over a batch of runs).
-      learning_rate: η_t, a float > 0 or an optax schedule of the update count,
-        used only for the cooldown clock; with momentum μ pass ``lr/(1 − μ)`` for
-        the paper's physical time.
+      learning_rate: η_t, a float > 0 or an optax schedule of the update count with
+        values ≥ 0 (a warmup may start at 0: no decay happens at a check where η_t = 0
+        unless ``cooldown = 0``), used only for the cooldown clock; with momentum μ pass
+        ``lr/(1 − μ)`` for the paper's physical time.
       decay_factor: λ is divided by this at a decay, > 1.
       cooldown: minimum time between decays, in units of 1/(λη), ≥ 0.
-      patience: checks in a row without a record before a decay, ≥ 1.
-      check_every: updates between checks, ≥ 1.
+      patience: checks in a row without a record before a decay, an integer ≥ 1.
+      check_every: updates between checks, an integer ≥ 1.
       min_l2: floor of λ, in [0, l2_init].
-      mask: as in `optax.masked`: which parameter leaves get L2.
+      mask: as in `optax.masked`: which parameter leaves get L2. Integer and boolean
+        leaves never get L2: their updates pass through unchanged.
 
     The arguments are checked when the transform is built, with a one-line ValueError. A
     traced argument (built inside ``jit``/``vmap``, e.g. by `optax.inject_hyperparams`) is
@@ -323,22 +362,24 @@ def autol2(
         updates = _add_scaled_params(updates, params, state.l2)
         dtype = state.l2.dtype
 
-        def record(total, count, observation):
+        def record(total, count, observation, name):
             observation = jnp.asarray(observation, dtype)
             if observation.ndim != 0:
                 raise ValueError(
-                    f"autol2 takes a scalar value/accuracy, got shape {observation.shape}"
+                    f"autol2's update takes a scalar {name}, got shape {observation.shape}"
                 )
             finite = jnp.isfinite(observation)
             total = total + jnp.where(finite, observation, 0)
             return total, count + finite.astype(jnp.int32), (~finite).astype(jnp.int32)
 
-        loss_sum, loss_count, loss_nonfinite = record(state.loss_sum, state.loss_count, value)
+        loss_sum, loss_count, loss_nonfinite = record(
+            state.loss_sum, state.loss_count, value, "value"
+        )
         num_nonfinite = state.num_nonfinite + loss_nonfinite
         accuracy_sum, accuracy_count = state.accuracy_sum, state.accuracy_count
         if accuracy is not None:
             accuracy_sum, accuracy_count, accuracy_nonfinite = record(
-                accuracy_sum, accuracy_count, accuracy
+                accuracy_sum, accuracy_count, accuracy, "accuracy"
             )
             num_nonfinite = num_nonfinite + accuracy_nonfinite
 
@@ -374,8 +415,9 @@ def autol2(
         # With λ = 0 the cooldown is infinite: a zero L2 never decays. A tie within
         # float rounding of λ counts as not yet cooled down, so that jit (which may
         # turn λ/decay_factor into a multiplication) and eager runs decay at one step.
+        # A zero cooldown is none even at η = 0, where the quotient is 0/0.
         cooldown_steps = cooldown / (state.l2 * eta) * (1 + _COOLDOWN_TIE_RTOL)
-        cooled_down = (n - state.last_decay).astype(dtype) > cooldown_steps
+        cooled_down = ((n - state.last_decay).astype(dtype) > cooldown_steps) | (cooldown == 0)
         decay = is_check & (num_checks >= patience + 1) & stalled & cooled_down & (state.l2 > 0)
 
         new_state = AutoL2State(

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from l2reg import relations
 
@@ -47,6 +48,21 @@ def test_t_star_interval_is_contiguous_and_unsmoothed_nan_ends_it():
     # Without smoothing the NaN at step 3 stays NaN, is never the peak, and ends the
     # interval, so 0.895 at step 4 is left out; the late 0.9 at step 6 is not connected.
     assert estimate == relations.TStar(step=2.0, low=2.0, high=2.0, peak_accuracy=0.9)
+
+
+def test_t_star_tolerance_sets_the_interval():
+    steps = np.arange(7.0)
+    accuracy = np.array([0.1, 0.5, 0.88, 0.9, 0.88, 0.5, 0.1])
+    narrow = relations.t_star(steps, accuracy, smoothing=0.0, tolerance=0.01)
+    wide = relations.t_star(steps, accuracy, smoothing=0.0, tolerance=0.05)
+    assert (narrow.low, narrow.high) == (3.0, 3.0)
+    assert (wide.low, wide.high) == (2.0, 4.0)
+
+
+def test_t_star_without_smoothing_ignores_infinite_accuracy():
+    # Documented: non-finite values are ignored, +inf as much as NaN.
+    estimate = relations.t_star([1, 10, 100, 1000], [0.5, np.inf, 0.8, 0.7], smoothing=0.0)
+    assert estimate == relations.TStar(step=100.0, low=100.0, high=100.0, peak_accuracy=0.8)
 
 
 def test_smooth_curve_gives_nan_entries_no_weight():
@@ -108,6 +124,9 @@ def test_fit_t_star_recovers_c_and_slope():
     fit = relations.fit_t_star(l2, lr, t_star)
     assert fit.slope == pytest.approx(-1.0, abs=3 * fit.slope_stderr + 1e-3)
     assert 0.003 < fit.slope_stderr < 0.05
+    reference = stats.linregress(np.log(l2 * lr), np.log(t_star))
+    assert fit.slope == pytest.approx(reference.slope, rel=1e-9)
+    assert fit.slope_stderr == pytest.approx(reference.stderr, rel=1e-9)
     assert fit.c == pytest.approx(0.5, rel=0.1)
     assert fit.used.all()
 
@@ -132,6 +151,16 @@ def test_l2_opt_refines_between_grid_points():
     assert l2[1] <= relations.l2_opt(l2, edge) <= l2[3]
 
 
+def test_l2_opt_ignores_non_finite_accuracies():
+    l2 = np.geomspace(1e-5, 1e-1, 5)
+    accuracy = 0.9 - 0.01 * (np.log10(l2) - np.log10(3e-3)) ** 2  # best grid point: l2[3]
+    # A failed run next to the best point leaves no parabola to fit: the grid point itself.
+    assert relations.l2_opt(l2, np.where(np.arange(5) == 2, np.nan, accuracy)) == l2[3]
+    # An infinite accuracy is not the best.
+    diverged = np.where(np.arange(5) == 0, np.inf, accuracy)
+    assert relations.l2_opt(l2, diverged) == pytest.approx(3e-3, rel=1e-6)
+
+
 def test_prediction_round_trip():
     c = relations.c_from(t_star=200.0, l2=1e-2, lr=0.5)
     assert c == pytest.approx(1.0)
@@ -148,6 +177,24 @@ def test_prediction_round_trip():
         (lambda: relations.t_star([1, 2], [np.nan, np.nan]), "no finite value"),
         (lambda: relations.t_star([1, 2], [0.1, 0.2], smoothing=-1), "smoothing"),
         (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=-1), "tolerance"),
+        # Arguments that are not real numbers are named too (a bool is not a number).
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance="0.1"), "tolerance must be"),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=None), "tolerance must be"),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=True), "tolerance must be"),
+        (
+            lambda: relations.t_star([1, 2], [0.1, 0.2], tolerance=np.full(20, 0.1)),
+            r"tolerance must be .*, got a float64\[20\] array$",
+        ),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], smoothing=True), "smoothing must be"),
+        (lambda: relations.t_star([1, 2], [0.1, 0.2], smoothing=None), "smoothing must be"),
+        (lambda: relations.effective_lr(0.1, momentum=None), "momentum must be"),
+        (lambda: relations.effective_lr(0.1, momentum="0.9"), "momentum must be"),
+        (lambda: relations.effective_lr(0.1, momentum=np.array([0.9, 0.5])), "momentum must be"),
+        (
+            lambda: relations.fit_t_star([1e-3, 1e-2], [0.1, 0.2, 0.3], [10, 1]),
+            r"lr must be a scalar or have the shape of l2 \(2,\), got \(3,\)",
+        ),
+        (lambda: relations.l2_opt([1e-3, 1e-2], [np.nan, np.inf]), "accuracy must have a finite"),
         (lambda: relations.peak_shape([0, 0], [0.1, 0.2]), "last step must be > 0"),
         (lambda: relations.fit_t_star([1e-3, -1e-3], 1.0, [1, 2]), "l2 must be"),
         (lambda: relations.fit_t_star([1e-3, 1e-3], 1.0, [1, 2]), "at least 2 runs"),

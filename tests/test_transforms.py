@@ -109,6 +109,15 @@ def test_autol2_decays_only_after_patience_plus_one_checks(patience, first_decay
     assert int(state.loss_patience_count) == 5
 
 
+def test_autol2_patience_and_decay_factor_are_honoured():
+    # check_every = 1, no cooldown. Loss checks: record, 1, 2 stale, record, 1, 2, 3 stale:
+    # patience 3 decays at n = 7 (not at n = 3, with 2 stale), dividing λ by 4.
+    losses = [5, 6, 6, 4, 6, 6, 6, 6]
+    transform = scripted_autol2(decay_factor=4.0, patience=3, check_every=1, cooldown=0.0)
+    used, _ = run(transform, losses)
+    np.testing.assert_allclose(used, [0.1] * 7 + [0.025], rtol=1e-6)
+
+
 def test_autol2_learning_rate_schedule_sets_cooldown_clock():
     # η drops to 0.1 at t = 10: after the decay at n = 8 the cooldown becomes
     # 0.1/(0.01·0.1) = 100 steps, so the next decay waits until n = 110.
@@ -128,6 +137,30 @@ def test_autol2_accuracy_criterion():
     np.testing.assert_allclose(used, [0.1] * 6 + [0.01] * 4, rtol=1e-6)
     loss_only, _ = run(scripted_autol2(), losses)
     np.testing.assert_allclose(loss_only, [0.1] * 10, rtol=1e-6)
+
+
+def test_autol2_accuracy_criterion_honours_patience():
+    # The loss is a record at every check; the accuracy's stale counts are those of the
+    # losses above, so patience 3 decays at n = 7.
+    losses = [5, 4, 3, 2, 1, 0.5, 0.4, 0.3]
+    accuracies = [0.5, 0.4, 0.4, 0.6, 0.5, 0.5, 0.5, 0.5]
+    used, _ = run(scripted_autol2(patience=3, check_every=1, cooldown=0.0), losses, accuracies)
+    np.testing.assert_allclose(used, [0.1] * 7 + [0.01], rtol=1e-6)
+
+
+def test_autol2_learning_rate_warmup_from_zero():
+    # Standard warmups start at η = 0.
+    l2reg.autol2(0.1, optax.warmup_cosine_decay_schedule(0.0, 0.1, 100, 1000))
+    warmup = lambda count: jnp.where(count < 10, 0.0, 1.0)
+    losses = np.ones(14, np.float32)  # only the first check is a record
+    # While η = 0 the cooldown 0.1/(λη) is infinite: the stall seen from n = 2 on decays λ
+    # at the first check with η > 0, n = 11 (a cooldown of 1 step); the next needs 10 more.
+    used, _ = run(scripted_autol2(learning_rate=warmup, patience=1, check_every=1), losses)
+    np.testing.assert_allclose(used, [0.1] * 11 + [0.01] * 3, rtol=1e-6)
+    # A zero cooldown is none at any η: λ decays at every stalled check from n = 2.
+    transform = scripted_autol2(learning_rate=warmup, patience=1, check_every=1, cooldown=0.0)
+    used, _ = run(transform, losses[:5])
+    np.testing.assert_allclose(used, [0.1, 0.1, 1e-2, 1e-3, 1e-4], rtol=1e-5)
 
 
 def test_autol2_authors_settings_give_cooldown_of_point_one_over_their_l2():
@@ -214,6 +247,28 @@ def test_autol2_resumed_from_orbax_checkpoint_continues_identically(tmp_path):
     np.testing.assert_array_equal(np.concatenate([first, second]), full)
 
 
+INT_PARAMS = {"w": jnp.array([1.0, -2.0]), "step": jnp.array(3, jnp.int32)}
+
+
+@pytest.mark.parametrize(
+    ("make", "extra"),
+    [(lambda: l2reg.add_l2(1.5), {}), (lambda: l2reg.autol2(1.5, 1.0), {"value": 1.0})],
+)
+def test_integer_parameters_get_no_l2(make, extra):
+    transform = make()
+    state = transform.init(INT_PARAMS)
+    # λ = 1.5 cast to int32 would add 1·3 to the counter's update.
+    int_grads = {"w": jnp.zeros(2), "step": jnp.zeros([], jnp.int32)}
+    updates, _ = transform.update(int_grads, state, INT_PARAMS, **extra)
+    np.testing.assert_allclose(updates["w"], 1.5 * INT_PARAMS["w"])
+    assert updates["step"].dtype == jnp.int32 and int(updates["step"]) == 0
+    # jax.grad(..., allow_int=True) gives integer leaves float0 gradients.
+    float0_grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2), allow_int=True)(INT_PARAMS)
+    updates, _ = transform.update(float0_grads, state, INT_PARAMS, **extra)
+    np.testing.assert_allclose(updates["w"], 3.5 * INT_PARAMS["w"])
+    assert updates["step"].dtype == jax.dtypes.float0
+
+
 def test_autol2_decoupled_placement_scales_decay_by_learning_rate():
     lr = 0.01
     optimizer = optax.chain(
@@ -288,6 +343,18 @@ def test_add_l2_mask_and_reported_value():
     [
         (lambda: l2reg.add_l2(-1e-3), "l2 must be"),
         (lambda: l2reg.add_l2(float("nan")), "l2 must be"),
+        (lambda: l2reg.add_l2(lambda count: -0.1), "l2 at step 0 must be"),
+        (lambda: l2reg.add_l2(lambda count: jnp.nan), "l2 at step 0 must be"),
+        (
+            lambda: l2reg.add_l2(lambda count: jnp.full(2, 0.1)),
+            r"^l2 at step 0 must be .*, got float32\[2\] array$",
+        ),
+        # Arrays are named by dtype and shape, so that the message stays on one line.
+        (lambda: l2reg.add_l2(np.ones((3, 3))), r"^l2 must be .*, got float64\[3, 3\] array$"),
+        (
+            lambda: l2reg.autol2(0.1, jnp.full((3, 3), 0.1)),
+            r"^learning_rate must be .*, got float32\[3, 3\] array$",
+        ),
         (lambda: l2reg.autol2(-0.1, 1.0), "l2_init must be"),
         (lambda: l2reg.autol2(float("inf"), 1.0), "l2_init must be"),
         (lambda: l2reg.autol2(0.1, 0.0), "learning_rate must be"),
@@ -296,6 +363,11 @@ def test_add_l2_mask_and_reported_value():
         (lambda: l2reg.autol2(0.1, 1.0, cooldown=-1.0), "cooldown must be"),
         (lambda: l2reg.autol2(0.1, 1.0, patience=0), "patience must be"),
         (lambda: l2reg.autol2(0.1, 1.0, patience=1.5), "patience must be"),
+        (lambda: l2reg.autol2(0.1, 1.0, patience=2.0), "patience must be an integer"),
+        (lambda: l2reg.autol2(0.1, 1.0, check_every=np.float32(3)), "check_every must be"),
+        # Step counters are int32.
+        (lambda: l2reg.autol2(0.1, 1.0, patience=2**31), "patience must be an integer in"),
+        (lambda: l2reg.autol2(0.1, 1.0, check_every=2**31), "check_every must be an integer in"),
         (lambda: l2reg.autol2(0.1, 1.0, check_every=0), "check_every must be"),
         (lambda: l2reg.autol2(0.1, 1.0, min_l2=-1.0), "min_l2 must be"),
         (lambda: l2reg.autol2(0.1, 1.0, min_l2=0.2), "min_l2 must be ≤ l2_init"),
@@ -309,6 +381,12 @@ def test_invalid_arguments_raise_one_line_errors(make, message):
         make()
     assert "\n" not in str(error.value)
     assert "got" in str(error.value)
+
+
+# A 0-d integer array is what `optax.inject_hyperparams` passes for an integer setting.
+@pytest.mark.parametrize("count", [np.int64(3), jnp.array(3), 2**31 - 1])
+def test_integer_settings_accept_numpy_and_jax_integers(count):
+    l2reg.autol2(0.1, 1.0, patience=count, check_every=count)
 
 
 @pytest.mark.parametrize(
@@ -344,8 +422,10 @@ def test_autol2_update_without_value_is_a_type_error():
     state = transform.init(PARAMS)
     with pytest.raises(TypeError, match="needs value="):
         transform.update(ZERO_GRADS, state, PARAMS)
-    with pytest.raises(ValueError, match="scalar"):
+    with pytest.raises(ValueError, match=r"scalar value, got shape \(3,\)"):
         transform.update(ZERO_GRADS, state, PARAMS, value=jnp.ones(3))
+    with pytest.raises(ValueError, match=r"scalar accuracy, got shape \(2,\)"):
+        transform.update(ZERO_GRADS, state, PARAMS, value=1.0, accuracy=jnp.ones(2))
 
 
 @pytest.mark.parametrize(
