@@ -81,7 +81,8 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize(**cluster)
     try:
         train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
-    except (ValueError, TypeError, train.NonFiniteLossError) as error:
+    # Bad input, an unusable workdir or data folder (OSError names the path), a diverged run.
+    except (ValueError, TypeError, OSError, train.NonFiniteLossError) as error:
         _fail(error)
 
 

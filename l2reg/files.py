@@ -1,25 +1,56 @@
 """Result files written whole or not at all: a crash never leaves half a file behind."""
 
+import contextlib
 import io
 import os
-import tempfile
+import secrets
+import stat
+from collections.abc import Callable
+from typing import TypeVar
+
+_Created = TypeVar("_Created")
 
 __all__ = ["check_folder", "pyplot", "save_figure", "write_atomic"]
 
 
 def check_folder(path: str, name: str = "workdir") -> None:
-    """Checks, before any work, that `path` is a folder or can be made one.
+    """Checks, before any work, that `path` is a writable folder or can be made one.
+
+    The nearest part of `path` that exists must be a folder in which this process can create
+    files: a folder is made there and removed again (permissions alone do not tell, for root or
+    on a read-only or virtual file system such as /proc). Nothing else is created.
 
     Raises:
-      ValueError: `path`, or the nearest part of it that exists, is not a folder.
+      ValueError: `path`, or the nearest part of it that exists, is not a folder, or that
+        folder is not writable.
     """
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
+    is_path = existing == os.path.abspath(path)
     if not os.path.isdir(existing):
-        is_path = existing == os.path.abspath(path)
         where = "is a file" if is_path else f"is inside the file {existing!r}"
         raise ValueError(f"{name} {path!r} {where}: it must be a folder, new or existing")
+    try:
+        probe, _ = _create_unique(existing, "", os.mkdir)
+        os.rmdir(probe)
+    except OSError as error:
+        what = "is not writable" if is_path else f"cannot be created in {existing!r}"
+        raise ValueError(
+            f"{name} {path!r} {what} ({error.strerror}): choose a folder this process may write to"
+        ) from None
+
+
+def _create_unique(
+    folder: str, suffix: str, create: Callable[[str], _Created]
+) -> tuple[str, _Created]:
+    # `create(path)` on a fresh hidden name in `folder`, retried in the unlikely event it exists.
+    while True:
+        path = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            return path, create(path)
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -27,12 +58,21 @@ def write_atomic(path: str, data: bytes | str) -> None:
 
     The data go to a temporary file in the same folder, flushed to disk, then `os.replace`d
     onto `path`; on any error the temporary file is removed and `path` is left as it was.
+    A new file gets the permissions `open(path, "w")` would give (0o666 less the umask); a
+    replaced file keeps its permission bits.
     """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    # Opened with mode 0o666, which the kernel masks with the umask as it does for open(); the
+    # umask cannot be read without setting it, a race with other threads creating files.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    temporary, handle = _create_unique(
+        folder, "-" + os.path.basename(path), lambda name: os.open(name, flags, 0o666)
+    )
     try:
         with os.fdopen(handle, "wb") as file:
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(file.fileno(), stat.S_IMODE(os.stat(path).st_mode))
             file.write(data.encode() if isinstance(data, str) else data)
             file.flush()
             os.fsync(file.fileno())

@@ -132,6 +132,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
         "lr_step_boundaries",
         "increasing fractions of the run in (0, 1)",
     )
+    if config.lr_schedule == "step":
+        # Boundaries that round to one step would merge; one at `steps` would never be reached.
+        at = _lr_boundary_steps(config)
+        require(
+            len(set(at)) == len(at) and all(1 <= step < config.steps for step in at),
+            "lr_step_boundaries",
+            f"fractions that fall on distinct steps in [1, {config.steps - 1}] of "
+            f"config.steps={config.steps} (round(fraction·steps) gives {at})",
+        )
     require(
         is_number(config.lr_step_factor)
         and math.isfinite(config.lr_step_factor)
@@ -163,6 +172,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
             raise ValueError(f"config.autol2.{error}") from None
 
 
+def _lr_boundary_steps(config: ml_collections.ConfigDict) -> list[int]:
+    # The steps at which the 'step' schedule multiplies η: each fraction of `steps`, rounded.
+    return [round(fraction * config.steps) for fraction in config.lr_step_boundaries]
+
+
 def create_lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """η as a function of the step: constant, cosine decay to 0 over `steps`, or step decay
     multiplying η by `lr_step_factor` at each fraction `lr_step_boundaries` of the run."""
@@ -170,7 +184,7 @@ def create_lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
         return optax.constant_schedule(config.lr)
     if config.lr_schedule == "cosine":
         return optax.cosine_decay_schedule(config.lr, config.steps)
-    boundaries = {round(f * config.steps): config.lr_step_factor for f in config.lr_step_boundaries}
+    boundaries = {step: config.lr_step_factor for step in _lr_boundary_steps(config)}
     return optax.piecewise_constant_schedule(config.lr, boundaries)
 
 
@@ -387,7 +401,9 @@ class Trainer:
     `train_step(state, images, labels)` is jitted, donates `state` and includes the data set's
     preprocessing (and on device: augmentation when `config.augment`, mixup when
     `config.mixup_alpha` > 0); `train_batches(step)` gives its global batches from a step on,
-    sharded over the mesh.
+    sharded over the mesh. `eval_batch_size` is `config.eval_batch_size` capped, for a test set
+    held in memory, at its size rounded up to a multiple of the device count: a larger batch
+    would only add padding, and the results do not depend on it.
     """
 
     config: ml_collections.ConfigDict
@@ -398,6 +414,7 @@ class Trainer:
     init_state: Callable[[], TrainState]
     train_step: Callable[[TrainState, jax.Array, jax.Array], TrainState]
     summarize: Callable[[TrainState], dict]
+    eval_batch_size: int
     _eval_sums: Callable[..., jax.Array]
 
     def _shard(self, *arrays: np.ndarray) -> list[jax.Array]:
@@ -430,7 +447,7 @@ class Trainer:
             yield self._shard(batch.images, batch.labels)
 
     def _test_batches(self) -> Iterator[Any]:
-        batch_size = self.config.eval_batch_size
+        batch_size = self.eval_batch_size
         if self.dataset.test is None:  # streamed: one pass, the last batch partial
             yield from self.dataset.batches("test", batch_size=batch_size, seed=self.config.seed)
             return
@@ -446,7 +463,7 @@ class Trainer:
     def evaluation_sums(self, state: TrainState) -> tuple[jax.Array, int]:
         """`[summed loss, correct count]` over the test split, a device array dispatched without
         waiting for it, and the number of test examples."""
-        batch_size = self.config.eval_batch_size
+        batch_size = self.eval_batch_size
         sums, count = jnp.zeros(2, jnp.float32), 0
         for batch in self._test_batches():
             # A short last batch is padded to the compiled size and masked out by zero weights.
@@ -506,6 +523,10 @@ def create_trainer(
     )
     lr_schedule = create_lr_schedule(config)
     tx = create_optimizer(config, lr_schedule)
+    eval_batch_size = config.eval_batch_size
+    if dataset.test is not None:
+        padded_test_size = -(-len(dataset.test) // len(devices)) * len(devices)
+        eval_batch_size = min(eval_batch_size, padded_test_size)
     mesh = jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     replicated = NamedSharding(mesh, P())
     root_key = jax.random.key(config.seed)
@@ -573,6 +594,7 @@ def create_trainer(
         summarize=jax.jit(
             functools.partial(train_summary, lr_schedule=lr_schedule, l2_mode=config.l2_mode)
         ),
+        eval_batch_size=eval_batch_size,
         _eval_sums=eval_sums,
     )
 
@@ -595,19 +617,20 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -> None:
-    """Checks that `workdir` is empty or holds a run of the same config, then records `config`.
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -> list[str]:
+    """Checks, changing nothing, that `workdir` is a writable folder (or can be made one) that
+    is empty or holds a run of the same config (any run, with `overwrite`).
 
-    With `overwrite`, a previous run's files (config, metrics, checkpoints, events) are removed.
+    Returns:
+      The names of the run files (config, metrics, checkpoints, events) in `workdir`.
 
     Raises:
-      ValueError: `workdir` is not a folder, or holds a run with a different config (or an
-        unrecorded or unreadable one) and `overwrite` is False; nothing is changed then.
+      ValueError: `workdir` is not a writable folder, or holds a run with a different config
+        (or an unrecorded or unreadable one) and `overwrite` is False.
     """
     files.check_folder(workdir)
     ours = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CHECKPOINT_DIR + ".corrupt", TENSORBOARD_DIR]
     present = [name for name in ours if os.path.exists(os.path.join(workdir, name))]
-    current = _config_json(config)
     if present and not overwrite:
         config_path = os.path.join(workdir, CONFIG_FILE)
         if not os.path.exists(config_path):
@@ -623,19 +646,32 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
                     f"{config_path!r} is not valid JSON ({error}): pass --overwrite to discard "
                     "the run, or choose another workdir"
                 ) from None
-        changes = _differences(recorded, current)
+        changes = _differences(recorded, _config_json(config))
         if changes:
             raise ValueError(
                 f"workdir {workdir!r} holds a run with a different config "
                 f"({'; '.join(changes)}): pass --overwrite to discard it, or choose another workdir"
             )
+    return present
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite: bool) -> None:
+    """Checks `workdir` with `check_workdir`, then records `config` in it.
+
+    With `overwrite`, a previous run's files (config, metrics, checkpoints, events) are removed.
+
+    Raises:
+      ValueError: as `check_workdir`; nothing is changed then.
+    """
+    present = check_workdir(workdir, config, overwrite=overwrite)
     if jax.process_index() == 0:
         if overwrite:
             for name in present:
                 path = os.path.join(workdir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         os.makedirs(workdir, exist_ok=True)
-        files.write_atomic(os.path.join(workdir, CONFIG_FILE), json.dumps(current, indent=2) + "\n")
+        current = json.dumps(_config_json(config), indent=2) + "\n"
+        files.write_atomic(os.path.join(workdir, CONFIG_FILE), current)
     if jax.process_count() > 1:  # the other processes use the workdir once it is ready
         multihost_utils.sync_global_devices("l2reg.train.prepare_workdir")
 
@@ -643,8 +679,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
 class MetricsLog:
     """`metrics.jsonl` (one JSON object per report) and TensorBoard events in `workdir`.
 
-    Resuming at `start_step` drops the lines and events of later steps, written by a run that
-    was killed before its next checkpoint, so that the file reads as one uninterrupted run.
+    Starting at `start_step` (0 included) drops the lines of later steps and hides the events
+    of later steps from TensorBoard (a purge marker at step `start_step + 1`): those of a run
+    that was killed before its next checkpoint, so that the run reads as one uninterrupted run.
     Each line is written whole with one write, then flushed and fsynced.
     """
 
@@ -663,8 +700,7 @@ class MetricsLog:
         files.write_atomic(self.path, "".join(kept))
         self._file = open(self.path, "a", encoding="utf-8")
         self._events = tensorboardX.SummaryWriter(
-            os.path.join(workdir, TENSORBOARD_DIR),
-            purge_step=start_step + 1 if start_step else None,
+            os.path.join(workdir, TENSORBOARD_DIR), purge_step=start_step + 1
         )
 
     def write(self, record: dict[str, float]) -> None:
@@ -746,10 +782,14 @@ def train_and_evaluate(
     recorded in the workdir: a rerun must pass the same one).
 
     Raises:
-      ValueError: a bad config or workdir (before anything is written).
+      ValueError: a bad config or workdir (before the data are loaded and anything is written),
+        or checkpoints that cannot be resumed from (of another state, or none readable; nothing
+        is changed then).
       NonFiniteLossError: the training loss became NaN/inf (names the step).
     """
-    files.check_folder(workdir)  # before the data are loaded
+    devices = jax.devices() if devices is None else list(devices)
+    validate_config(config, len(devices))
+    check_workdir(workdir, config, overwrite=overwrite)  # before the data are loaded
     trainer = create_trainer(config, devices=devices, dataset=dataset)
     prepare_workdir(workdir, config, overwrite=overwrite)
     checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)

@@ -1,6 +1,7 @@
-"""Tests for l2reg.files: atomic writes."""
+"""Tests for l2reg.files: atomic writes, folder checks."""
 
 import os
+import stat
 
 import pytest
 
@@ -24,6 +25,25 @@ def test_write_atomic_failure_keeps_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["results.json"]
 
 
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_write_atomic_gives_a_new_file_the_mode_of_open_under_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        files.write_atomic(str(tmp_path / "results.json"), "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "results.json").st_mode) == mode
+
+
+def test_write_atomic_keeps_the_mode_of_a_replaced_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("{}")
+    os.chmod(path, 0o640)
+    files.write_atomic(str(path), '{"a": 1}')
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert path.read_text() == '{"a": 1}'
+
+
 def test_save_figure_writes_a_png(tmp_path):
     import matplotlib
 
@@ -39,7 +59,17 @@ def test_save_figure_writes_a_png(tmp_path):
 def test_check_folder_accepts_folders_new_or_existing(tmp_path):
     files.check_folder(str(tmp_path))
     files.check_folder(str(tmp_path / "new" / "deeper"))
-    assert not (tmp_path / "new").exists()
+    assert os.listdir(tmp_path) == []  # nothing made, nothing left behind by the check
+
+
+def test_check_folder_refuses_a_folder_it_cannot_write_in():
+    # Nothing can be created under /proc, not even by root.
+    with pytest.raises(ValueError, match=r"^workdir '/proc' is not writable \(") as error:
+        files.check_folder("/proc")
+    assert "\n" not in str(error.value)
+    message = r"^--out '/proc/l2reg/run' cannot be created in '/proc' \("
+    with pytest.raises(ValueError, match=message):
+        files.check_folder("/proc/l2reg/run", "--out")
 
 
 def test_check_folder_refuses_a_file_or_a_path_through_one(tmp_path):

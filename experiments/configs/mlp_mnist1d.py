@@ -31,7 +31,7 @@ def get_config() -> config_dict.ConfigDict:
     config.mixup_alpha = 0.0  # mixup weights ~ Beta(α, α); 0 turns mixup off
     config.loss = "cross_entropy"  # 'cross_entropy' | 'mse'
     config.batch_size = 100  # global, split over the devices
-    config.eval_batch_size = 1_000
+    config.eval_batch_size = 1_000  # capped at the test set rounded up to a multiple of the devices
     config.steps = 80_000
     # Optimizer: 'sgd' | 'momentum' | 'adam'; learning rate η and its schedule.
     config.optimizer = "sgd"

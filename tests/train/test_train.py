@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import re
+import struct
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import wrn28_10_cifar10
-from l2reg import data, train
+from l2reg import data, models, train
 
 
 def run(config, workdir, **kwargs) -> list[dict]:
@@ -167,6 +169,30 @@ def test_corrupt_latest_checkpoint_resumes_from_the_previous(small_config, tmp_p
     ]
 
 
+def test_checkpoints_of_another_model_are_refused_and_the_run_kept(
+    small_config, tmp_path, monkeypatch
+):
+    run(small_config, tmp_path)
+    before = _snapshot(tmp_path)
+    # Code that builds another state from the same config: a wider second layer.
+    create = models.create
+    monkeypatch.setattr(models, "create", lambda *a, **k: create(*a, **{**k, "widths": (32, 48)}))
+    with pytest.raises(ValueError, match=r"^the checkpoint of step 40 .*Dense_1") as error:
+        train.train_and_evaluate(small_config, str(tmp_path))
+    assert "\n" not in str(error.value) and "--overwrite" in str(error.value)
+    assert _snapshot(tmp_path) == before  # nothing moved, metrics.jsonl and events as they were
+
+
+def test_a_run_whose_checkpoints_are_all_unreadable_is_refused_and_kept(small_config, tmp_path):
+    run(small_config, tmp_path)
+    for step in ("20", "40"):
+        _corrupt(tmp_path / "checkpoints" / step)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"^no checkpoint in .* can be read .*--overwrite"):
+        train.train_and_evaluate(small_config, str(tmp_path))
+    assert _snapshot(tmp_path) == before
+
+
 def test_rerunning_a_finished_run_changes_nothing(small_config, tmp_path):
     first = run(small_config, tmp_path)
     assert run(small_config, tmp_path) == first
@@ -204,6 +230,45 @@ def test_resumed_metrics_log_drops_later_and_torn_lines(tmp_path):
     ]
 
 
+def _tensorboard_scalars(directory, tag: str) -> dict[int, float]:
+    """The values of `tag` by step that TensorBoard shows: the event files read in order, a
+    session START event at step T hiding the events of steps >= T read before it."""
+    from tensorboardX.proto import event_pb2
+
+    shown = {}
+    for name in sorted(os.listdir(directory)):
+        records = (directory / name).read_bytes()
+        offset = 0
+        while offset < len(records):  # TFRecords: length, its CRC, the data, their CRC
+            (length,) = struct.unpack("<Q", records[offset : offset + 8])
+            event = event_pb2.Event.FromString(records[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            if event.session_log.status == event_pb2.SessionLog.START:
+                shown = {step: value for step, value in shown.items() if step < event.step}
+            for value in event.summary.value:
+                if value.tag == tag:
+                    shown[event.step] = value.simple_value
+    return shown
+
+
+def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(tmp_path):
+    # A run killed before its first checkpoint starts again at step 0 over its own events.
+    log = train.MetricsLog(str(tmp_path), start_step=0)
+    for step in (10, 20, 30):
+        log.write({"step": step, "train_loss": 1.0})
+    log.close()
+    next_second = int(time.time()) + 1  # event files are named by the second: a second file
+    while time.time() < next_second:
+        time.sleep(0.01)
+    log = train.MetricsLog(str(tmp_path), start_step=0)
+    log.write({"step": 10, "train_loss": 0.5})
+    log.close()
+    events = tmp_path / train.TENSORBOARD_DIR
+    assert len(os.listdir(events)) == 2
+    assert _tensorboard_scalars(events, "train_loss") == {10: 0.5}
+    assert train.read_metrics(tmp_path) == [{"step": 10, "train_loss": 0.5}]
+
+
 def _snapshot(directory) -> dict[str, bytes]:
     return {
         os.path.relpath(os.path.join(root, name), directory): open(
@@ -214,12 +279,16 @@ def _snapshot(directory) -> dict[str, bytes]:
     }
 
 
-def test_workdir_with_another_config_is_refused_unless_overwrite(small_config, tmp_path):
+def test_workdir_with_another_config_is_refused_unless_overwrite(
+    small_config, tmp_path, monkeypatch
+):
     run(small_config, tmp_path)
     before = _snapshot(tmp_path)
     small_config.lr = 0.02
-    with pytest.raises(ValueError, match=r"different config \(lr: 0.01 -> 0.02\).*--overwrite"):
-        train.train_and_evaluate(small_config, str(tmp_path))
+    with monkeypatch.context() as patch:  # refused before the data are loaded
+        patch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
+        with pytest.raises(ValueError, match=r"different config \(lr: 0.01 -> 0.02\).*--overwrite"):
+            train.train_and_evaluate(small_config, str(tmp_path))
     assert _snapshot(tmp_path) == before
     lines = run(small_config, tmp_path, overwrite=True)
     assert [line["step"] for line in lines] == [10, 20, 30, 40]
@@ -246,6 +315,16 @@ def test_workdir_that_is_a_file_is_refused_before_any_work(small_config, tmp_pat
     with pytest.raises(ValueError, match=r"workdir '.*results' is a file: it must be a folder"):
         train.train_and_evaluate(small_config, str(tmp_path / "results"))
     assert (tmp_path / "results").read_text() == "kept"
+
+
+def test_workdir_that_cannot_be_written_is_refused_before_any_work(small_config, monkeypatch):
+    # Nothing can be created under /proc, not even by root.
+    monkeypatch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
+    with pytest.raises(
+        ValueError, match=r"^workdir '/proc/l2reg/run' cannot be created in '/proc'"
+    ) as error:
+        train.train_and_evaluate(small_config, "/proc/l2reg/run")
+    assert "\n" not in str(error.value)
 
 
 BAD_INPUTS = [
@@ -301,7 +380,7 @@ def test_bad_adam_settings_are_one_line_errors_before_any_work(
     ("field", "value", "message"),
     [
         ("decay_factor", 0.5, r"^config.autol2.decay_factor must be finite and > 1, got 0.5"),
-        ("patience", 0, r"^config.autol2.patience must be an integer ≥ 1, got 0"),
+        ("patience", 0, r"^config.autol2.patience must be an integer in \[1, 2147483647\], got 0"),
         ("min_l2", 1.0, r"^config.autol2.min_l2 must be ≤ l2_init = 0.01"),
         ("decay", 10.0, r"^config.autol2 must hold exactly .*; unknown: \['decay'\], missing"),
     ],
@@ -346,8 +425,47 @@ def test_optimizers_and_l2_modes_train(small_config, tmp_path, optimizer, l2_mod
         assert lines[-1]["l2"] < np.float32(1e-2)  # AutoL2 decayed λ
 
 
+@pytest.mark.parametrize(
+    ("steps", "boundaries", "at"),
+    [
+        (3, (0.3, 0.6, 0.9), "[1, 2, 3]"),  # the last would never be reached
+        (100, (0.3, 0.304), "[30, 30]"),  # two boundaries on one step
+        (100, (0.004, 0.5), "[0, 50]"),  # before the first step
+    ],
+)
+def test_step_schedule_boundaries_off_distinct_steps_are_one_line_errors(
+    small_config, tmp_path, steps, boundaries, at
+):
+    small_config.update(lr_schedule="step", steps=steps, lr_step_boundaries=boundaries)
+    message = (
+        rf"^config.lr_step_boundaries={re.escape(repr(boundaries))} is invalid: must be "
+        rf"fractions that fall on distinct steps in \[1, {steps - 1}\] .*gives {re.escape(at)}"
+    )
+    with pytest.raises(ValueError, match=message) as error:
+        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_batch_larger_than_the_test_set_is_capped(small_config):
+    small_config.eval_batch_size = 40_000
+    capped = train.create_trainer(small_config)
+    sizes = []
+
+    def recording(state, images, *arrays):
+        sizes.append(len(images))
+        return capped._eval_sums(state, images, *arrays)
+
+    state = capped.init_state()
+    test = dataclasses.replace(capped, _eval_sums=recording).evaluate(state)
+    assert sizes == [300]  # 297 test examples, rounded up to a multiple of the 4 devices
+    small_config.eval_batch_size = 300
+    assert train.create_trainer(small_config).evaluate(state) == test
+
+
 def test_step_schedule_multiplies_lr_at_the_boundaries(small_config):
     small_config.update(lr_schedule="step", steps=100, lr=1.0)
+    train.validate_config(small_config, 4)
     schedule = train.create_lr_schedule(small_config)
     np.testing.assert_allclose(
         [schedule(step) for step in (0, 29, 30, 59, 60, 90, 99)],
@@ -390,6 +508,27 @@ def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_con
     np.testing.assert_allclose(results[1][1]["test_accuracy"], accuracy, rtol=1e-12)
 
 
+def test_evaluation_uses_the_running_batch_norm_statistics(small_config):
+    small_config.model_options.normalization = "batch"
+    small_config.eval_batch_size = 128  # 297 test examples: a partial last batch of 41
+    trainer = train.create_trainer(small_config)
+    state, batches = trainer.init_state(), trainer.train_batches(0)
+    for _ in range(10):
+        state = trainer.train_step(state, *next(batches))
+    assert jax.tree.leaves(state.batch_stats)
+    test = trainer.dataset.test
+    logits = trainer.model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        trainer.dataset.preprocess(test.images),
+        train=False,
+    )
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, test.labels)
+    accuracy = np.mean(np.argmax(np.asarray(logits), -1) == test.labels)
+    result = trainer.evaluate(state)
+    np.testing.assert_allclose(result["test_loss"], np.mean(losses), rtol=1e-5)
+    np.testing.assert_allclose(result["test_accuracy"], accuracy, rtol=1e-12)
+
+
 def _fake_cifar(num_train: int, num_test: int) -> data.Dataset:
     rng = np.random.default_rng(0)
     splits = [
@@ -409,6 +548,7 @@ def _fake_cifar(num_train: int, num_test: int) -> data.Dataset:
 def test_wide_resnet_config_runs_a_few_steps_in_bfloat16(tmp_path):
     config = wrn28_10_cifar10.get_config()
     config.update(model="wrn10_1", dtype="bfloat16", batch_size=8, eval_batch_size=8, steps=3)
+    config.lr_step_boundaries = (0.5,)  # η steps down once, after step 2
     trainer = train.create_trainer(config, dataset=_fake_cifar(64, 8))
     state, batches = trainer.init_state(), trainer.train_batches(0)
     assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
