@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 import theory
-from l2reg import files, relations
+from l2reg import data, files, relations
 from theory import finite, problems
 from theory.problems import accuracy, curves, mse_loss
 
@@ -188,7 +188,11 @@ def finite_width(problem, depth, widths, l2, lr, workdir) -> list[str]:
 
 
 def validated_flags() -> tuple[list[float], list[int]]:
-    """`--l2s` and `--widths` as numbers; a one-line ValueError for the first bad flag."""
+    """`--l2s` and `--widths` as numbers; a one-line ValueError for the first bad flag.
+
+    Loads the data set (seconds at most for the embedded ones) to check the numbers of
+    examples, so that a bad one fails before any figure is written.
+    """
     try:
         l2s = [float(value) for value in _L2S.value]
         widths = [int(value) for value in _WIDTHS.value]
@@ -198,6 +202,9 @@ def validated_flags() -> tuple[list[float], list[int]]:
         ) from None
     if not l2s or not all(math.isfinite(l2) and l2 > 0 for l2 in l2s):
         raise ValueError(f"--l2s must be finite numbers > 0, got {_L2S.value}")
+    repeated = [l2 for index, l2 in enumerate(l2s) if l2 in l2s[:index]]
+    if repeated:
+        raise ValueError(f"--l2s must be distinct, got {repeated[0]:g} twice in {_L2S.value}")
     if not widths or min(widths) < 1:
         raise ValueError(f"--widths must be integers ≥ 1, got {_WIDTHS.value}")
     for flag in (_DEPTH, _FINITE_DEPTH):
@@ -216,6 +223,14 @@ def validated_flags() -> tuple[list[float], list[int]]:
             f"--dataset must be one of {', '.join(EMBEDDED_DATASETS)}, got {_DATASET.value!r}"
         )
     files.check_folder(_WORKDIR.value, "--workdir")
+    dataset = data.load(_DATASET.value)
+    for flag, split in ((_NUM_TRAIN, "train"), (_FINITE_NUM_TRAIN, "train"), (_NUM_TEST, "test")):
+        available = len(getattr(dataset, split).labels)
+        if flag.value is not None and flag.value > available:
+            raise ValueError(
+                f"--{flag.name} must be ≤ {available}, the {split} examples of "
+                f"{_DATASET.value!r}, got {flag.value}"
+            )
     return l2s, widths
 
 

@@ -40,13 +40,24 @@ def real_array(name: str, value: Any) -> jax.Array:
     return jnp.asarray(value)
 
 
+def first_bad_entry(name: str, array: Any, bad: Any, allowed: str) -> None:
+    """Raises "{name} must {allowed}, got {value} at index {index}" for the first entry of
+    ``array`` where the boolean array ``bad`` (of the same shape) is True, if any.
+
+    Quoting one entry keeps the message on one line however large the array is; the index is
+    left out for a scalar.
+    """
+    bad = np.asarray(bad)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        where = f" at index {index}" if index else ""
+        raise ValueError(f"{name} must {allowed}, got {np.asarray(array)[index]}{where}")
+
+
 def finite_array(name: str, value: Any) -> jax.Array:
     """`real_array` whose entries are all finite."""
     array = real_array(name, value)
-    finite = jnp.isfinite(array)
-    if not bool(jnp.all(finite)):
-        index = tuple(int(i) for i in np.unravel_index(int(jnp.argmin(finite)), array.shape))
-        raise ValueError(f"{name} must be finite, got {array[index]} at index {index}")
+    first_bad_entry(name, array, ~jnp.isfinite(array), "be finite")
     return array
 
 

@@ -60,6 +60,13 @@ _CONTINUED_FRACTION_TERMS = 48
 # Relative asymmetry allowed in a training kernel: far above the rounding of a float32 kernel
 # computed in blocks, far below that of a matrix that is not a kernel.
 _SYMMETRY_RTOL = 1e-4
+# Most negative eigenvalue of a training kernel, relative to its largest |eigenvalue|, taken for
+# rounding in float32 and in float64. `jnp.linalg.eigh` returns the eigenvalues of a positive
+# semi-definite kernel with errors up to about n·eps·max|eigenvalue| (n·eps is 1e-4 at
+# n = 1000 in float32; measured on digits: −1e-16 for kernels computed in float64, −5e-9 for a
+# float32 kernel cast to float64), while a matrix that is not a kernel has negative eigenvalues
+# of the order of its largest (−1 for −K, −0.2 for a distance matrix).
+_PSD_RTOL_FLOAT32, _PSD_RTOL_FLOAT64 = 1e-3, 1e-6
 # How far from 1 the rows of cross-entropy targets may sum (float32 rounding of a probability
 # vector is far smaller).
 _PROBABILITY_ATOL = 1e-4
@@ -99,6 +106,22 @@ def _validate(k_train_train, k_test_train, y_train, l2, degree, lr) -> tuple:
     return k_train_train, k_test_train, y_train, l2, degree, lr
 
 
+def _check_positive_semidefinite(evals: jax.Array) -> None:
+    """Raises unless the eigenvalues of ``k_train_train`` are ≥ 0 up to rounding.
+
+    Without this check `l2_flow_mse` would clip the negative ones to 0 while `l2_flow` would
+    grow along them: two different wrong answers.
+    """
+    largest = float(jnp.max(jnp.abs(evals)))
+    smallest = float(jnp.min(evals))
+    rtol = _PSD_RTOL_FLOAT64 if evals.dtype == jnp.float64 else _PSD_RTOL_FLOAT32
+    if smallest < -rtol * largest:
+        raise ValueError(
+            f"k_train_train must be positive semi-definite, got eigenvalue {smallest:.3g} "
+            f"with max |eigenvalue| {largest:.3g}"
+        )
+
+
 def _steps_to_time(t, lr) -> tuple[jax.Array, bool]:
     """Validates steps ``t`` (scalar or 1-D, ≥ 0) and returns ``(τ = lr·t, t was scalar)``."""
     t = checks.real_array("t", t)
@@ -106,8 +129,7 @@ def _steps_to_time(t, lr) -> tuple[jax.Array, bool]:
         raise ValueError(
             f"t must be a scalar or a non-empty 1-D array of steps, got shape {t.shape}"
         )
-    if bool(jnp.any(jnp.isnan(t) | (t < 0))):
-        raise ValueError(f"t must hold steps ≥ 0 (inf allowed), got {t!r}")
+    checks.first_bad_entry("t", t, jnp.isnan(t) | (t < 0), "hold steps ≥ 0 (inf allowed)")
     return lr * jnp.atleast_1d(t).astype(jnp.result_type(float)), t.ndim == 0
 
 
@@ -176,7 +198,8 @@ def _mode_response(
     ``c^(p−1)·[e^x·Γ(s, x) − e^(x−c)·e^c·Γ(s, c)]`` at ``x = c·Q`` (upper incomplete gamma;
     the exponential integral when degree = 2); for ``c ≤ 1`` its power series
     ``e^x·Σ_j (−c)^j/j! · (1 − Q^(s+j))/(s+j)`` avoids the cancellation of the two terms.
-    Without kernel decay (``a = 0``: l2 = 0 or degree = 1), ``ψ = (1 − exp(−(κ+b)τ))/(κ+b)``.
+    Without kernel decay (``a = 0``: l2 = 0 or degree = 1), ``ψ = (1 − exp(−(κ+b)τ))/(κ+b)``,
+    and ``ψ(∞) = 0`` for a null mode (``κ + b = 0``), whose target `l2_flow_mse` sets to 0.
 
     Returning ``ψ`` rather than ``g`` keeps modes with ``κ → 0`` exact for test predictions,
     which need ``g/κ``.
@@ -198,7 +221,8 @@ def _mode_response(
         rate = kappa + shrink_rate
         safe_rate = jnp.where(rate > 0, rate, 1.0)
         psi = jnp.where(rate > 0, -jnp.expm1(-safe_rate * finite_tau) / safe_rate, finite_tau)
-        return jnp.where(jnp.isinf(tau), 1 / rate, psi)
+        # A null mode (κ = 0, no L2) never moves; ψ(∞) = 0, not ∞, keeps ψ·y finite (y = 0).
+        return jnp.where(jnp.isinf(tau), jnp.where(rate > 0, 1 / safe_rate, 0.0), psi)
 
     s = (degree - 2) / (2 * (degree - 1))  # 1 − shrink_rate/decay_rate
     ratio = kappa / decay_rate
@@ -224,9 +248,12 @@ def _mode_response(
     large_ratio = jnp.maximum(ratio, _SERIES_MAX_RATIO)
     large_x = large_ratio * survival
     log_large_ratio = jnp.log(large_ratio)
+    # e^(x − c) with x − c = −c·(1 − Q) from expm1: at small l2 both c and x are huge and
+    # their difference would lose every digit.
     gamma_form = large_ratio ** (-s) * (
         _scaled_upper_gamma(s, large_x, log_large_ratio - decay_rate * finite_tau)
-        - jnp.exp(large_x - large_ratio) * _scaled_upper_gamma(s, large_ratio, log_large_ratio)
+        - jnp.exp(large_ratio * jnp.expm1(-decay_rate * finite_tau))
+        * _scaled_upper_gamma(s, large_ratio, log_large_ratio)
     )
 
     integral = jnp.where(ratio <= _SERIES_MAX_RATIO, series, gamma_form)
@@ -266,11 +293,14 @@ def l2_flow_mse(
 
     with ``f₀ = 0``, exactly in the eigenbasis of ``Θ₀(X, X)`` (see `_mode_response`). Test
     predictions follow from the training ones: ``f(x) = Θ₀(x, X)·Θ₀(X, X)⁺·f(X)`` at all times,
-    computed without inverting small eigenvalues.
+    computed without inverting small eigenvalues. Eigenvalues within rounding of zero
+    (``≤ √n·eps·max``) are null modes, never learned: with ``l2 = 0`` and a rank-deficient
+    kernel (duplicate inputs, more examples than features at degree 1) ``predict(inf)`` is the
+    minimum-norm interpolant ``f(x) = Θ₀(x, X)·Θ₀(X, X)⁺·y``.
 
     Args:
       k_train_train: (n, n) NTK ``Θ₀(X, X)`` between training inputs (one output; the kernel
-        of k outputs is ``Θ₀ ⊗ I_k``).
+        of k outputs is ``Θ₀ ⊗ I_k``), positive semi-definite.
       k_test_train: (m, n) NTK ``Θ₀(X*, X)`` between test and training inputs.
       y_train: (n, k) training targets.
       l2: L2 coefficient λ of ``(λ/2)·‖θ‖²``, ≥ 0.
@@ -288,8 +318,17 @@ def l2_flow_mse(
     )
     normalization = y_train.size
     evals, evecs = jnp.linalg.eigh(k_train_train)
-    kappa = jnp.maximum(evals, 0) / normalization
-    y_eigen = evecs.T @ y_train  # (n, k)
+    _check_positive_semidefinite(evals)
+    # Eigenvalues within rounding of 0 are null modes: Θ₀ moves neither f(X) nor f(X*) along
+    # them, so their targets are never learned. Dropping them makes the l2 = 0 limit the
+    # minimum-norm interpolant, not ∞·0. eigh puts a null space's eigenvalues at about
+    # eps·max (measured on digits up to n = 1500, float32 and float64); √n·eps·max leaves a
+    # margin of 10 to 40 and keeps the genuine modes of float32 kernels that the n·eps·max of
+    # numpy.linalg.matrix_rank would drop (digits, n = 1000, depth 2: 5e-5·max < 1.2e-4·max).
+    n = evals.shape[0]
+    null = evals <= math.sqrt(n) * jnp.finfo(evals.dtype).eps * jnp.max(evals)
+    kappa = jnp.where(null, 0.0, evals) / normalization
+    y_eigen = jnp.where(null[:, None], 0.0, evecs.T @ y_train)  # (n, k)
     train_map = evecs * kappa  # f(X) = V·diag(κ)·(ψ·y_eigen)
     test_map = k_test_train @ evecs / normalization  # f(X*) = Θ₀(X*, X)·V/(n·k)·(ψ·y_eigen)
 
@@ -378,7 +417,7 @@ def l2_flow(
     PID step-size controller by default).
 
     Args:
-      k_train_train: (n, n) NTK between training inputs.
+      k_train_train: (n, n) NTK between training inputs, positive semi-definite.
       k_test_train: (m, n) NTK between test and training inputs.
       y_train: (n, k) targets: one-hot labels or probabilities for ``"xent"``.
       l2: L2 coefficient λ, ≥ 0.
@@ -387,9 +426,10 @@ def l2_flow(
       loss: ``"xent"``: softmax cross-entropy averaged over the n examples; ``"mse"``:
         ``½·mean over the n·k entries of (f − y)²`` (the equation `l2_flow_mse` solves
         exactly).
-      solver: an adaptive diffrax solver instance; Dopri5 when None (pass e.g.
-        ``diffrax.Kvaerno5()`` when ``lr·Θ₀/n`` is large compared with the time range, where
-        the system is stiff).
+      solver: an adaptive diffrax solver instance; Dopri5 when None. Pass an implicit one such
+        as ``diffrax.Kvaerno5()`` where the system is stiff: ``κ_max·lr·max(t) ≫ 1``, with
+        ``κ_max`` the largest eigenvalue of ``Θ₀(X, X)/(n·k)`` for ``"mse"`` or of
+        ``Θ₀(X, X)/n`` for ``"xent"`` (its rate per unit of ``τ = lr·t``).
       rtol, atol: tolerances of the step-size controller, finite and > 0.
       max_steps: most solver steps per call of ``predict``, ≥ 1.
 
@@ -411,6 +451,7 @@ def l2_flow(
     k_train_train, k_test_train, y_train, l2, degree, lr = _validate(
         k_train_train, k_test_train, y_train, l2, degree, lr
     )
+    _check_positive_semidefinite(jnp.linalg.eigvalsh(k_train_train))
     if loss == "xent":
         _check_probabilities(y_train)
     kernel = jnp.concatenate([k_train_train, k_test_train])
@@ -419,8 +460,8 @@ def l2_flow(
 
     def predict(t):
         tau, scalar = _steps_to_time(t, lr)
-        if not bool(jnp.all(jnp.isfinite(tau))):
-            raise ValueError(f"t must be finite for the ODE solver, got {t!r}")
+        steps = jnp.asarray(t)
+        checks.first_bad_entry("t", steps, ~jnp.isfinite(steps), "be finite for the ODE solver")
         order = jnp.argsort(tau)
         outputs, result = _solve_flow(
             kernel, y_train, tau[order].astype(kernel.dtype), l2, max_steps=max_steps, **options
@@ -450,8 +491,8 @@ def linear_model(
 
     For MSE it is `l2_flow_mse` with ``degree=1``; ``predict(inf)`` is the kernel ridge
     regression limit ``f(X*) = Θ₀(X*, X)·(Θ₀(X, X) + l2·n·k·I)⁻¹·y`` (the ridge is ``l2·n·k``
-    because the loss is a mean over the n·k entries). For ``"xent"`` it is `l2_flow` with
-    ``degree=1``.
+    because the loss is a mean over the n·k entries; with ``l2 = 0``, ``Θ₀(X, X)⁺`` replaces the
+    inverse). For ``"xent"`` it is `l2_flow` with ``degree=1``.
 
     Args:
       k_train_train: (n, n) kernel between training inputs (the model's tangent kernel).

@@ -57,10 +57,13 @@ def train_finite_network(
     """
     checks.finite_array("steps", steps)
     steps = np.asarray(steps)  # NumPy keeps large step counts exact without 64-bit JAX
-    if steps.ndim != 1 or steps.size == 0 or np.any(steps < 0) or np.any(np.diff(steps) < 0):
-        raise ValueError(f"steps must be a non-empty non-decreasing 1-D array ≥ 0, got {steps!r}")
-    if not np.all(steps == np.round(steps)):
-        raise ValueError(f"steps must be whole numbers of steps, got {steps!r}")
+    if steps.ndim != 1 or steps.size == 0:
+        raise ValueError(f"steps must be a non-empty 1-D array, got shape {steps.shape}")
+    checks.first_bad_entry("steps", steps, steps < 0, "be ≥ 0")
+    checks.first_bad_entry(
+        "steps", steps, np.diff(steps, prepend=steps[0]) < 0, "be non-decreasing"
+    )
+    checks.first_bad_entry("steps", steps, steps != np.round(steps), "be whole numbers of steps")
     l2 = checks.number("l2", l2)
     lr = checks.number("lr", lr, strictly_positive=True)
     y_train = checks.targets(y_train)

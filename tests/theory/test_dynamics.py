@@ -124,6 +124,46 @@ def test_linear_model_converges_to_kernel_ridge_regression():
         np.testing.assert_allclose(f_test, k_test_train @ weights, rtol=1e-8, atol=1e-10)
 
 
+def test_linear_model_without_l2_on_a_rank_deficient_kernel_is_the_minimum_norm_interpolant():
+    # 100 digits of 64 pixels: the depth-1 kernel has rank 54, the rest rounding.
+    problem = problems.load_flat("digits", num_train=100, num_test=50)
+    k_train_train = np.asarray(theory.ntk(problem.x_train, depth=1))
+    k_test_train = np.asarray(theory.ntk(problem.x_test, problem.x_train, depth=1))
+    assert np.linalg.matrix_rank(k_train_train, hermitian=True) < 100
+    weights = np.linalg.pinv(k_train_train, rcond=1e-10, hermitian=True) @ problem.y_train
+    predict = theory.linear_model(k_train_train, k_test_train, problem.y_train, l2=0.0)
+    for steps in (np.inf, 1e14):
+        f_train, f_test = predict(steps)
+        np.testing.assert_allclose(f_train, k_train_train @ weights, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(f_test, k_test_train @ weights, rtol=0, atol=1e-9)
+
+
+def test_network_without_l2_on_duplicate_inputs_is_the_minimum_norm_interpolant():
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(10, 5)), rng.normal(size=(9, 5))
+    x_train = np.concatenate([x_train, x_train[:2]])  # two inputs twice: rank 10 of 12
+    y_train = rng.normal(size=(12, 3))
+    k_train_train = np.asarray(theory.ntk(x_train, depth=3))
+    k_test_train = np.asarray(theory.ntk(x_test, x_train, depth=3))
+    weights = np.linalg.pinv(k_train_train, rcond=1e-10, hermitian=True) @ y_train
+    predict = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.0, degree=3)
+    f_train, f_test = predict(np.inf)
+    np.testing.assert_allclose(f_train, k_train_train @ weights, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(f_test, k_test_train @ weights, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("l2", [1e-12, 1e-16, 1e-300])
+def test_tiny_l2_is_continuous_with_no_l2(l2):
+    k_train_train, k_test_train, y_train = random_problem()
+    steps = np.array([0.1, 1.0, 10.0, 100.0])
+    tiny = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=l2, degree=3)(steps)
+    none = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=0.0, degree=3)(steps)
+    for with_l2, without in zip(tiny, none, strict=True):
+        # L2 moves the outputs by about (degree + 2·(degree − 1))·l2·τ of their size.
+        scale = np.abs(without).max() * (1e-10 + 10 * l2 * steps.max())
+        np.testing.assert_allclose(with_l2, without, rtol=0, atol=scale)
+
+
 def test_network_output_vanishes_but_linear_model_does_not():
     k_train_train, k_test_train, y_train = random_problem()
     l2 = 0.01
@@ -241,6 +281,35 @@ def test_bad_steps_and_loss_raise():
     labels = np.eye(3)[np.argmax(y_train, axis=1)]
     with pytest.raises(ValueError, match="finite"):
         theory.l2_flow(k_train_train, k_test_train, labels, l2=1e-3, degree=2)(np.inf)
+
+
+@pytest.mark.parametrize("flow", [theory.l2_flow_mse, theory.l2_flow])
+def test_a_training_kernel_that_is_not_positive_semidefinite_is_a_one_line_error(flow):
+    k_train_train, k_test_train, y_train = random_problem()
+    labels = np.eye(3)[np.argmax(y_train, axis=1)]
+    points = np.random.default_rng(1).normal(size=(24, 5))
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)  # symmetric, indefinite
+    for matrix in (-k_train_train, distances):
+        with pytest.raises(ValueError) as error:
+            flow(matrix, k_test_train, labels, l2=1e-3, degree=2)
+        message = str(error.value)
+        assert message.startswith("k_train_train must be positive semi-definite, got eigenvalue -")
+        assert "\n" not in message
+
+
+def test_bad_steps_name_the_first_bad_entry_in_one_line():
+    k_train_train, k_test_train, y_train = random_problem()
+    labels = np.eye(3)[np.argmax(y_train, axis=1)]
+    steps = np.geomspace(1, 1e4, 400)
+    steps[123] = -1.0
+    predict = theory.l2_flow_mse(k_train_train, k_test_train, y_train, l2=1e-3, degree=2)
+    with pytest.raises(ValueError) as error:
+        predict(steps)
+    assert str(error.value) == "t must hold steps ≥ 0 (inf allowed), got -1.0 at index (123,)"
+    steps[123] = np.inf
+    with pytest.raises(ValueError) as error:
+        theory.l2_flow(k_train_train, k_test_train, labels, l2=1e-3, degree=2)(steps)
+    assert str(error.value) == "t must be finite for the ODE solver, got inf at index (123,)"
 
 
 @pytest.mark.parametrize(

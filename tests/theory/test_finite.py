@@ -70,6 +70,16 @@ X, Y = np.ones((3, 4)), np.ones((3, 2))
             "x_train must have shape (n, height, width, channels) for architecture 'conv'",
         ),
         ({"steps": np.array([0, np.inf])}, "steps must be finite, got inf at index (1,)"),
+        ({"steps": np.r_[np.arange(300), -1]}, "steps must be ≥ 0, got -1 at index (300,)"),
+        (
+            {"steps": np.r_[np.arange(300), 5]},
+            "steps must be non-decreasing, got 5 at index (300,)",
+        ),
+        (
+            {"steps": np.r_[np.arange(300), 300.5]},
+            "steps must be whole numbers of steps, got 300.5 at index (300,)",
+        ),
+        ({"steps": np.ones((2, 2))}, "steps must be a non-empty 1-D array, got shape (2, 2)"),
         ({"steps": np.array(["1"])}, "steps must hold real numbers"),
         ({"l2": "0.1"}, "l2 must be a finite number ≥ 0, got '0.1'"),
         ({"lr": True}, "lr must be a finite number > 0, got True"),

@@ -29,6 +29,19 @@ def test_theory_figures_writes_pngs_and_report(tmp_path):
     [
         ("--finite_l2=0", "--finite_l2 must be finite and > 0, got 0.0"),
         ("--dataset=cifar7", "--dataset must be one of digits, mnist1d, got 'cifar7'"),
+        (
+            "--num_train=1501",
+            "--num_train must be ≤ 1500, the train examples of 'digits', got 1501",
+        ),
+        ("--num_test=298", "--num_test must be ≤ 297, the test examples of 'digits', got 298"),
+        (
+            "--finite_num_train=2000",
+            "--finite_num_train must be ≤ 1500, the train examples of 'digits', got 2000",
+        ),
+        (
+            "--l2s=1e-3,1e-4,0.001",
+            "--l2s must be distinct, got 0.001 twice in ['1e-3', '1e-4', '0.001']",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_errors_before_any_work(tmp_path, flag, message):
