@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags, logging
 
-from l2reg import files, reproduction, sweep
+from l2reg import checks, files, reproduction, sweep
 from l2reg.reproduction import L2Grid, Preset, Runner, SweepRunner, TrainerRunner, TStarGrid
 
 EMBEDDED_DATASETS = ("digits", "mnist1d")
@@ -176,8 +176,8 @@ def validate(dataset: str | None, preset: str, seeds: int | None) -> None:
             f"Unknown dataset {dataset!r} for preset {preset!r}; expected one of "
             f"{', '.join(allowed)}."
         )
-    if seeds is not None and seeds < 1:
-        raise ValueError(f"seeds must be ≥ 1, got {seeds}.")
+    if seeds is not None:
+        checks.integer("seeds", seeds, maximum=reproduction.MAX_SEEDS)
 
 
 def runner(settings: Preset, part: str, workdir: str) -> Runner:
@@ -236,7 +236,9 @@ def define_flags() -> None:
         "own labelled setup.",
     )
     flags.DEFINE_string("preset", "default", f"One of {', '.join(PRESET_NAMES)}.")
-    flags.DEFINE_integer("seeds", None, "Number of seeds (default: the preset's).")
+    flags.DEFINE_integer(
+        "seeds", None, f"Number of seeds, 1 to {reproduction.MAX_SEEDS} (default: the preset's)."
+    )
     flags.mark_flag_as_required("workdir")
 
 

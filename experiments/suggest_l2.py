@@ -16,9 +16,15 @@ be large for the config at hand: on `mlp_digits` (η/(1−μ) = 0.1) a probe at 
 the end of its 1,500 steps and no λ is suggested, while at 0.2 it peaks at step 42 (c = 0.84)
 and the suggestion for 20,000 steps is λ = 0.00042.
 
+The probe must be meaningful before it runs: λ·η/(1−μ) < 1 (at 1 or more, each step's L2
+term alone, θ ← (1 − λη)θ, zeroes or flips the weights), and at least `--evals` steps long,
+with `--evals` ≥ 10, so that each evaluation falls on its own step and the curve can show a
+peak and a fall after it.
+
 Writes `workdir/suggestion.json` and `workdir/probe.png` (the probe's test accuracy with t*
 marked). When the probe's curve has no clear peak (its maximum late in the run, or no fall
-after it), t* would only echo the run length: the tool says so and suggests no λ.
+after it), t* would only echo the run length: the tool says so, suggests no λ, and says what
+to change, which depends on where the curve peaked (`no_peak_hint`).
 """
 
 import json
@@ -41,7 +47,13 @@ _PROBE_L2 = flags.DEFINE_float("probe_l2", 0.02, "λ of the probe run (large: it
 _PROBE_LENGTH = flags.DEFINE_float(
     "probe_length", 3.0, "Probe length in units of 1/(λη); t* ≈ c/(λη) must fall well inside."
 )
-_EVALS = flags.DEFINE_integer("evals", 60, "Test evaluations during the probe.")
+# The fewest test evaluations of a probe whose curve can show a peak and a fall after it.
+MIN_EVALS = 10
+_EVALS = flags.DEFINE_integer(
+    "evals",
+    60,
+    f"Test evaluations during the probe (≥ {MIN_EVALS}; the probe needs as many steps).",
+)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Discard a probe of other settings already in --workdir."
 )
@@ -54,13 +66,18 @@ def effective_lr(config) -> float:
     return relations.effective_lr(config.lr, momentum)
 
 
+def probe_steps(probe_l2: float, probe_length: float, lr: float) -> int:
+    """The probe's length in steps, probe_length/(λη) rounded (at least 1); η effective."""
+    return max(1, round(probe_length / (probe_l2 * lr)))
+
+
 def probe_config(config, probe_l2: float, probe_length: float, evals: int):
     """The config of the probe: fixed coupled λ = probe_l2, constant η, probe_length/(λη)."""
     probe = config.copy_and_resolve_references()
     lr = effective_lr(config)
     probe.l2_mode, probe.l2, probe.l2_placement = "fixed", probe_l2, "coupled"
     probe.lr_schedule = "constant"
-    probe.steps = max(1, round(probe_length / (probe_l2 * lr)))
+    probe.steps = probe_steps(probe_l2, probe_length, lr)
     probe.eval_every = max(1, probe.steps // evals)
     probe.checkpoint_every = probe.steps
     return probe
@@ -80,20 +97,37 @@ def suggest(
 
     A probe of other settings already in `workdir` is an error, or discarded with `overwrite`.
     """
-    for name, value in (("budget_steps", budget_steps), ("evals", evals)):
-        if value is None or value < 1:
-            raise ValueError(f"{name} must be a positive number of steps, got {value}.")
+    if budget_steps is None or budget_steps < 1:
+        raise ValueError(f"budget_steps must be a positive number of steps, got {budget_steps}.")
+    if evals is None or evals < MIN_EVALS:
+        raise ValueError(
+            f"evals must be ≥ {MIN_EVALS} (fewer cannot show a peak and a fall after it), "
+            f"got {evals}."
+        )
     for name, value in (("probe_l2", probe_l2), ("probe_length", probe_length)):
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be finite and > 0, got {value}.")
     train.validate_config(config, jax.device_count())
     if config.optimizer == "adam":
         raise ValueError("The relations hold for SGD (optimizer 'sgd' or 'momentum'), not 'adam'.")
-    steps = probe_length / (probe_l2 * effective_lr(config))
+    lr = effective_lr(config)
+    if probe_l2 * lr >= 1:
+        raise ValueError(
+            f"probe_l2={probe_l2:g} times the effective learning rate η/(1−μ)={lr:g} is "
+            f"{probe_l2 * lr:g} ≥ 1: each step's L2 term alone would zero or flip the weights; "
+            f"use probe_l2 < {1 / lr:g}."
+        )
+    steps = probe_length / (probe_l2 * lr)
     if steps > checks.INT32_MAX:
         raise ValueError(
             f"probe_l2={probe_l2:g} with probe_length={probe_length:g} gives a probe of "
             f"{steps:.3g} steps, more than {checks.INT32_MAX}: raise probe_l2."
+        )
+    if probe_steps(probe_l2, probe_length, lr) < evals:
+        raise ValueError(
+            f"probe_l2={probe_l2:g} with probe_length={probe_length:g} gives a probe of "
+            f"{probe_steps(probe_l2, probe_length, lr)} steps, fewer than its evals={evals} "
+            "evaluations: lower probe_l2, lengthen probe_length or lower evals."
         )
     files.check_folder(workdir)
     probe = probe_config(config, probe_l2, probe_length, evals)
@@ -107,7 +141,6 @@ def suggest(
         l2=np.array([line["l2"] for line in lines]),
         weight_norm=np.array([line["weight_norm"] for line in lines]),
     )
-    lr = effective_lr(config)
     shape = relations.peak_shape(curve.steps, curve.test_accuracy)
     clear = shape.is_clear()
     c = relations.c_from(shape.t_star, probe_l2, lr)
@@ -123,12 +156,36 @@ def suggest(
         "budget_steps": budget_steps,
         "suggested_l2": relations.predict_l2(c, lr, budget_steps) if clear else None,
         "compute_fraction": probe.steps / budget_steps,
+        "hint": None if clear else no_peak_hint(shape, float(curve.steps[0])),
     }
     _plot(curve, peak, os.path.join(workdir, "probe.png"))
     files.write_atomic(
         os.path.join(workdir, "suggestion.json"), json.dumps(record, indent=1, default=str)
     )
     return record
+
+
+def no_peak_hint(peak: relations.Peak, first_step: float) -> str:
+    """What to change when the probe's curve `peak` has no clear peak, by where it peaked.
+
+    Args:
+      peak: the probe's `relations.Peak` (not `is_clear()`).
+      first_step: the step of the probe's first evaluation.
+    """
+    if peak.t_star <= first_step:
+        return (
+            "Its best accuracy is at its first evaluation: the probe's λ is too large for the "
+            "network to learn before L2 shrinks it. Try a smaller --probe_l2."
+        )
+    if not peak.is_clear(min_drop=0.0):  # the maximum lies late in the run
+        return (
+            "It is still rising at its end: t* ≈ c/(λη) lies beyond the probe. Try a larger "
+            "--probe_l2 or a longer --probe_length."
+        )
+    return (
+        "It is flat after its peak: the fall that marks t* has not come within the probe. Try a "
+        "longer --probe_length (or a larger --probe_l2)."
+    )
 
 
 def _plot(curve: sweep.Curves, peak: dict, path: str) -> None:
@@ -172,8 +229,8 @@ def main(argv) -> None:
         print(
             f"The probe's test accuracy has no clear peak (maximum at {peak['t_star']:.0f} of "
             f"{record['probe_steps']} steps, falling {peak['drop_after_peak']:.3f} after it), "
-            "so relation 1 gives no t* here and no λ is suggested. Try a larger --probe_l2 or "
-            "a longer --probe_length; see probe.png."
+            f"so relation 1 gives no t* here and no λ is suggested. {record['hint']} See "
+            "probe.png."
         )
     logging.info("Wrote %s", os.path.join(_WORKDIR.value, "suggestion.json"))
 

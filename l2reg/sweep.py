@@ -4,8 +4,9 @@ All configurations that share an L2 mode and a learning-rate schedule are stacke
 leading axis and trained by one jitted program: `jax.vmap` over configurations (each with its
 own parameters, batch-norm statistics and optimizer state, AutoL2's included) inside a
 `jax.lax.scan` over steps, run in chunks with a progress bar over chunks. Test accuracy is
-measured at log-spaced steps shared by all configurations, so the evaluation is a real
-branch (`lax.cond` on an unbatched predicate) taken only at those steps.
+measured at log-spaced steps shared by all configurations (and at any further steps asked
+for, such as the budgets at which runs are compared), so the evaluation is a real branch
+(`lax.cond` on an unbatched predicate) taken only at those steps.
 
 Each configuration trains for its own `num_steps` (typically a multiple of 1/(λη)). The
 configurations are sorted by length and trained in buckets of equal size, so a short run
@@ -174,10 +175,28 @@ class Curves(NamedTuple):
     l2: np.ndarray
     weight_norm: np.ndarray
 
-    def accuracy_at(self, step: float) -> float:
-        """Test accuracy at the last evaluation at or before `step` (the first one before it)."""
-        index = np.searchsorted(self.steps, step, side="right") - 1
-        return float(self.test_accuracy[max(index, 0)])
+    def index_at(self, step: float, *, exact: bool = False) -> int:
+        """Index into the curves of the last evaluation at or before `step` steps (0 if none).
+
+        With `exact`, the evaluation must have been after exactly `step` steps (for a budget
+        T, pass T in `run`'s `eval_at`): otherwise a one-line ValueError names the nearest
+        evaluated steps, rather than an earlier evaluation standing in for it.
+        """
+        index = int(np.searchsorted(self.steps, step, side="right")) - 1
+        if exact and (index < 0 or self.steps[index] != step):
+            before = self.steps[index] if index >= 0 else None
+            after = self.steps[index + 1] if index + 1 < len(self.steps) else None
+            raise ValueError(
+                f"step {step!r} was not evaluated (the nearest evaluations are at steps "
+                f"{before} and {after}); add it to the evaluations (sweep.run's eval_at)."
+            )
+        return max(index, 0)
+
+    def accuracy_at(self, step: float, *, exact: bool = False) -> float:
+        """Test accuracy after `step` steps: the last evaluation at or before it (the first
+        evaluation if none), or with `exact` the evaluation at exactly `step` (see `index_at`).
+        """
+        return float(self.test_accuracy[self.index_at(step, exact=exact)])
 
 
 def validate(configs: Sequence[Config]) -> None:
@@ -223,18 +242,21 @@ def validate(configs: Sequence[Config]) -> None:
             )
 
 
-def eval_steps(num_steps: int, per_decade: int) -> np.ndarray:
+def eval_steps(num_steps: int, per_decade: int, extra: Sequence[int] = ()) -> np.ndarray:
     """Steps at which a run of `num_steps` steps is evaluated.
 
     The log-spaced grid round(10^(k/per_decade)) does not depend on the run's length, so
-    runs of different lengths share their evaluation steps; the last step is added.
+    runs of different lengths share their evaluation steps; the last step is added, and so
+    are the `extra` steps (e.g. budgets T at which accuracy is read) up to `num_steps`.
 
     Returns:
       Sorted distinct int64 steps in [1, num_steps].
     """
     exponents = np.arange(int(per_decade * math.log10(num_steps)) + 1) / per_decade
     grid = np.rint(10.0**exponents).astype(np.int64)
-    return np.unique(np.append(grid[grid <= num_steps], num_steps))
+    extra = np.asarray(extra, dtype=np.int64).reshape(-1)
+    steps = np.concatenate([grid[grid <= num_steps], extra[extra <= num_steps], [num_steps]])
+    return np.unique(steps)
 
 
 def choose_bucket_size(lengths: Sequence[int], step_overhead: float, largest: int = 32) -> int:
@@ -262,6 +284,7 @@ def run(
     configs: Sequence[Config],
     *,
     evals_per_decade: int = 12,
+    eval_at: Sequence[int] = (),
     bucket_size: int | None = None,
     step_overhead: float = 2.0,
     chunk_steps: int = 500,
@@ -274,6 +297,9 @@ def run(
       configs: the runs; FixedL2 configurations are vmapped together, and so are AutoL2
         configurations with the same patience and check_every.
       evals_per_decade: log-spaced test evaluations per decade of steps.
+      eval_at: further steps, each in [1, the longest num_steps], after which every
+        configuration that lasts that long is also evaluated (e.g. the budgets T at which
+        accuracies are compared, so that none is read from an earlier evaluation).
       bucket_size: configurations trained side by side (vmapped) in one bucket; None
         picks the size of least estimated cost (see `choose_bucket_size`).
       step_overhead: the fixed cost of one vmapped step, in configuration-steps, for the
@@ -289,15 +315,18 @@ def run(
         raise TypeError(f"Expected sweep.Setup, got {type(setup).__name__}: {setup!r}.")
     validate(configs)
     _check_int("evals_per_decade", evals_per_decade, 1)
+    longest = max(c.num_steps for c in configs)
+    eval_at = tuple(eval_at)
+    for step in eval_at:
+        _check_int("eval_at step", step, 1, longest, where=f" ({longest} is the longest num_steps)")
     _check_int("bucket_size", bucket_size, 1, none_ok=True)
     if not (step_overhead >= 0 and math.isfinite(step_overhead)):
         raise ValueError(f"step_overhead must be finite and ≥ 0, got {step_overhead}.")
     _check_int("chunk_steps", chunk_steps, 1)
     program = _Program.create(setup)
-    longest = max(c.num_steps for c in configs)
     is_eval = np.zeros(_round_up(longest, chunk_steps) + 1, bool)
     for config in configs:
-        is_eval[eval_steps(config.num_steps, evals_per_decade)] = True
+        is_eval[eval_steps(config.num_steps, evals_per_decade, eval_at)] = True
 
     groups: dict[FixedL2 | AutoL2, list[int]] = {}
     for index, config in enumerate(configs):
@@ -337,7 +366,7 @@ def run(
             for column, index in enumerate(members):
                 if results[index] is not None:
                     continue  # a padding copy
-                mine = eval_steps(configs[index].num_steps, evals_per_decade)
+                mine = eval_steps(configs[index].num_steps, evals_per_decade, eval_at)
                 results[index] = Curves(
                     steps=mine,
                     **{name: values[mine - 1, column] for name, values in stacked.items()},

@@ -22,17 +22,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from l2reg import checks, sweep
 from l2reg.files import check_folder, write_atomic
 from l2reg.reproduction import parts, report
 from l2reg.reproduction.parts import L2Grid, TStarGrid
-from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner
+from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner, trainer_eval_every
+
+# Seeds per configuration: a bound that catches a mistyped count before it is expanded into a
+# list of runs, far above what any preset trains.
+MAX_SEEDS = 100
 
 __all__ = [
+    "MAX_SEEDS",
     "L2Grid",
     "Preset",
     "Runner",
@@ -49,12 +56,14 @@ class Preset:
 
     Attributes:
       t_star, l2: the grids of part 1 and of parts 2–4.
-      seeds: seeds per configuration.
-      evals_per_decade: log-spaced test evaluations per decade (sweeps).
+      seeds: seeds per configuration, in [1, MAX_SEEDS].
+      evals_per_decade: log-spaced test evaluations per decade (sweeps), ≥ 1.
       trainer_config: None trains the grids' setups with `l2reg.sweep`; a config module of
         `experiments/configs` (e.g. 'wrn28_10_cifar10') trains every run with the trainer.
       trainer_overrides: (field, value) pairs set on that config for every run.
-      trainer_evals: test evaluations per trainer run (evenly spaced).
+      trainer_evals: test evaluations per trainer run (evenly spaced), ≥ 1; the L2 grid's
+        budgets must fall on them (multiples of num_steps // trainer_evals), since the
+        trainer cannot evaluate anywhere else.
     """
 
     t_star: TStarGrid
@@ -64,6 +73,26 @@ class Preset:
     trainer_config: str | None = None
     trainer_overrides: tuple[tuple[str, Any], ...] = ()
     trainer_evals: int = 100
+
+    def __post_init__(self):
+        for name, grid_type in (("t_star", TStarGrid), ("l2", L2Grid)):
+            if not isinstance(getattr(self, name), grid_type):
+                raise ValueError(
+                    f"{name} must be a {grid_type.__name__}, got {getattr(self, name)!r}."
+                )
+        checks.integer("seeds", self.seeds, maximum=MAX_SEEDS)
+        checks.integer("evals_per_decade", self.evals_per_decade)
+        checks.integer("trainer_evals", self.trainer_evals)
+        if self.trainer_config is None:
+            return
+        every = trainer_eval_every(self.l2.num_steps, self.trainer_evals)
+        off = [b for b in self.l2.budgets if b % every and b != self.l2.num_steps]
+        if off:
+            raise ValueError(
+                f"budgets {off} are not trainer evaluations: with num_steps="
+                f"{self.l2.num_steps} and trainer_evals={self.trainer_evals} the trainer "
+                f"evaluates every {every} steps, so each budget must be a multiple of {every}."
+            )
 
 
 def reproduce(
@@ -82,7 +111,7 @@ def reproduce(
         leaves none); the runners keep their caches there.
       settings: the grids of the parts.
       name: the preset's name, for the report.
-      seeds: the seeds of every configuration.
+      seeds: the seeds of every configuration: 1 to MAX_SEEDS distinct int32 integers.
       t_star_runner: trains part 1's configurations.
       l2_runner: trains the configurations of parts 2–4.
 
@@ -92,8 +121,22 @@ def reproduce(
     import jax
 
     start = time.time()
-    check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
+    if not isinstance(settings, Preset):
+        raise ValueError(f"settings must be a Preset, got {settings!r}.")
+    checks.integer("the number of seeds", len(seeds), maximum=MAX_SEEDS)
     seeds = list(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}.")
+    # Every run of parts 1–3 is known now: check them all before the first one trains.
+    sweep.validate(
+        [config for _, config in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)]
+        + [
+            config
+            for configs in parts.l2_configs(settings.l2, seeds, l2_runner.momentum)
+            for config in configs
+        ]
+    )
+    check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
     t_star, runs = parts.t_star_part(settings.t_star, seeds, t_star_runner)
     l2_parts, (by_key, _) = parts.l2_part(settings.l2, seeds, l2_runner)
     auto_parts, auto_curves = parts.autol2_part(
@@ -104,22 +147,43 @@ def reproduce(
         by_key,
         l2_parts["l2_prediction"]["predicted_l2"],
     )
-    results = {
-        "preset": name,
-        "seeds": seeds,
-        "devices": str(jax.devices()),
-        "settings": {"run_length": settings.t_star.run_length, "preset": repr(settings)},
-        "t_star_fit": t_star,
-        **l2_parts,
-        **auto_parts,
-        "elapsed_seconds": time.time() - start,
-    }
-    report.plot_t_star(
-        t_star, runs, os.path.join(workdir, "t_star.png"), os.path.join(workdir, "collapse.png")
+    # Undefined figures (a slope's standard error from two points, a difference with a
+    # missing side) are None from here on: in the plots, the report and the JSON alike.
+    results = _without_nan(
+        {
+            "preset": name,
+            "seeds": seeds,
+            "devices": str(jax.devices()),
+            "settings": {"run_length": settings.t_star.run_length, "preset": repr(settings)},
+            "t_star_fit": t_star,
+            **l2_parts,
+            **auto_parts,
+            "elapsed_seconds": time.time() - start,
+        }
     )
-    report.plot_l2(l2_parts, by_key, seeds, os.path.join(workdir, "accuracy_vs_l2.png"))
-    report.plot_autol2(auto_parts, auto_curves, by_key, seeds, os.path.join(workdir, "autol2.png"))
+    report.plot_t_star(
+        results["t_star_fit"],
+        runs,
+        os.path.join(workdir, "t_star.png"),
+        os.path.join(workdir, "collapse.png"),
+    )
+    report.plot_l2(results, by_key, seeds, os.path.join(workdir, "accuracy_vs_l2.png"))
+    report.plot_autol2(results, auto_curves, by_key, seeds, os.path.join(workdir, "autol2.png"))
     results["elapsed_seconds"] = time.time() - start
-    write_atomic(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+    write_atomic(
+        os.path.join(workdir, "results.json"), json.dumps(results, indent=1, allow_nan=False)
+    )
     write_atomic(os.path.join(workdir, "report.md"), report.report(results))
     return results
+
+
+def _without_nan(value: Any) -> Any:
+    """`value` with every non-finite float, however deeply nested, replaced by None (JSON has
+    no NaN or infinity: strict parsers reject them)."""
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -8,12 +8,14 @@ curves. The goals are the figures the report checks, each only where its inputs 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from l2reg import relations, sweep
+from l2reg import checks, relations, sweep
 from l2reg.reproduction.runners import Runner
 
 # The goals the report checks.
@@ -25,32 +27,122 @@ GAIN_GOAL = 0.015  # best λ > 0 beats λ = 0 by this much accuracy
 COLLAPSE_MARGIN = 0.1
 
 
+def _check_number(name: str, value: Any, allowed: str, predicate) -> None:
+    """A one-line ValueError unless `value` is a real number (not a bool) for which
+    `predicate` holds; `allowed` says what is, e.g. 'finite and > 0'."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (real and predicate(float(value))):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    _check_number(name, value, "finite and > 0", lambda x: math.isfinite(x) and x > 0)
+
+
+def _check_rates(name: str, values: Any, *, at_least: int = 1) -> None:
+    """`values`: at least `at_least` distinct finite numbers > 0 (learning rates, λη)."""
+    values = tuple(values)
+    for value in values:
+        _check_positive(f"each of {name}", value)
+    if len(set(values)) != len(values) or len(values) < at_least:
+        raise ValueError(
+            f"{name} must hold {at_least} or more distinct values, got {values!r}."
+            if at_least > 1
+            else f"{name} must hold distinct values (at least one), got {values!r}."
+        )
+
+
+def _check_setup(setup: Any) -> None:
+    if setup is not None and not isinstance(setup, sweep.Setup):
+        raise ValueError(f"setup must be a sweep.Setup or None, got {setup!r}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class TStarGrid:
-    """Part 1: runs of `run_length/(λη)` steps over a grid of λη and learning rates."""
+    """Part 1: runs of `run_length/(λη)` steps over a grid of λη and learning rates.
 
-    setup: sweep.Setup | None  # None when the preset trains through the trainer
+    η in λη is the effective learning rate η/(1−μ) under momentum μ (the η of the
+    relations), so a run at SGD learning rate `lr` and product λη has λ = λη·(1−μ)/lr.
+
+    Attributes:
+      setup: the model and data, trained with `l2reg.sweep`; None when the preset trains
+        through the trainer.
+      lrs: distinct SGD learning rates η, each > 0.
+      l2_lrs: the products λη, per step; at least 2 distinct values, each > 0 (the fit of
+        t* against λη needs two).
+      run_length: each run's length in units of 1/(λη) steps, > 0.
+    """
+
+    setup: sweep.Setup | None
     lrs: tuple[float, ...]
-    l2_lrs: tuple[float, ...]  # the products λη
-    run_length: float  # in units of 1/(λη)
+    l2_lrs: tuple[float, ...]
+    run_length: float
+
+    def __post_init__(self):
+        _check_setup(self.setup)
+        _check_rates("lrs", self.lrs)
+        _check_rates("l2_lrs", self.l2_lrs, at_least=2)
+        _check_positive("run_length", self.run_length)
 
 
 @dataclasses.dataclass(frozen=True)
 class L2Grid:
     """Parts 2–4: a grid of λ (0 included) at fixed learning rates, all of `num_steps`.
 
-    Constant η, so the curve of one run gives its accuracy at every budget T ≤ num_steps.
+    Constant η, so the curve of one run gives its accuracy at every budget T ≤ num_steps; the
+    runs are evaluated at each budget. η in λη is the effective η/(1−μ) under momentum μ.
+
+    Attributes:
+      setup: the model and data, trained with `l2reg.sweep`; None when the preset trains
+        through the trainer.
+      lrs: distinct SGD learning rates η, each > 0; parts 3 and 4 run at lrs[0].
+      l2s: λ of the grid, strictly increasing from 0 (the λ = 0 baseline), with at least
+        one λ > 0.
+      num_steps: the length of every grid run, in steps.
+      budgets: the budgets T, in steps, at which accuracy vs λ is read: strictly increasing
+        integers in [1, num_steps], the last one num_steps (parts 3 and 4 compare there).
+      scaled_length: the T ∝ 1/(λη) view reads each run at scaled_length/(λη) steps (capped
+        at num_steps), > 0.
+      probe_l2: part 3: λ of the probe, run at lrs[0], > 0.
+      probe_length: the probe's length in units of 1/(λη) steps, > 0.
+      autol2_l2: part 4: AutoL2's initial λ, run at lrs[0] for num_steps, > 0.
     """
 
-    setup: sweep.Setup | None  # None when the preset trains through the trainer
+    setup: sweep.Setup | None
     lrs: tuple[float, ...]
     l2s: tuple[float, ...]
     num_steps: int
-    budgets: tuple[int, ...]  # fixed budgets T for accuracy vs λ (≤ num_steps)
-    scaled_length: float  # the T ∝ 1/(λη) view reads each run at scaled_length/(λη) steps
-    probe_l2: float  # part 3: λ of the probe, run at lrs[0]
-    probe_length: float  # in units of 1/(λη)
-    autol2_l2: float  # part 4: AutoL2's initial λ, run at lrs[0] for num_steps
+    budgets: tuple[int, ...]
+    scaled_length: float
+    probe_l2: float
+    probe_length: float
+    autol2_l2: float
+
+    def __post_init__(self):
+        _check_setup(self.setup)
+        _check_rates("lrs", self.lrs)
+        l2s = tuple(self.l2s)
+        for l2 in l2s:
+            _check_number("each of l2s", l2, "finite and ≥ 0", lambda x: 0 <= x < math.inf)
+        if len(l2s) < 2 or l2s[0] != 0 or np.any(np.diff(l2s) <= 0):
+            raise ValueError(
+                "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least "
+                f"one λ > 0, got {l2s!r}."
+            )
+        checks.integer("num_steps", self.num_steps, maximum=checks.INT32_MAX)
+        budgets = tuple(self.budgets)
+        if not (
+            budgets
+            and all(checks.is_integer(b) and 1 <= b <= self.num_steps for b in budgets)
+            and np.all(np.diff(budgets) > 0)
+            and budgets[-1] == self.num_steps
+        ):
+            raise ValueError(
+                f"budgets must be strictly increasing integers in [1, num_steps] ending at "
+                f"num_steps={self.num_steps}, got {budgets!r}."
+            )
+        for name in ("scaled_length", "probe_l2", "probe_length", "autol2_l2"):
+            _check_positive(name, getattr(self, name))
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
@@ -69,19 +161,69 @@ def peak_of(curve: sweep.Curves) -> relations.Peak:
     return relations.peak_shape(curve.steps, curve.test_accuracy)
 
 
-def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dict, list]:
-    """Part 1: t* of every run, the power-law fit pooled over seeds and per seed."""
+def t_star_runs(
+    grid: TStarGrid, seeds: Sequence[int], momentum: float
+) -> list[tuple[float, sweep.Config]]:
+    """Part 1's runs as (λη, configuration) pairs: λ = λη/η_eff, run_length/(λη) steps, with
+    η_eff = η/(1−momentum)."""
+    runs = []
+    for seed in seeds:
+        for lr in grid.lrs:
+            effective = relations.effective_lr(lr, momentum)
+            for l2_lr in grid.l2_lrs:
+                steps = max(1, round(grid.run_length / l2_lr))
+                runs.append((l2_lr, sweep.Config(l2_lr / effective, lr, seed, steps)))
+    return runs
+
+
+def l2_configs(
+    grid: L2Grid, seeds: Sequence[int], momentum: float
+) -> tuple[list[sweep.Config], list[sweep.Config]]:
+    """Parts 2 and 3's runs: the λ grid at every η (num_steps each), and one probe per seed
+    (λ = probe_l2 at lrs[0] for probe_length/(λη_eff) steps)."""
     configs = [
-        sweep.Config(l2_lr / lr, lr, seed, max(1, round(grid.run_length / l2_lr)))
+        sweep.Config(l2, lr, seed, grid.num_steps)
         for seed in seeds
         for lr in grid.lrs
-        for l2_lr in grid.l2_lrs
+        for l2 in grid.l2s
     ]
+    effective = relations.effective_lr(grid.lrs[0], momentum)
+    probe_steps = max(1, round(grid.probe_length / (grid.probe_l2 * effective)))
+    probes = [sweep.Config(grid.probe_l2, grid.lrs[0], seed, probe_steps) for seed in seeds]
+    return configs, probes
+
+
+def scaled_steps(grid: L2Grid, momentum: float) -> dict[tuple[float, float], tuple[float, int]]:
+    """For each (η, λ > 0) of the grid: T = scaled_length/(λη_eff) in steps, and the step
+    the T ∝ 1/(λη) view evaluates, T rounded and capped at num_steps."""
+    steps = {}
+    for lr in grid.lrs:
+        effective = relations.effective_lr(lr, momentum)
+        for l2 in grid.l2s[1:]:
+            target = grid.scaled_length / (l2 * effective)
+            steps[lr, l2] = (target, min(grid.num_steps, max(1, round(target))))
+    return steps
+
+
+def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dict, list]:
+    """Part 1: t* of every run, the power-law fit pooled over seeds and per seed.
+
+    η is the runner's effective learning rate η/(1−μ) throughout: in λη, and in c = t*·λη.
+    """
+    runs = t_star_runs(grid, seeds, run.momentum)
+    configs = [config for _, config in runs]
     curves = run("t_star", configs)
     shapes = [peak_of(curve) for curve in curves]
     points = [
-        {"l2": c.l2, "lr": c.lr, "seed": c.seed, "num_steps": c.num_steps, **shape._asdict()}
-        for c, shape in zip(configs, shapes, strict=True)
+        {
+            "l2": c.l2,
+            "lr": c.lr,
+            "l2_lr": l2_lr,
+            "seed": c.seed,
+            "num_steps": c.num_steps,
+            **shape._asdict(),
+        }
+        for (l2_lr, c), shape in zip(runs, shapes, strict=True)
     ]
     peaks = np.array([p["peak_accuracy"] for p in points])
     # Runs whose λ is too large to fit the data collapse early and peak far below the
@@ -89,13 +231,17 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
     used = peaks >= peaks.max() - COLLAPSE_MARGIN
     for point, use in zip(points, used, strict=True):
         point["used"] = bool(use)
+    l2_lrs = np.array([p["l2_lr"] for p in points])
+    effective_lrs = [relations.effective_lr(c.lr, run.momentum) for c in configs]
 
     def fit(mask):
-        if np.count_nonzero(mask) < 2:
+        # A power law needs two distinct λη. They are told apart by the grid's values: λ·η
+        # recomputed from λ = λη/η can differ from one η to another by a rounding error.
+        if np.unique(l2_lrs[mask]).size < 2:
             return None
         return relations.fit_t_star(
             [p["l2"] for p in points],
-            [p["lr"] for p in points],
+            effective_lrs,
             [p["t_star"] for p in points],
             used=mask,
         )
@@ -105,12 +251,13 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
     # peak (early in the run, falling after it), collapsed or not.
     clear = np.array([shape.is_clear() for shape in shapes])
     clear_fit = fit(clear)
-    fitted_l2_lr = [p["l2"] * p["lr"] for p in points if p["used"]]
+    fitted_l2_lr = l2_lrs[used]
     seed_of = np.array([p["seed"] for p in points])
     per_seed = [fit(used & (seed_of == seed)) for seed in seeds]
     interior = [p for p in points if p["used"] and p["peak_fraction"] < 0.5]
     result = {
         "setup": run.label,
+        "momentum": run.momentum,
         "slope": pooled.slope if pooled else None,
         "slope_stderr": pooled.slope_stderr if pooled else None,
         "c": pooled.c if pooled else None,
@@ -118,7 +265,7 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
         "per_seed_slope": spread([f.slope if f else np.nan for f in per_seed]),
         "per_seed_c": spread([f.c if f else np.nan for f in per_seed]),
         "l2_lr_decades": float(np.log10(max(grid.l2_lrs) / min(grid.l2_lrs))),
-        "fitted_l2_lr_range": [min(fitted_l2_lr), max(fitted_l2_lr)],
+        "fitted_l2_lr_range": [float(fitted_l2_lr.min()), float(fitted_l2_lr.max())],
         "clear_peak_fit": {
             "runs": int(clear.sum()),
             "slope": clear_fit.slope if clear_fit else None,
@@ -136,31 +283,35 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
 
 
 def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]:
-    """Parts 2 and 3: accuracy vs λ at fixed budgets and with T ∝ 1/(λη); the probe's c."""
+    """Parts 2 and 3: accuracy vs λ at fixed budgets and with T ∝ 1/(λη); the probe's c.
+
+    Every accuracy at a budget T is read from an evaluation after exactly T steps (the runs
+    are evaluated there), and η is the runner's effective η/(1−μ) in λη, c and λ_pred.
+    """
     lr = grid.lrs[0]
-    probe_steps = max(1, round(grid.probe_length / (grid.probe_l2 * lr)))
-    configs = [
-        sweep.Config(l2, lr_, seed, grid.num_steps)
-        for seed in seeds
-        for lr_ in grid.lrs
-        for l2 in grid.l2s
-    ]
-    probes = [sweep.Config(grid.probe_l2, lr, seed, probe_steps) for seed in seeds]
-    curves = run("l2", configs + probes)
-    grid_curves, probe_curves = curves[: len(configs)], curves[len(configs) :]
+    effective = relations.effective_lr(lr, run.momentum)
+    configs, probes = l2_configs(grid, seeds, run.momentum)
+    scaled_at = scaled_steps(grid, run.momentum)
+    eval_at = sorted(set(grid.budgets) | {step for _, step in scaled_at.values()})
+    grid_curves = run("l2", configs, eval_at=eval_at)
+    # Apart from the grid, so that its evaluations at the budgets do not change the probe's
+    # sampling, and hence its smoothed t*.
+    probe_curves = run("probe", probes)
     by_key = {(c.lr, c.l2, c.seed): curve for c, curve in zip(configs, grid_curves, strict=True)}
-    positive = np.array([l2 for l2 in grid.l2s if l2 > 0])
+    positive = np.array(grid.l2s[1:])  # l2s[0] is 0
 
     fixed_budget = []
     for lr_ in grid.lrs:
         for budget in grid.budgets:
             accuracy = np.array(
-                [[by_key[lr_, l2, s].accuracy_at(budget) for s in seeds] for l2 in grid.l2s]
+                [
+                    [by_key[lr_, l2, s].accuracy_at(budget, exact=True) for s in seeds]
+                    for l2 in grid.l2s
+                ]
             )  # (λ, seed)
             mean = accuracy.mean(axis=1)
-            with_l2 = mean[np.asarray(grid.l2s) > 0]
-            best = int(np.argmax(with_l2))
-            zero = mean[list(grid.l2s).index(0.0)] if 0.0 in grid.l2s else np.nan
+            zero, with_l2 = mean[0], mean[1:]
+            best = int(np.argmax(np.where(np.isfinite(with_l2), with_l2, -np.inf)))
             fixed_budget.append(
                 {
                     "lr": lr_,
@@ -181,30 +332,38 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
                 np.log([r["budget_steps"] for r in rows]), np.log([r["l2_opt"] for r in rows]), 1
             )[0]
             l2_opt_slopes[str(lr_)] = float(slope)
-    scaled = [
-        {
-            "lr": lr_,
-            "l2": l2,
-            "steps": min(grid.num_steps, grid.scaled_length / (l2 * lr_)),
-            "accuracy": spread(
-                [by_key[lr_, l2, s].accuracy_at(grid.scaled_length / (l2 * lr_)) for s in seeds]
-            ),
-        }
-        for lr_ in grid.lrs
-        for l2 in positive
-    ]
+    scaled = []
+    for (lr_, l2), (target, step) in scaled_at.items():
+        curves = [by_key[lr_, l2, s] for s in seeds]
+        indices = [curve.index_at(step) for curve in curves]
+        scaled.append(
+            {
+                "lr": lr_,
+                "l2": l2,
+                "target_steps": target,
+                # The step read: the target rounded and capped at the run's end, where the
+                # runner could evaluate it, else the last evaluation before it.
+                "steps": int(curves[0].steps[indices[0]]),
+                "accuracy": spread(
+                    [curve.test_accuracy[i] for curve, i in zip(curves, indices, strict=True)]
+                ),
+            }
+        )
 
     # Part 3: c from the probe, λ_pred = c/(ηT) at the largest budget, vs the grid's best.
     budget = grid.num_steps
+    probe_steps = probes[0].num_steps
     probe_peaks = [peak_of(curve) for curve in probe_curves]
-    c = [relations.c_from(p.t_star, grid.probe_l2, lr) for p in probe_peaks]
-    predicted = relations.predict_l2(float(np.mean(c)), lr, budget)
+    c = [relations.c_from(p.t_star, grid.probe_l2, effective) for p in probe_peaks]
+    predicted = relations.predict_l2(float(np.mean(c)), effective, budget)
     row = next(r for r in fixed_budget if r["lr"] == lr and r["budget_steps"] == budget)
     grid_steps = grid.num_steps * len(grid.l2s)
     ratio = predicted / row["l2_opt"]
     # Relation 3 at every budget, not only the largest: λ_pred(T) = c/(ηT) vs λ_opt(T).
     ratios_by_budget = {
-        str(r["budget_steps"]): relations.predict_l2(float(np.mean(c)), lr, r["budget_steps"])
+        str(r["budget_steps"]): relations.predict_l2(
+            float(np.mean(c)), effective, r["budget_steps"]
+        )
         / r["l2_opt"]
         for r in fixed_budget
         if r["lr"] == lr
@@ -214,6 +373,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     prediction = {
         "setup": run.label,
         "lr": lr,
+        "effective_lr": float(effective),
         "probe_l2": grid.probe_l2,
         "probe_steps": probe_steps,
         "probe": [p._asdict() for p in probe_peaks],
@@ -273,8 +433,16 @@ def autol2_part(
     curves = run("autol2", configs)
     row = next(r for r in fixed["fixed_budget"] if r["lr"] == lr and r["budget_steps"] == budget)
     best_l2 = row["best_l2"]
-    best_accuracy = [by_key[lr, best_l2, s].accuracy_at(budget) for s in seeds]
-    target = float(np.mean(best_accuracy))
+    best_accuracy = spread([by_key[lr, best_l2, s].accuracy_at(budget, exact=True) for s in seeds])
+    zero_accuracy = spread([by_key[lr, 0.0, s].accuracy_at(budget, exact=True) for s in seeds])
+    # Undefined (None, the goal missed) where either side has no finite accuracy.
+    gain = (
+        best_accuracy["mean"] - zero_accuracy["mean"]
+        if best_accuracy["mean"] is not None and zero_accuracy["mean"] is not None
+        else None
+    )
+    # No run reaches an undefined target.
+    target = np.nan if best_accuracy["mean"] is None else best_accuracy["mean"]
     summary, curves_by_variant = {}, {}
     for index, name in enumerate(variants):
         mine = curves[index * len(seeds) : (index + 1) * len(seeds)]
@@ -290,7 +458,6 @@ def autol2_part(
             "met": bool(np.all(np.asarray(reached) <= budget / 2)),
         }
     default = summary["autol2 (defaults)"]
-    zero = [by_key[lr, 0.0, s].accuracy_at(budget) for s in seeds] if 0.0 in grid.l2s else []
     results = {
         "autol2": {
             "setup": run.label,
@@ -302,7 +469,13 @@ def autol2_part(
             "met": default["met"],
             "variants": summary,
         },
-        "best_fixed": {"l2": best_l2, "lr": lr, "accuracy": spread(best_accuracy)},
-        "zero_l2": {"lr": lr, "accuracy": spread(zero)},
+        "best_fixed": {
+            "l2": best_l2,
+            "lr": lr,
+            "accuracy": best_accuracy,
+            "gain_over_zero_l2": gain,
+            "met": gain is not None and gain >= GAIN_GOAL,
+        },
+        "zero_l2": {"lr": lr, "accuracy": zero_accuracy},
     }
     return results, curves_by_variant

@@ -1,8 +1,11 @@
 """How the reproduction trains a list of `l2reg.sweep.Config`s into `l2reg.sweep.Curves`.
 
-A runner is called as `run(name, configs)` and has a `label` describing its setup:
-`SweepRunner` trains them as one vmapped sweep and caches the curves; `TrainerRunner` trains
-them one by one through the data-parallel trainer, for models and data sets too large to vmap.
+A runner is called as `run(name, configs, eval_at=steps)` and has a `label` describing its
+setup and the SGD `momentum` μ it trains with (the relations use the effective learning rate
+η/(1−μ)): `SweepRunner` trains them as one vmapped sweep and caches the curves; `TrainerRunner`
+trains them one by one through the data-parallel trainer, for models and data sets too large
+to vmap. `eval_at` asks for evaluations after those steps besides the runner's own schedule,
+where the runner can add them; each curve's `steps` say which evaluations were made.
 """
 
 from __future__ import annotations
@@ -55,8 +58,17 @@ class SweepRunner:
     def label(self) -> str:
         return self.setup.describe()
 
-    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
-        settings = repr((self.setup, tuple(configs), self.evals_per_decade))
+    @property
+    def momentum(self) -> float:
+        return self.setup.momentum
+
+    def __call__(
+        self, name: str, configs: Sequence[sweep.Config], eval_at: Sequence[int] = ()
+    ) -> list[sweep.Curves]:
+        """The configurations' curves, evaluated at the sweep's log-spaced steps and after
+        every step of `eval_at` that a run reaches."""
+        eval_at = tuple(eval_at)
+        settings = repr((self.setup, tuple(configs), self.evals_per_decade, eval_at))
         digest = hashlib.sha256((settings + training_code_digest()).encode()).hexdigest()[:16]
         path = os.path.join(self.workdir, "cache", f"{name}-{digest}.npz")
         if os.path.exists(path):
@@ -67,7 +79,9 @@ class SweepRunner:
                     for i in range(len(configs))
                 ]
         logging.info("Training %d configurations for %s", len(configs), name)
-        curves = sweep.run(self.setup, configs, evals_per_decade=self.evals_per_decade)
+        curves = sweep.run(
+            self.setup, configs, evals_per_decade=self.evals_per_decade, eval_at=eval_at
+        )
         arrays = {
             f"{i}/{field}": value
             for i, curve in enumerate(curves)
@@ -79,16 +93,30 @@ class SweepRunner:
         return curves
 
 
+def trainer_eval_every(num_steps: int, evals: int) -> int:
+    """The trainer's steps between test evaluations for a run of `num_steps` steps evaluated
+    about `evals` times (it also evaluates after the last step)."""
+    return max(1, num_steps // evals)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TrainerRunner:
     """Trains configurations one after another with the trainer (`l2reg.train`), each in
     `workdir/runs/{name}-{hash of its trainer config}`; the trainer resumes from its
-    checkpoints, so a rerun reuses finished runs and continues interrupted ones."""
+    checkpoints, so a rerun reuses finished runs and continues interrupted ones.
+
+    The trainer evaluates every `trainer_eval_every(num_steps, evals)` steps and after the
+    last one; it cannot add the steps of `eval_at` off that schedule (`Preset` checks that a
+    trainer preset's budgets lie on it)."""
 
     workdir: str
     config: Any  # the base trainer ConfigDict
     config_name: str
     evals: int  # test evaluations per run (the trainer evaluates every steps // evals)
+
+    @property
+    def momentum(self) -> float:
+        return self.config.momentum if self.config.optimizer == "momentum" else 0.0
 
     @property
     def label(self) -> str:
@@ -106,7 +134,7 @@ class TrainerRunner:
         trainer.l2, trainer.lr, trainer.seed = config.l2, config.lr, config.seed
         trainer.steps = config.num_steps
         trainer.lr_schedule = config.lr_schedule
-        trainer.eval_every = max(1, config.num_steps // self.evals)
+        trainer.eval_every = trainer_eval_every(config.num_steps, self.evals)
         trainer.checkpoint_every = max(trainer.eval_every, config.num_steps // 4)
         mode = config.l2_mode
         if isinstance(mode, sweep.FixedL2):
@@ -117,8 +145,7 @@ class TrainerRunner:
                 f"The trainer's AutoL2 clock follows η; a fixed clock η = {mode.learning_rate} "
                 f"needs a constant schedule, got {config.lr_schedule!r}."
             )
-        momentum = trainer.momentum if trainer.optimizer == "momentum" else 0.0
-        clock = relations.effective_lr(config.lr, momentum)
+        clock = relations.effective_lr(config.lr, self.momentum)
         # cooldown/(λ·clock) steps on the trainer's clock equals ours on a fixed clock.
         cooldown = mode.cooldown * clock / (mode.learning_rate or clock)
         trainer.l2_mode = "autol2"
@@ -133,7 +160,10 @@ class TrainerRunner:
         )
         return trainer
 
-    def __call__(self, name: str, configs: Sequence[sweep.Config]) -> list[sweep.Curves]:
+    def __call__(
+        self, name: str, configs: Sequence[sweep.Config], eval_at: Sequence[int] = ()
+    ) -> list[sweep.Curves]:
+        """The configurations' curves at the trainer's evaluations (`eval_at` adds none)."""
         from l2reg import train
 
         curves = []

@@ -7,22 +7,27 @@ constant learning rate reaches 95% along 0.95·(1 − exp(−t/100)), its λ fal
 the parts and every goal of the report then has a value worked out by hand below.
 """
 
+import dataclasses
+import json
 import os
+import re
 
 import numpy as np
 import pytest
 
-from l2reg import reproduction, sweep
-from l2reg.reproduction import L2Grid, Preset, TStarGrid
+from l2reg import relations, reproduction, sweep
+from l2reg.reproduction import L2Grid, Preset, TStarGrid, parts
 
 C = 5.0  # the world's t*·λ·η: every t* ≥ 50 steps, where steps and 1 + step agree
 LR = 0.5
 
 
-def world_curve(config: sweep.Config) -> sweep.Curves:
+def world_curve(config: sweep.Config, eval_at=()) -> sweep.Curves:
     # Evenly spaced in log step, like the sweeps' evaluations but without rounding to whole
-    # steps, so that the estimator's smoothing sees no change of density.
-    steps = np.geomspace(1, config.num_steps, 400)
+    # steps, so that the estimator's smoothing sees no change of density; and, like a sweep,
+    # at the steps of `eval_at` that the run reaches.
+    extra = np.asarray(eval_at, dtype=float)
+    steps = np.union1d(np.geomspace(1, config.num_steps, 400), extra[extra <= config.num_steps])
     l2 = np.full_like(steps, config.l2)
     if isinstance(config.l2_mode, sweep.AutoL2):
         tau = 100.0 if config.lr_schedule == "constant" else 1e6
@@ -38,13 +43,14 @@ def world_curve(config: sweep.Config) -> sweep.Curves:
 
 class WorldRunner:
     label = "the model world"
+    momentum = 0.0
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, name, configs):
+    def __call__(self, name, configs, eval_at=()):
         self.calls.append((name, list(configs)))
-        return [world_curve(config) for config in configs]
+        return [world_curve(config, eval_at) for config in configs]
 
 
 SETTINGS = Preset(
@@ -172,3 +178,323 @@ def test_report_marks_each_goal_as_the_world_decides(world):
     assert rows["| autol2 + step lr schedule"].endswith("| never | **missed** |")
     for name in ("t_star.png", "collapse.png", "accuracy_vs_l2.png", "autol2.png"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0
+
+
+def raises_exactly(message: str):
+    """`pytest.raises(ValueError)` matching the whole message, which must thus be one line."""
+    return pytest.raises(ValueError, match=rf"^{re.escape(message)}\Z")
+
+
+def peaked_accuracy(l2_lr, steps, top: float = 0.9) -> np.ndarray:
+    """The world's fixed-λ curve: a peak of `top` at t* = C/(λη), half a decade wide."""
+    return 0.6 + (top - 0.6) * np.exp(-0.5 * (np.log10(l2_lr * steps / C) / 0.5) ** 2)
+
+
+class SweepLikeWorld:
+    """The model world evaluated where a sweep evaluates: `sweep.eval_steps` (12 a decade,
+    rounded to whole steps) and the steps of `eval_at`; η is the effective η/(1−μ)."""
+
+    label = "the model world at a sweep's evaluations"
+
+    def __init__(self, momentum: float = 0.0):
+        self.momentum = momentum
+
+    def __call__(self, name, configs, eval_at=()):
+        curves = []
+        for config in configs:
+            steps = sweep.eval_steps(config.num_steps, 12, eval_at)
+            if config.l2 == 0:
+                accuracy = 0.6 + 0.2 * (1 - np.exp(-steps / 200))
+            else:
+                l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
+                accuracy = peaked_accuracy(l2_lr, steps)
+            ones = np.ones(steps.shape)
+            curves.append(sweep.Curves(steps, accuracy, 1 - accuracy, config.l2 * ones, ones))
+        return curves
+
+
+BUDGET_GRID = L2Grid(
+    setup=None,
+    lrs=(LR,),
+    l2s=(0.0, *np.geomspace(1e-4, 1e-1, 31).tolist()),
+    num_steps=6000,
+    budgets=(600, 2000, 6000),
+    scaled_length=C,  # read every run at its own t*
+    probe_l2=0.2,
+    probe_length=6 * C,
+    autol2_l2=0.1,
+)
+
+
+def test_accuracy_at_a_budget_is_read_after_exactly_that_many_steps():
+    # The log-spaced evaluations nearest below 600 and 2000 are 562 and 1778 steps: read there,
+    # λ_opt(T) = C/(ηT) came out 7% and 12% too large.
+    results, _ = parts.l2_part(BUDGET_GRID, [0], SweepLikeWorld())
+    rows = results["accuracy_vs_l2"]["fixed_budget"]
+    assert [row["budget_steps"] for row in rows] == [600, 2000, 6000]
+    for row in rows:
+        assert row["l2_opt"] == pytest.approx(C / (LR * row["budget_steps"]), rel=0.03)
+    assert results["accuracy_vs_l2"]["l2_opt_vs_budget_slope"][str(LR)] == pytest.approx(
+        -1.0, abs=0.02
+    )
+    # One c for every budget, so λ_pred/λ_opt is the same at each.
+    ratios = list(results["l2_prediction"]["ratios_by_budget"].values())
+    assert max(ratios) / min(ratios) < 1.03
+    # The T ∝ 1/(λη) view reads each run at its own t* = C/(λη), the step it reports.
+    for entry in results["accuracy_vs_l2"]["scaled_budget"]:
+        target = C / (entry["l2"] * LR)
+        assert entry["target_steps"] == pytest.approx(target)
+        assert entry["steps"] == min(6000, round(target))
+        if target <= 6000:
+            assert entry["accuracy"]["mean"] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_a_budget_that_was_not_evaluated_is_an_error_not_an_earlier_reading():
+    class IgnoresEvalAt(SweepLikeWorld):
+        def __call__(self, name, configs, eval_at=()):
+            return super().__call__(name, configs)
+
+    with raises_exactly(
+        "step 600 was not evaluated (the nearest evaluations are at steps 562 and 681); "
+        "add it to the evaluations (sweep.run's eval_at)."
+    ):
+        parts.l2_part(BUDGET_GRID, [0], IgnoresEvalAt())
+
+
+def test_momentum_enters_through_the_effective_learning_rate():
+    # t* = C/(λ·η/(1−μ)) in this world: c = t*·λ·η/(1−μ) = C, as relations.py defines it.
+    run = SweepLikeWorld(momentum=0.9)
+    grid = TStarGrid(setup=None, lrs=(0.05, 0.1, 0.2), l2_lrs=(1e-4, 1e-3, 1e-2), run_length=30)
+    fit, runs = parts.t_star_part(grid, [0], run)
+    for point, (config, _) in zip(fit["points"], runs, strict=True):
+        assert point["l2"] * relations.effective_lr(point["lr"], 0.9) == pytest.approx(
+            point["l2_lr"]
+        )
+        assert config.num_steps == round(30 / point["l2_lr"])
+    assert fit["slope"] == pytest.approx(-1.0, abs=0.03)
+    assert fit["c"] == pytest.approx(C, rel=0.1)
+    results, _ = parts.l2_part(BUDGET_GRID, [0], run)
+    prediction = results["l2_prediction"]
+    effective = relations.effective_lr(LR, 0.9)
+    assert prediction["effective_lr"] == pytest.approx(effective)
+    assert prediction["probe_steps"] == round(6 * C / (0.2 * effective))
+    assert prediction["c"]["mean"] == pytest.approx(C, rel=0.1)
+    for row in results["accuracy_vs_l2"]["fixed_budget"]:
+        assert row["l2_opt"] == pytest.approx(C / (effective * row["budget_steps"]), rel=0.03)
+
+
+class OneLiveL2Lr(SweepLikeWorld):
+    """Part 1's runs all peak at 0.6 except those at λη = `live`, which peak at 0.9: only
+    they are fitted, and they share one λη."""
+
+    def __init__(self, live: float, momentum: float):
+        super().__init__(momentum)
+        self.live = live
+
+    def __call__(self, name, configs, eval_at=()):
+        if name != "t_star":
+            return super().__call__(name, configs, eval_at)
+        curves = []
+        for config in configs:
+            steps = np.geomspace(1, config.num_steps, 200)
+            l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
+            accuracy = peaked_accuracy(l2_lr, steps, 0.9 if np.isclose(l2_lr, self.live) else 0.65)
+            ones = np.ones(steps.shape)
+            curves.append(sweep.Curves(steps, accuracy, 1 - accuracy, config.l2 * ones, ones))
+        return curves
+
+
+@pytest.mark.parametrize(
+    ("lrs", "momentum", "live"),
+    [
+        ((0.5, 1.0, 2.0), 0.0, 1e-3),
+        # λ·η/(1−μ) recomputed from λ = λη(1−μ)/η: 0.1 at two η, 0.1 + 1 ulp at η = 0.3.
+        ((0.3, 0.7, 1.1), 0.9, 1e-1),
+    ],
+)
+def test_part_one_with_one_fitted_l2_lr_has_no_fit_and_misses_its_goal(
+    lrs, momentum, live, tmp_path
+):
+    run = OneLiveL2Lr(live, momentum)
+    grid = TStarGrid(setup=None, lrs=lrs, l2_lrs=(1e-3, 1e-2, 1e-1), run_length=30)
+    fit, _ = parts.t_star_part(grid, [0, 1], run)
+    assert [p["l2_lr"] for p in fit["points"] if p["used"]] == [live] * 6
+    assert fit["slope"] is None and fit["c"] is None and fit["slope_stderr"] is None
+    assert fit["per_seed_slope"]["values"] == [None, None]
+    assert not fit["met"]
+    settings = dataclasses.replace(SETTINGS, t_star=grid)
+    reproduction.reproduce(
+        str(tmp_path), settings, name="world", seeds=[0, 1], t_star_runner=run, l2_runner=run
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert "Fitted slope (all seeds pooled): n/a ± n/a, c = n/a" in report
+    assert "Goal: slope in [-1.1, -0.9]: **missed**" in report
+
+
+class DivergedBaseline(WorldRunner):
+    """The model world, except that the λ = 0 runs end with no finite test accuracy."""
+
+    def __call__(self, name, configs, eval_at=()):
+        curves = super().__call__(name, configs, eval_at)
+        return [
+            curve._replace(test_accuracy=np.full_like(curve.test_accuracy, np.nan))
+            if config.l2 == 0 and isinstance(config.l2_mode, sweep.FixedL2)
+            else curve
+            for config, curve in zip(configs, curves, strict=True)
+        ]
+
+
+def test_undefined_figures_are_null_in_strict_json_and_n_a_in_the_report(tmp_path):
+    # Two runs in part 1: the fit's slope has no standard error. No finite λ = 0 accuracy: no
+    # gain over λ = 0, and its goal cannot be met.
+    t_star = dataclasses.replace(SETTINGS.t_star, lrs=(LR,), l2_lrs=(1e-2, 1e-1))
+    settings = dataclasses.replace(SETTINGS, t_star=t_star)
+    run = DivergedBaseline()
+    reproduction.reproduce(
+        str(tmp_path), settings, name="world", seeds=[0], t_star_runner=run, l2_runner=run
+    )
+
+    def no_constants(name):
+        raise AssertionError(f"results.json holds {name}, which JSON does not allow")
+
+    stored = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_constants)
+    assert stored["t_star_fit"]["slope"] == pytest.approx(-1.0, abs=0.02)
+    assert stored["t_star_fit"]["slope_stderr"] is None
+    assert stored["zero_l2"]["accuracy"]["values"] == [None]
+    assert stored["best_fixed"]["gain_over_zero_l2"] is None
+    assert not stored["best_fixed"]["met"]
+    assert all(row["gain_over_zero_l2"] is None for row in stored["accuracy_vs_l2"]["fixed_budget"])
+    report = (tmp_path / "report.md").read_text()
+    assert "± n/a, c = " in report
+    assert "λ = 0 never: gain n/a. Goal: ≥ 1.5 points: **missed**." in report
+    assert "| n/a |" in report
+
+
+class MustNotTrain:
+    label = "a runner that fails if called"
+    momentum = 0.0
+
+    def __call__(self, name, configs, eval_at=()):
+        raise AssertionError("the reproduction trained before rejecting its settings")
+
+
+def l2_grid(**changes):
+    return lambda: dataclasses.replace(SETTINGS, l2=dataclasses.replace(SETTINGS.l2, **changes))
+
+
+def t_star_grid(**changes):
+    return lambda: dataclasses.replace(
+        SETTINGS, t_star=dataclasses.replace(SETTINGS.t_star, **changes)
+    )
+
+
+BUDGETS_MESSAGE = (
+    "budgets must be strictly increasing integers in [1, num_steps] ending at num_steps=4000, "
+    "got {}."
+)
+L2S_MESSAGE = (
+    "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least one λ > 0, got {}."
+)
+
+
+@pytest.mark.parametrize(
+    ("settings", "seeds", "message"),
+    [
+        (l2_grid(budgets=(1000, 2000)), [0], BUDGETS_MESSAGE.format((1000, 2000))),
+        (l2_grid(budgets=(1000, 4000, 40000)), [0], BUDGETS_MESSAGE.format((1000, 4000, 40000))),
+        (l2_grid(budgets=(4000, 1000)), [0], BUDGETS_MESSAGE.format((4000, 1000))),
+        (l2_grid(budgets=(1000.0, 4000)), [0], BUDGETS_MESSAGE.format((1000.0, 4000))),
+        (l2_grid(budgets=()), [0], BUDGETS_MESSAGE.format(())),
+        (l2_grid(l2s=(0.0, 1e-1, 1e-2)), [0], L2S_MESSAGE.format((0.0, 0.1, 0.01))),
+        (l2_grid(l2s=(1e-3, 1e-2)), [0], L2S_MESSAGE.format((0.001, 0.01))),
+        (l2_grid(l2s=(0.0,)), [0], L2S_MESSAGE.format((0.0,))),
+        (l2_grid(l2s=(0.0, float("nan"))), [0], "each of l2s must be finite and ≥ 0, got nan."),
+        (l2_grid(num_steps=0), [0], "num_steps must be an integer in [1, 2147483647], got 0"),
+        (
+            l2_grid(lrs=(0.5, 0.5)),
+            [0],
+            "lrs must hold distinct values (at least one), got (0.5, 0.5).",
+        ),
+        (l2_grid(lrs=(-0.5,)), [0], "each of lrs must be finite and > 0, got -0.5."),
+        (l2_grid(probe_l2=float("inf")), [0], "probe_l2 must be finite and > 0, got inf."),
+        (l2_grid(probe_length=0), [0], "probe_length must be finite and > 0, got 0."),
+        (l2_grid(scaled_length=-1.0), [0], "scaled_length must be finite and > 0, got -1.0."),
+        (l2_grid(autol2_l2=True), [0], "autol2_l2 must be finite and > 0, got True."),
+        (
+            t_star_grid(l2_lrs=(1e-2,)),
+            [0],
+            "l2_lrs must hold 2 or more distinct values, got (0.01,).",
+        ),
+        (t_star_grid(lrs=()), [0], "lrs must hold distinct values (at least one), got ()."),
+        (t_star_grid(run_length=float("nan")), [0], "run_length must be finite and > 0, got nan."),
+        (
+            lambda: dataclasses.replace(SETTINGS, seeds=100_000_000_000),
+            [0],
+            "seeds must be an integer in [1, 100], got 100000000000",
+        ),
+        (
+            lambda: dataclasses.replace(SETTINGS, trainer_config="mlp_digits", trainer_evals=3),
+            [0],
+            "budgets [1000] are not trainer evaluations: with num_steps=4000 and "
+            "trainer_evals=3 the trainer evaluates every 1333 steps, so each budget must be a "
+            "multiple of 1333.",
+        ),
+        (lambda: SETTINGS, [0, 0], "seeds must be distinct, got [0, 0]."),
+        (
+            lambda: SETTINGS,
+            range(100_000_000_000),
+            "the number of seeds must be an integer in [1, 100], got 100000000000",
+        ),
+        (
+            lambda: SETTINGS,
+            [2**31],
+            "seed must be an integer in [-2147483648, 2147483647], got 2147483648 in "
+            f"{sweep.Config(1e-3 / 0.5, 0.5, 2**31, round(6 * C / 1e-3))}.",
+        ),
+        (
+            t_star_grid(run_length=1e12),
+            [0],
+            "num_steps must be an integer in [1, 2147483647], got 1000000000000000 in "
+            f"{sweep.Config(1e-3 / 0.5, 0.5, 0, 10**15)}.",
+        ),
+    ],
+    ids=[
+        "budgets without num_steps",
+        "budget beyond num_steps",
+        "budgets unsorted",
+        "budget not an integer",
+        "no budgets",
+        "l2s unsorted",
+        "l2s without 0",
+        "l2s only 0",
+        "l2 nan",
+        "num_steps 0",
+        "lrs repeated",
+        "lr negative",
+        "probe_l2 inf",
+        "probe_length 0",
+        "scaled_length negative",
+        "autol2_l2 a bool",
+        "one l2_lr",
+        "no lrs",
+        "run_length nan",
+        "1e11 seeds in the preset",
+        "budget off the trainer's evaluations",
+        "seeds repeated",
+        "1e11 seeds given",
+        "seed beyond int32",
+        "run beyond int32 steps",
+    ],
+)
+def test_bad_settings_are_one_line_errors_before_any_training(settings, seeds, message, tmp_path):
+    workdir = tmp_path / "new"
+    with raises_exactly(message):
+        reproduction.reproduce(
+            str(workdir),
+            settings(),
+            name="bad",
+            seeds=seeds,
+            t_star_runner=MustNotTrain(),
+            l2_runner=MustNotTrain(),
+        )
+    assert not workdir.exists()

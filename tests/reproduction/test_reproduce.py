@@ -122,7 +122,9 @@ def test_rerun_reuses_the_cached_sweeps(quick, monkeypatch):
     [
         ("", "huge", None, "Unknown preset 'huge'"),
         ("cifar7", "quick", None, "Unknown dataset 'cifar7'"),
-        ("", "quick", 0, "seeds must be ≥ 1"),
+        ("", "quick", 0, r"seeds must be an integer in \[1, 100\], got 0"),
+        # Not expanded into a list of 10¹¹ seeds (a MemoryError) before being refused.
+        ("", "quick", 100_000_000_000, r"seeds must be an integer in \[1, 100\], got 100000000000"),
     ],
 )
 def test_bad_settings_are_one_line_errors(dataset, preset, seeds, message):
@@ -164,7 +166,9 @@ def test_command_line_refuses_a_workdir_that_is_a_file(tmp_path):
 
 def test_a_reproduction_that_fails_before_its_first_write_leaves_no_workdir(tmp_path):
     class Unprepared:
-        def __call__(self, part, configs):
+        momentum = 0.0
+
+        def __call__(self, part, configs, eval_at=()):
             raise FileNotFoundError("data set not prepared")
 
     settings = reproduce.PRESETS["quick"]

@@ -9,9 +9,11 @@ SETUP = sweep.Setup("digits", loss="mse")
 CONFIGS = [sweep.Config(1e-3, 0.5, 0, 20), sweep.Config(1e-2, 0.5, 1, 30)]
 
 
-def fake_training(trained):
-    def run(setup, configs, *, evals_per_decade):
+def fake_training(trained, eval_at_seen=None):
+    def run(setup, configs, *, evals_per_decade, eval_at):
         trained.append(len(configs))
+        if eval_at_seen is not None:
+            eval_at_seen.append(eval_at)
         return [
             sweep.Curves(*(np.arange(1.0, 4.0) * (index + 1),) * 5)
             for index, _ in enumerate(configs)
@@ -37,6 +39,17 @@ def test_cache_is_reused_for_the_same_settings_and_code_only(tmp_path, monkeypat
     runner("part", CONFIGS)
     assert trained == [2, 1, 2, 2]
     assert len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_extra_evaluation_steps_reach_the_sweep_and_key_the_cache(tmp_path, monkeypatch):
+    trained, eval_at_seen = [], []
+    monkeypatch.setattr(sweep, "run", fake_training(trained, eval_at_seen))
+    runner = SweepRunner(str(tmp_path), SETUP, evals_per_decade=4)
+    runner("part", CONFIGS)
+    runner("part", CONFIGS, eval_at=(7, 25))
+    runner("part", CONFIGS, eval_at=(7, 25))
+    assert trained == [2, 2]
+    assert eval_at_seen == [(), (7, 25)]
 
 
 def test_code_digest_covers_the_training_code_not_the_analysis(tmp_path):

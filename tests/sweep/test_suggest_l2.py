@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 
 import pytest
 
 from experiments import suggest_l2
 from experiments.configs import mlp_digits
+from l2reg import relations
 
 
 def small_config():
@@ -70,21 +72,94 @@ def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
     peak = record["probe"]
     assert peak["peak_fraction"] == pytest.approx(peak["t_star"] / 100)
     assert peak["peak_fraction"] >= 0.8
+    assert record["hint"] == stored["hint"]
+    assert record["hint"].endswith("Try a larger --probe_l2 or a longer --probe_length.")
 
 
 @pytest.mark.parametrize(
-    ("budget", "probe_l2", "message"),
+    ("budget", "probe_l2", "probe_length", "evals", "message"),
     [
-        (0, 0.1, "budget_steps must be"),
-        (100, -1.0, "probe_l2 must be"),
-        (100, 1e-12, r"probe_l2=1e-12 with probe_length=3 gives a probe of 3e\+13 steps, more"),
+        (0, 0.1, 3.0, 20, "budget_steps must be"),
+        (100, -1.0, 3.0, 20, "probe_l2 must be"),
+        (
+            100,
+            1e-12,
+            3.0,
+            20,
+            "probe_l2=1e-12 with probe_length=3 gives a probe of 3e+13 steps, more",
+        ),
+        # η/(1−μ) = 0.1: from λ = 10 on, the L2 step alone zeroes or flips the weights.
+        (
+            100,
+            10.0,
+            3.0,
+            20,
+            "probe_l2=10 times the effective learning rate η/(1−μ)=0.1 is 1 ≥ 1: each step's L2 "
+            "term alone would zero or flip the weights; use probe_l2 < 10.",
+        ),
+        (
+            100,
+            25.0,
+            3.0,
+            20,
+            "probe_l2=25 times the effective learning rate η/(1−μ)=0.1 is 2.5 ≥ 1",
+        ),
+        # 3/(5·0.1) = 6 steps cannot hold 20 evaluations.
+        (
+            100,
+            5.0,
+            3.0,
+            20,
+            "probe_l2=5 with probe_length=3 gives a probe of 6 steps, fewer than its evals=20 "
+            "evaluations: lower probe_l2, lengthen probe_length or lower evals.",
+        ),
+        (100, 0.3, 0.01, 20, "gives a probe of 1 steps, fewer than its evals=20 evaluations"),
+        (
+            100,
+            0.1,
+            3.0,
+            5,
+            "evals must be ≥ 10 (fewer cannot show a peak and a fall after it), got 5.",
+        ),
     ],
 )
-def test_bad_arguments_are_one_line_errors(budget, probe_l2, message, tmp_path):
-    with pytest.raises(ValueError, match=message) as error:
-        suggest_l2.suggest(small_config(), str(tmp_path), budget, probe_l2, 3.0, 20)
+def test_bad_arguments_are_one_line_errors(
+    budget, probe_l2, probe_length, evals, message, tmp_path
+):
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        suggest_l2.suggest(small_config(), str(tmp_path), budget, probe_l2, probe_length, evals)
     assert "\n" not in str(error.value)
     assert not os.listdir(tmp_path)
+
+
+def peak(t_star, peak_fraction, drop_after_peak):
+    return relations.Peak(
+        t_star=t_star,
+        low=t_star,
+        high=t_star,
+        peak_accuracy=0.5,
+        final_accuracy=0.5 - drop_after_peak,
+        peak_fraction=peak_fraction,
+        drop_after_peak=drop_after_peak,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "advice"),
+    [
+        # Best at the first evaluation (step 5) and flat: λ too large to learn anything.
+        (peak(5.0, 0.05, 0.0), "Try a smaller --probe_l2."),
+        # Best at the end: still rising.
+        (peak(95.0, 0.95, 0.0), "Try a larger --probe_l2 or a longer --probe_length."),
+        # An early maximum with no fall after it.
+        (peak(30.0, 0.3, 0.001), "Try a longer --probe_length (or a larger --probe_l2)."),
+    ],
+)
+def test_hint_without_a_clear_peak_depends_on_where_the_curve_peaked(shape, advice):
+    assert not shape.is_clear()
+    hint = suggest_l2.no_peak_hint(shape, first_step=5.0)
+    assert hint.endswith(advice)
+    assert "\n" not in hint
 
 
 def test_bad_config_or_workdir_is_a_one_line_error_before_the_probe(tmp_path):

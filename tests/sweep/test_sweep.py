@@ -59,6 +59,52 @@ def test_runs_of_any_length_share_one_compiled_chunk_and_evaluate_at_their_steps
     assert sweep._Program.chunk._cache_size() == compiled
 
 
+def test_extra_evaluation_steps_are_evaluated_in_every_run_that_reaches_them():
+    # 9, 23 and 41 are not on the log-spaced grid: a run evaluates there only when asked.
+    extra = (9, 23, 41)
+    assert not set(extra) & set(sweep.eval_steps(50, 12))
+    configs = [sweep.Config(1e-3, 1.0, 0, 50), sweep.Config(1e-3, 1.0, 0, 23)]
+    long, short = sweep.run(SETUP, configs, eval_at=extra, chunk_steps=10, progress=False)
+    np.testing.assert_array_equal(long.steps, np.union1d(sweep.eval_steps(50, 12), extra))
+    np.testing.assert_array_equal(short.steps, np.union1d(sweep.eval_steps(23, 12), (9, 23)))
+    for curves in (long, short):
+        for field in ("test_accuracy", "test_loss", "l2", "weight_norm"):
+            assert np.all(np.isfinite(getattr(curves, field))), field
+    # The evaluation after step 23 of the long run is that of the same run stopped there.
+    at_23 = long.index_at(23, exact=True)
+    for field in ("test_accuracy", "test_loss", "weight_norm"):
+        np.testing.assert_allclose(
+            getattr(long, field)[at_23], getattr(short, field)[-1], rtol=1e-5
+        )
+    assert long.accuracy_at(41, exact=True) == long.test_accuracy[list(long.steps).index(41)]
+
+
+@pytest.mark.slow
+def test_autol2_runs_of_different_settings_in_one_bucket_match_their_runs_alone():
+    # Each member's decay factor, cooldown, floor, clock η and schedule are traced columns of
+    # one vmapped bucket (one slot padded), under momentum: none may leak into another.
+    setup = dataclasses.replace(SETUP, momentum=0.5)
+    configs = [
+        sweep.Config(
+            5e-2, 1.0, 2, 90, sweep.AutoL2(learning_rate=1.0, cooldown=0.2, min_l2=1e-3), "step"
+        ),
+        sweep.Config(3e-2, 0.5, 2, 70, sweep.AutoL2(decay_factor=3.0, cooldown=0.05)),
+        sweep.Config(8e-2, 0.7, 5, 50, sweep.AutoL2(cooldown=0.0, min_l2=1e-2)),
+    ]
+    together = sweep.run(setup, configs, bucket_size=4, chunk_steps=40, progress=False)
+    for config, curves in zip(configs, together, strict=True):
+        alone = sweep.run(setup, [config], chunk_steps=40, progress=False)[0]
+        np.testing.assert_array_equal(curves.steps, alone.steps)
+        for field in ("test_accuracy", "test_loss", "l2", "weight_norm"):
+            np.testing.assert_allclose(getattr(curves, field), getattr(alone, field), rtol=1e-5)
+        # λ decayed, by its own factor, and not below its own floor.
+        mode, values = config.l2_mode, np.unique(curves.l2)[::-1]
+        assert len(values) >= 2, config
+        first = max(config.l2 / mode.decay_factor, mode.min_l2)
+        np.testing.assert_allclose(values[1], first, rtol=1e-5)
+        assert values[-1] >= mode.min_l2 * (1 - 1e-6)
+
+
 def learning_rates(config: sweep.Config) -> np.ndarray:
     """η of each of the config's SGD steps, read off the optimizer a sweep trains it with.
 
@@ -121,6 +167,23 @@ def test_eval_steps_are_log_spaced_and_end_at_the_run():
     np.testing.assert_array_equal(steps, [1, 2, 3, 6, 10, 18, 32, 56, 100, 178, 316, 562, 1000])
     assert sweep.eval_steps(700, 4)[-1] == 700
     assert set(sweep.eval_steps(700, 4)) <= set(steps) | {700}
+    # Extra steps are added up to the run's end.
+    np.testing.assert_array_equal(
+        sweep.eval_steps(700, 4, (600, 5, 10, 2000)),
+        [1, 2, 3, 5, 6, 10, 18, 32, 56, 100, 178, 316, 562, 600, 700],
+    )
+
+
+def test_exact_reading_of_a_step_that_was_not_evaluated_is_a_one_line_error():
+    curves = sweep.Curves(np.array([1, 10, 100]), np.array([0.1, 0.5, 0.9]), *(np.zeros(3),) * 3)
+    assert curves.accuracy_at(10, exact=True) == 0.5 and curves.index_at(100, exact=True) == 2
+    for step, before, after in ((50, 10, 100), (0, None, 1), (101, 100, None)):
+        message = (
+            f"step {step} was not evaluated (the nearest evaluations are at steps {before} and "
+            f"{after}); add it to the evaluations (sweep.run's eval_at)."
+        )
+        with raises_exactly(message):
+            curves.accuracy_at(step, exact=True)
 
 
 def test_curves_accuracy_at_reads_the_last_evaluation_up_to_a_step():
@@ -259,6 +322,21 @@ def test_num_steps_must_be_an_int32(num_steps, no_work):
         ("bucket_size", 2.5, "bucket_size must be None or an integer ≥ 1, got 2.5."),
         ("chunk_steps", 10.0, "chunk_steps must be an integer ≥ 1, got 10.0."),
         ("step_overhead", float("inf"), "step_overhead must be finite and ≥ 0, got inf."),
+        (
+            "eval_at",
+            (5, 0),
+            "eval_at step must be an integer in [1, 10], got 0 (10 is the longest num_steps).",
+        ),
+        (
+            "eval_at",
+            (11,),
+            "eval_at step must be an integer in [1, 10], got 11 (10 is the longest num_steps).",
+        ),
+        (
+            "eval_at",
+            (2.5,),
+            "eval_at step must be an integer in [1, 10], got 2.5 (10 is the longest num_steps).",
+        ),
     ],
 )
 def test_bad_run_arguments_are_one_line_errors(argument, value, message, no_work):
