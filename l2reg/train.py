@@ -79,7 +79,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Raises a one-line ValueError naming the first bad value of `config`, before any work."""
+    """Raises a one-line ValueError naming the first bad value of `config`, before any work (a
+    TypeError for a model option of the wrong type)."""
 
     def require(ok: bool, name: str, allowed: str) -> None:
         # `name` may be dotted ('adam.b1') for a nested field.
@@ -170,6 +171,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
             l2reg.transforms.validate_autol2(config.l2, config.lr, **fields)
         except ValueError as error:  # it names the field: say where it lives in the config
             raise ValueError(f"config.autol2.{error}") from None
+    # The model's name and options, before the data set that gives its number of classes is
+    # loaded: building the (unbound) module checks them and allocates nothing.
+    models.create(
+        config.model,
+        num_classes=1,
+        dtype=DTYPES[config.dtype],
+        axis_name=AXIS,
+        **_model_options(config),
+    )
 
 
 def _lr_boundary_steps(config: ml_collections.ConfigDict) -> list[int]:

@@ -327,6 +327,25 @@ def test_workdir_that_cannot_be_written_is_refused_before_any_work(small_config,
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model", "transformer", r"^unknown model 'transformer'; known: mlp"),
+        ("model_options.widths", (32, 0), r"^widths=\(32, 0\) must be a non-empty sequence"),
+    ],
+)
+def test_bad_model_is_refused_before_the_data_load(
+    small_config, tmp_path, monkeypatch, field, value, message
+):
+    monkeypatch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
+    parent, _, name = field.rpartition(".")
+    (small_config[parent] if parent else small_config)[name] = value
+    with pytest.raises(ValueError, match=message) as error:
+        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
 BAD_INPUTS = [
     ("l2", -1e-4, r"config.l2=-0.0001 is invalid: must be >= 0"),
     ("lr", 0.0, r"config.lr=0.0 is invalid: must be > 0"),
