@@ -1,7 +1,8 @@
 """Sweeps: a grid of (λ, η, seed, L2 mode) configurations of one small model, trained at once.
 
-All configurations that share an L2 mode and a learning-rate schedule are stacked along a
-leading axis and trained by one jitted program: `jax.vmap` over configurations (each with its
+The FixedL2 configurations, and the AutoL2 ones with the same patience and check_every, are
+stacked along a leading axis whatever their λ, η, seed, length and learning-rate schedule, and
+trained by one jitted program: `jax.vmap` over configurations (each with its
 own parameters, batch-norm statistics and optimizer state, AutoL2's included) inside a
 `jax.lax.scan` over steps, run in chunks with a progress bar over chunks. Test accuracy is
 measured at log-spaced steps shared by all configurations (and at any further steps asked
