@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from l2reg.models.cnn import CNN
@@ -95,14 +96,22 @@ def _check_options(model: type[nn.Module], name: str, options: dict[str, Any]) -
             _check_positive_ints(key, options[key])
             options[key] = tuple(options[key])
     if "dtype" in options:
-        try:
-            dtype = jnp.dtype(options["dtype"])
-        except TypeError:
-            dtype = None
-        if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            raise ValueError(f"dtype={options['dtype']!r} is not a floating-point dtype")
-        options["dtype"] = dtype
+        options["dtype"] = _check_dtype(options["dtype"])
     return options
+
+
+def _check_dtype(value: Any) -> jnp.dtype:
+    """The compute dtype `value` names, if JAX can run in it."""
+    # jnp.dtype(None) is float64, which JAX would silently truncate to float32 without x64.
+    try:
+        dtype = None if value is None else jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype={value!r} is not a floating-point dtype such as 'float32'")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise ValueError(f"dtype={value!r} needs jax_enable_x64; without it use 'float32'")
+    return dtype
 
 
 def create(name: str, *, num_classes: int, **options: Any) -> nn.Module:
@@ -113,10 +122,10 @@ def create(name: str, *, num_classes: int, **options: Any) -> nn.Module:
         'resnet{18,34,50,101,152}'.
       num_classes: number of logits per example.
       **options: `parameterization` ('standard' | 'ntk'), `use_bias` (bool), `dtype` (compute
-        dtype, e.g. 'bfloat16'), `axis_name` (str | None), `fused_batch_norm` (bool) on every
-        model; `widths` (hidden widths) for mlp; `channels` (per stage) for cnn;
-        `normalization` (None | 'batch' | 'layer' for mlp and cnn, None | 'batch' for the
-        residual networks).
+        dtype, e.g. 'bfloat16'; 'float64' needs jax_enable_x64), `axis_name` (str | None),
+        `fused_batch_norm` (bool) on every model; `widths` (hidden widths) for mlp;
+        `channels` (per stage) for cnn; `normalization` (None | 'batch' | 'layer' for mlp and
+        cnn, None | 'batch' for the residual networks).
 
     Returns:
       An unbound `flax.linen.Module`; call it as `model.apply(variables, x, train=...)`.

@@ -16,7 +16,8 @@ class CNN(nn.Module):
     images (N, H, W, C) or signals (N, L, C); (N, L) signals get a channel axis. Each stage
     halves the spatial size (pooling is skipped on axes already of size 1). Without biases and
     normalization the output is homogeneous of degree len(channels) + 1 in the parameters
-    (average pooling is linear, ReLU positively homogeneous).
+    (average pooling is linear, ReLU positively homogeneous). Conv biases exist when `use_bias`
+    and `normalization` is not 'batch' (batch norm would cancel them; layer norm does not).
     """
 
     num_classes: int

@@ -158,12 +158,14 @@ def global_average_pool(x: jnp.ndarray) -> jnp.ndarray:
 def hidden(model, layer: type[nn.Module]) -> Callable[..., nn.Module]:
     """`layer` (Dense or Conv) configured from a model's common options, for hidden layers.
 
-    A bias right before a normalization layer would be cancelled by it, so hidden layers get
-    biases only when the model has `use_bias` and no normalization.
+    Batch norm subtracts each feature's mean over the batch, which cancels a per-feature bias
+    added before it, so with batch norm hidden layers have no biases; otherwise they have them
+    when the model has `use_bias`. (Layer norm subtracts the mean over the features of each
+    example, which a per-feature bias shifts unevenly: it is not cancelled.)
     """
     return functools.partial(
         layer,
-        use_bias=model.use_bias and model.normalization is None,
+        use_bias=model.use_bias and model.normalization != "batch",
         parameterization=model.parameterization,
         dtype=model.dtype,
     )

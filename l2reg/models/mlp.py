@@ -16,8 +16,8 @@ class MLP(nn.Module):
     Hidden layers have σ_w = √2 and the readout σ_w = 1 (see `layers`), like neural-tangents'
     `stax.Dense(W_std=σ_w)` in the same parameterization. Without biases and normalization the
     output is homogeneous of degree len(widths) + 1 in the parameters:
-    f(a·θ) = a^(len(widths)+1)·f(θ). Hidden biases exist only when `use_bias` and
-    `normalization` is None (a normalization layer would cancel them).
+    f(a·θ) = a^(len(widths)+1)·f(θ). Hidden biases exist when `use_bias` and
+    `normalization` is not 'batch' (batch norm would cancel them; layer norm does not).
     """
 
     num_classes: int

@@ -38,7 +38,7 @@ class WideResNet(nn.Module):
     depth = 6n + 4: a 3×3 stem conv with 16 channels, three groups of n blocks with 16·width,
     32·width and 64·width channels (strides 1, 2, 2), a final [norm] → ReLU, global average
     pool and a linear readout. WRN-28-10 has about 36.5M parameters. Convolution biases
-    exist only when `use_bias` and `normalization` is None (a norm cancels them).
+    exist only when `use_bias` and `normalization` is None (batch norm cancels them).
     """
 
     num_classes: int

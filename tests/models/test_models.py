@@ -192,12 +192,16 @@ def test_bfloat16_forward_is_close_to_float32(name, options, input_shape):
     fp32 = models.create(name, num_classes=10, **options)
     bf16 = models.create(name, num_classes=10, dtype="bfloat16", **options)
     variables, reference = _init_apply(fp32, x)
-    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
-    assert jax.tree.structure(bf16.init(KEY, x, train=False)) == jax.tree.structure(variables)
-    logits, state = bf16.apply(variables, x, train=False, capture_intermediates=True)
+    bf16_variables = bf16.init(KEY, x, train=False)
+    # Parameters (and batch statistics) stay float32 under a bfloat16 compute dtype.
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf16_variables))
+    assert jax.tree.structure(bf16_variables) == jax.tree.structure(variables)
+    logits, state = bf16.apply(bf16_variables, x, train=False, capture_intermediates=True)
     assert logits.dtype == jnp.float32
-    # Hidden layers really run in bfloat16.
-    assert state["intermediates"]["Dense_0"]["__call__"][0].dtype == jnp.bfloat16
+    # Every layer, hidden and readout, really runs in bfloat16; only the logits are cast back.
+    layer_outputs = {k: v for k, v in state["intermediates"].items() if k != "__call__"}
+    assert layer_outputs
+    assert all(out.dtype == jnp.bfloat16 for out in jax.tree.leaves(layer_outputs))
     relative_error = jnp.linalg.norm(logits - reference) / jnp.linalg.norm(reference)
     assert relative_error < 0.03, relative_error
 
@@ -390,13 +394,31 @@ def test_axis_name_synchronizes_batch_norm_across_devices():
     assert not np.allclose(sharded(None), reference, rtol=1e-2)
 
 
-def test_hidden_biases_are_dropped_before_normalization():
-    x = jnp.ones((2, 40))
-    params = models.create("mlp", num_classes=3, widths=(8,), normalization="batch").init(
-        KEY, x, train=False
-    )["params"]
-    assert "bias" not in params["Dense_0"] and "bias" in params["Dense_1"]
-    assert "bias" in params["BatchNorm_0"]
+@pytest.mark.parametrize(
+    ("name", "options", "input_shape", "hidden", "readout"),
+    [
+        ("mlp", {"widths": (8,)}, (2, 40), "Dense_0", "Dense_1"),
+        ("cnn", {"channels": (4,)}, (2, 6, 6, 3), "Conv_0", "Dense_0"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("normalization", "norm_layer", "hidden_bias"),
+    # Batch norm centers each feature over the batch, cancelling a per-feature bias before it;
+    # layer norm centers each example over the features, which does not.
+    [(None, None, True), ("batch", "BatchNorm_0", False), ("layer", "LayerNorm_0", True)],
+)
+def test_hidden_biases_are_dropped_only_before_batch_norm(
+    name, options, input_shape, hidden, readout, normalization, norm_layer, hidden_bias
+):
+    model = models.create(
+        name, num_classes=3, normalization=normalization, use_bias=True, **options
+    )
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(KEY, x, train=False), x)["params"]
+    assert ("bias" in params[hidden]) == hidden_bias
+    assert "bias" in params[readout]
+    if norm_layer:
+        assert "bias" in params[norm_layer]
 
 
 @pytest.mark.parametrize(
@@ -408,7 +430,10 @@ def test_hidden_biases_are_dropped_before_normalization():
         ("mlp", {"width": 3}, "no option 'width'; options: widths, normalization"),
         ("cnn", {"parameterization": "mup"}, "parameterization='mup'"),
         ("wrn16_4", {"normalization": "layer"}, "normalization='layer' is not one of"),
-        ("mlp", {"dtype": "int8"}, "dtype='int8'"),
+        ("mlp", {"dtype": "int8"}, "dtype='int8' is not a floating-point dtype"),
+        # jnp.dtype(None) would be float64.
+        ("mlp", {"dtype": None}, "dtype=None is not a floating-point dtype"),
+        ("cnn", {"dtype": "float64"}, "dtype='float64' needs jax_enable_x64"),
         ("mlp", {"widths": (8, 0)}, "widths=(8, 0)"),
         ("mlp", {"use_bias": "no"}, "use_bias='no'"),
         ("wrn16_4", {"fused_batch_norm": 1}, "fused_batch_norm=1 must be a bool"),
@@ -419,3 +444,14 @@ def test_bad_names_and_options_give_one_line_errors(name, options, message):
         models.create(name, num_classes=10, **options)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_float64_is_allowed_with_x64():
+    # The float64 check above depends on the x64 setting of the moment: with x64 the model
+    # really computes in float64.
+    x = np.ones((2, 5))
+    with jax.enable_x64(True):
+        model = models.create("mlp", num_classes=3, widths=(4,), dtype="float64")
+        variables = model.init(KEY, x, train=False)
+        _, state = model.apply(variables, x, train=False, capture_intermediates=True)
+    assert state["intermediates"]["Dense_0"]["__call__"][0].dtype == jnp.float64
