@@ -11,6 +11,8 @@ CORE = [
 EXTRAS = {
     "experiments": [
         "tensorflow-datasets>=4.9",
+        # TFDS's builders import it to prepare a data set; etils no longer installs it.
+        "importlib_resources>=6.0",
         "tensorflow>=2.16",
         "ml-collections>=1.0",
         "absl-py>=2.1",

@@ -130,7 +130,9 @@ class Dataset:
     def batches(
         self, split: str, *, batch_size: int, seed: int, start_step: int = 0, augment: bool = True
     ) -> Iterator[Split]:
-        """Endless iterator of raw global batches of `split` ('train' or 'test') from `start_step`.
+        """Iterator of raw global batches of `split` ('train' or 'test') from `start_step`.
+
+        Endless, except for a streamed test split, which runs once (its last batch partial).
 
         Batch `step` holds the examples `batch_indices(seed, step, ...)`, so a run resumed at
         `start_step` sees exactly the batches it would have seen. `augment` matters only for a

@@ -45,19 +45,33 @@ def digits() -> Dataset:
     )
 
 
-def _make_mnist1d(num_samples: int, train_fraction: float, seed: int) -> dict:
-    """Calls mnist1d's generator, restoring the global random states it reseeds."""
-    from mnist1d.data import get_dataset_args, make_dataset
+def _raw_mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """mnist1d's `make_dataset` before its final standardization: signals (N, 40) float64 and
+    labels (N,), in its order (num_samples // 10 per class, then shuffled).
 
-    args = get_dataset_args()
-    args.num_samples, args.train_split, args.seed = num_samples, train_fraction, seed
-    # make_dataset seeds the global generators of `random` and NumPy; leave them as found.
+    `make_dataset` standardizes each call's samples by their own mean and std; this gives the
+    raw samples so that another set can be standardized with the standard set's constants.
+    The global random states that mnist1d reseeds are restored.
+    """
+    from mnist1d.data import get_dataset_args, get_templates
+    from mnist1d.transform import transform
+    from mnist1d.utils import set_seed
+
+    args, templates = get_dataset_args(), get_templates()
+    # set_seed seeds the global generators of `random` and NumPy; leave them as found.
     python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
     try:
-        return make_dataset(args)
+        set_seed(seed)
+        signals, labels = [], []
+        for label, template in zip(templates["y"], templates["x"], strict=True):
+            for _ in range(num_samples // len(templates["y"])):
+                signals.append(transform(template, templates["t"], args)[0])
+                labels.append(label)
+        order = np.random.permutation(len(labels))  # noqa: NPY002 (as make_dataset shuffles)
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)  # noqa: NPY002
+    return np.stack(signals)[order], np.stack(labels)[order]
 
 
 def mnist1d(test_size: int | None = None) -> Dataset:
@@ -66,17 +80,22 @@ def mnist1d(test_size: int | None = None) -> Dataset:
     Training split: the standard 4,000 samples (seed 42). Test split: by default the standard
     1,000 samples generated with them; with `test_size` (a multiple of 10), that many samples
     generated independently from seed 43, as a less noisy test set (the 1,000-sample one moves
-    by several points between training seeds).
+    by several points between training seeds). Signals are in units of the standard 5,000
+    samples' standard deviation, centered on their mean, as mnist1d's `make_dataset` gives them;
+    an independent test set is standardized with those same constants, not its own.
     """
     if test_size is not None and (
         not isinstance(test_size, int) or test_size < 10 or test_size % 10
     ):
         raise ValueError(f"test_size={test_size!r} must be None or a positive multiple of 10")
-    standard = _make_mnist1d(5000, 0.8, MNIST1D_SEED)
-    train = Split(standard["x"].astype(np.float32), standard["y"].astype(np.int32))
+    signals, labels = _raw_mnist1d(5000, MNIST1D_SEED)
+    mean, std = signals.mean(), signals.std()
+    signals = ((signals - mean) / std).astype(np.float32)
+    labels = labels.astype(np.int32)
+    train = Split(signals[:4000], labels[:4000])
     if test_size is None:
-        test = Split(standard["x_test"].astype(np.float32), standard["y_test"].astype(np.int32))
+        test = Split(signals[4000:], labels[4000:])
     else:
-        extra = _make_mnist1d(test_size, 0.0, MNIST1D_TEST_SEED)
-        test = Split(extra["x_test"].astype(np.float32), extra["y_test"].astype(np.int32))
+        test_signals, test_labels = _raw_mnist1d(test_size, MNIST1D_TEST_SEED)
+        test = Split(((test_signals - mean) / std).astype(np.float32), test_labels.astype(np.int32))
     return _dataset("mnist1d", train, test, 10)

@@ -33,19 +33,33 @@ class DatasetNotPreparedError(ValueError):
     """A TFDS data set is not prepared in its data directory and could not be prepared."""
 
 
-def _how_to_prepare(name: str, builder, manual_dir: str | None) -> str:
+def _how_to_prepare(
+    name: str, builder, manual_dir: str | None, failure: Exception | None = None
+) -> str:
+    """One line: where `name` is not prepared and how to prepare it.
+
+    After a failed `download_and_prepare`, `failure` (the exception) is named instead of
+    suggesting download=True again.
+    """
     version_dir = os.fspath(builder.data_dir)
     root = os.path.dirname(os.path.dirname(version_dir))
+    where = f"data set {name!r} is not prepared in {version_dir}"
+    if failure is not None:
+        reason = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+        where += f" and preparing it failed ({type(failure).__name__}: {reason})"
     if name == "imagenet2012":
+        tars = "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from image-net.org)"
+        if failure is not None:
+            return f"{where}: check that manual_dir={manual_dir!r} holds {tars}"
         return (
-            f"data set 'imagenet2012' is not prepared in {version_dir}: put "
-            "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from image-net.org) in a "
-            f"folder (manual_dir={manual_dir!r} now) and load it once with download=True, "
-            f"manual_dir=<that folder>, data_dir={root!r}"
+            f"{where}: put {tars} in a folder (manual_dir={manual_dir!r} now) and load it once "
+            f"with download=True, manual_dir=<that folder>, data_dir={root!r}"
         )
+    build = f"`tfds build {name} --data_dir={root}`"
+    if failure is not None:
+        return f"{where}: run {build} where there is internet and copy it there"
     return (
-        f"data set {name!r} is not prepared in {version_dir}: run `tfds build {name} "
-        f"--data_dir={root}` (needs internet; or build it elsewhere and copy it there), "
+        f"{where}: run {build} (needs internet; or build it elsewhere and copy it there), "
         "or load it with download=True"
     )
 
@@ -53,13 +67,18 @@ def _how_to_prepare(name: str, builder, manual_dir: str | None) -> str:
 def builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str | None = None):
     """The prepared `tfds` builder of `name`; prepares it only when `download` is True.
 
+    `data_dir` and `manual_dir` may start with ~ (the user's home directory).
+
     Raises:
       DatasetNotPreparedError: not prepared under `data_dir` and `download` is False, or
         preparing it failed (no network, missing manual files); a one-line message says
-        where it looked and how to prepare it.
+        where it looked, what failed, and how to prepare it.
     """
     import tensorflow_datasets as tfds
 
+    # TFDS does not expand ~, nor does a shell in `--config.data_dir=~/x`.
+    data_dir = None if data_dir is None else os.path.expanduser(data_dir)
+    manual_dir = None if manual_dir is None else os.path.expanduser(manual_dir)
     tfds_builder = tfds.builder(name, data_dir=data_dir)
     if tfds_builder.is_prepared():
         return tfds_builder
@@ -69,10 +88,8 @@ def builder(name: str, *, data_dir: str | None, download: bool, manual_dir: str 
     try:
         tfds_builder.download_and_prepare(download_config=config)
     except Exception as error:  # any failure: one actionable line instead of a traceback
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise DatasetNotPreparedError(
-            f"{_how_to_prepare(name, tfds_builder, manual_dir)} "
-            f"(download_and_prepare failed: {type(error).__name__}: {reason})"
+            _how_to_prepare(name, tfds_builder, manual_dir, failure=error)
         ) from None
     return tfds_builder
 
@@ -145,7 +162,8 @@ def imagenet(tfds_builder, *, image_size: int = 224) -> Dataset:
     and flips (center crops with `augment=False`); test batches ('validation' split) come once,
     center-cropped, last one partial.
     For a given seed the stream is deterministic, so batch `step` is a pure function of
-    (seed, step); resuming at `start_step` skips the batches before it (reading them).
+    (seed, step); resuming at `start_step` skips the examples of the batches before it, reading
+    them but not decoding them.
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -167,8 +185,11 @@ def imagenet(tfds_builder, *, image_size: int = 224) -> Dataset:
             image = _imagenet_image(example["image"], seed, train and augment, image_size)
             return image, tf.cast(example["label"], tf.int32)
 
-        data = data.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        data = data.batch(batch_size, drop_remainder=train).skip(start_step)
+        # Skipping before decoding spares the skipped examples' decoding; numbering them first
+        # keeps each example's seed, so the batches are those of an uninterrupted stream.
+        data = data.enumerate().skip(start_step * batch_size)
+        data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.batch(batch_size, drop_remainder=train)
         options = tf.data.Options()
         options.deterministic = True
         data = data.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -43,6 +43,26 @@ def test_mnist1d_standard_split_and_larger_test_set():
     np.testing.assert_array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
 
 
+def test_mnist1d_test_sets_share_the_standard_normalization(monkeypatch):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    standard = data.load("mnist1d")
+    reference = make_dataset(get_dataset_args())  # mnist1d's own standard data set, unchanged
+    for split, inputs, labels in ((standard.train, "x", "y"), (standard.test, "x_test", "y_test")):
+        assert split.images.tobytes() == reference[inputs].astype(np.float32).tobytes()
+        assert split.labels.tolist() == reference[labels].tolist()
+    # Standardized by its own statistics, a set of 10 would have mean 0 to float precision.
+    tiny = data.load("mnist1d", test_size=10)
+    assert abs(float(tiny.test.images.astype(np.float64).mean())) > 1e-3
+    # Drawn from the standard seed, the set's first sample (its only 0) is the standard set's
+    # first one, so it must come out the same, bit for bit.
+    monkeypatch.setattr(data.embedded, "MNIST1D_TEST_SEED", data.embedded.MNIST1D_SEED)
+    same_seed = data.load("mnist1d", test_size=10)
+    first = same_seed.test.images[same_seed.test.labels == 0][0].tobytes()
+    standard_rows = np.concatenate([standard.train.images, standard.test.images])
+    assert first in {row.tobytes() for row in standard_rows}
+
+
 def test_preprocess_normalizes_per_channel_and_jits(digits):
     images = digits.preprocess(digits.train.images)
     assert images.dtype == jnp.float32 and images.shape == digits.train.images.shape

@@ -34,9 +34,72 @@ def test_failed_download_gives_one_line_error(tmp_path, monkeypatch):
         data.load("cifar10", data_dir=str(tmp_path), download=True)
     message = str(error.value)
     assert "\n" not in message and error.value.__cause__ is None
-    assert message.endswith(
-        "(download_and_prepare failed: ConnectionError: Failed to resolve 'www.cs.toronto.edu')"
+    assert "preparing it failed (ConnectionError: Failed to resolve 'www.cs.toronto.edu'): " in (
+        message
     )
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_failed_download_names_its_cause_without_suggesting_download(tmp_path, monkeypatch, name):
+    # The builder's own code runs up to its first network call, which fails here.
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("offline sentinel")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
+    with pytest.raises(data.DatasetNotPreparedError) as error:
+        data.load(name, data_dir=str(tmp_path), download=True)
+    message = str(error.value)
+    assert "\n" not in message and "ConnectionError: offline sentinel" in message
+    assert "download=True" not in message and f"tfds build {name}" in message
+
+
+CIFAR10_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
+
+
+def _write_cifar10_download(folder) -> dict[str, list[tuple[int, bytes]]]:
+    """Writes a small CIFAR-10 in the layout of its binary download (2 images per file).
+
+    Returns each split's (label, HWC image bytes) pairs, sorted: TFDS stores them shuffled.
+    """
+    batches = folder / "cifar-10-batches-bin"
+    batches.mkdir(parents=True)
+    (batches / "batches.meta.txt").write_text("\n".join(f"class_{i}" for i in range(10)))
+    rng = np.random.default_rng(0)
+    examples = {}
+    for split, files in CIFAR10_FILES.items():
+        examples[split] = []
+        for file in files:
+            labels = rng.integers(0, 10, 2, dtype=np.uint8)
+            images = rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)  # channels first
+            records = np.concatenate([labels[:, None], images.reshape(2, -1)], axis=1)
+            (batches / file).write_bytes(records.tobytes())
+            examples[split] += [
+                (int(label), image.transpose(1, 2, 0).tobytes())
+                for label, image in zip(labels, images, strict=True)
+            ]
+    return {split: sorted(pairs) for split, pairs in examples.items()}
+
+
+def test_download_prepares_in_data_dir_under_home(tmp_path, monkeypatch):
+    examples = _write_cifar10_download(tmp_path / "download")
+    monkeypatch.setattr(
+        tfds.download.DownloadManager,
+        "download_and_extract",
+        lambda self, url: str(tmp_path / "download"),
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    dataset = data.load("cifar10", data_dir="~/tfds", download=True)
+    assert (tmp_path / "home" / "tfds" / "cifar10" / "3.0.2" / "dataset_info.json").is_file()
+    assert list((tmp_path / "cwd").iterdir()) == []  # no literal ~ folder
+    for split in ("train", "test"):
+        loaded = getattr(dataset, split)
+        pairs = zip(loaded.labels.tolist(), map(np.ndarray.tobytes, loaded.images), strict=True)
+        assert sorted(pairs) == examples[split]
+    # Prepared, it loads again without download=True, found under the same ~ path.
+    again = data.load("cifar10", data_dir="~/tfds")
+    np.testing.assert_array_equal(again.train.images, dataset.train.images)
 
 
 @pytest.mark.parametrize(
@@ -155,6 +218,39 @@ def _imagenet_distinct_images(self, split, **kwargs):
     return tf.data.Dataset.from_tensor_slices(
         {"image": encoded, "label": np.arange(len(encoded), dtype=np.int64)}
     )
+
+
+def test_imagenet_resumes_without_decoding_the_skipped_examples(tmp_path, monkeypatch):
+    # The stream position of every example decoded (from its seed), by split: training
+    # examples are augmented, validation examples are not.
+    decoded = {True: [], False: []}
+
+    def recording_decode(image, seed, augment, image_size):
+        record = tf.py_function(
+            lambda index: decoded[augment].append(int(index)) or 0, [seed[1]], tf.int32
+        )
+        with tf.control_dependencies([record]):
+            return tf.identity(original_decode(image, seed, augment, image_size))
+
+    original_decode = data.tfds_data._imagenet_image
+    with tfds.testing.mock_data(as_dataset_fn=_imagenet_distinct_images):
+        builder = data.tfds_data.builder("imagenet2012", data_dir=str(tmp_path), download=True)
+        dataset = data.tfds_data.imagenet(builder, image_size=32)
+        train = dataset.batches("train", batch_size=2, seed=1)
+        uninterrupted = {"train": [next(train) for _ in range(6)]}
+        uninterrupted["test"] = list(dataset.batches("test", batch_size=3, seed=1))
+        monkeypatch.setattr(data.tfds_data, "_imagenet_image", recording_decode)
+        train = dataset.batches("train", batch_size=2, seed=1, start_step=4)
+        resumed = {"train": [next(train) for _ in range(2)]}
+        resumed["test"] = list(dataset.batches("test", batch_size=3, seed=1, start_step=1))
+    assert min(decoded[True]) == 4 * 2  # decoding starts at the first example of step 4
+    assert sorted(decoded[False]) == [3, 4, 5, 6, 7]  # of the 8 validation examples
+    for split, start_step in (("train", 4), ("test", 1)):
+        expected = uninterrupted[split][start_step:]
+        assert len(resumed[split]) == len(expected)
+        for got, want in zip(resumed[split], expected, strict=True):
+            np.testing.assert_array_equal(got.images, want.images)
+            np.testing.assert_array_equal(got.labels, want.labels)
 
 
 def test_imagenet_training_stream_augments_only_when_asked(tmp_path):
