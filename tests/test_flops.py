@@ -28,10 +28,13 @@ def test_convolution_counts_windows_and_channels():
     assert flops.matmul_flops(conv, images, kernel) == 2 * (2 * 4 * 4 * 16) * 27
 
 
-def test_wrn28_10_training_step_is_about_31_gflop_per_image():
-    model = models.create("wrn28_10", num_classes=10)
-    images = jnp.zeros((2, 32, 32, 3))
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+def training_loss(name, size, *, abstract=True):
+    """The summed logits of model `name` in training mode on two size×size images, as a
+    function of (params, batch_stats), and those arguments (shapes only when `abstract`)."""
+    model = models.create(name, num_classes=10)
+    images = jnp.zeros((2, size, size, 3))
+    init = lambda: model.init(jax.random.key(0), images, train=False)
+    variables = jax.eval_shape(init) if abstract else init()
 
     def loss(params, batch_stats):
         logits, _ = model.apply(
@@ -42,7 +45,11 @@ def test_wrn28_10_training_step_is_about_31_gflop_per_image():
         )
         return logits.sum()
 
-    arguments = variables["params"], variables["batch_stats"]
+    return loss, (variables["params"], variables["batch_stats"])
+
+
+def test_wrn28_10_training_step_is_about_31_gflop_per_image():
+    loss, arguments = training_loss("wrn28_10", 32)
     forward = flops.matmul_flops(loss, *arguments) / 2
     step = flops.matmul_flops(jax.grad(loss), *arguments) / 2
     # 5.25 G multiply-adds forward (Zagoruyko & Komodakis); backward ≈ 2× forward (no input
@@ -95,20 +102,8 @@ def test_layer_name_drops_jits_and_unwraps_transformations():
 
 def wrn10_1_step():
     """A WRN-10-1 training-mode loss gradient on two 16×16 images, and its arguments."""
-    model = models.create("wrn10_1", num_classes=10)
-    images = jnp.zeros((2, 16, 16, 3))
-    variables = model.init(jax.random.key(0), images, train=False)
-
-    def loss(params, batch_stats):
-        logits, _ = model.apply(
-            {"params": params, "batch_stats": batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats"],
-        )
-        return logits.sum()
-
-    return jax.jit(jax.grad(loss)), (variables["params"], variables["batch_stats"])
+    loss, arguments = training_loss("wrn10_1", 16, abstract=False)
+    return jax.jit(jax.grad(loss)), arguments
 
 
 def test_flops_by_layer_split_the_total_among_the_models_modules():
