@@ -1,11 +1,15 @@
-"""Integer argument checks shared by the library, its launchers and the theory package.
+"""Number and integer argument checks shared by the library, its launchers and the theory
+package.
 
 Each raises a one-line ValueError that names the argument, quotes the bad value and says what
 is allowed, before any work starts.
 """
 
 import numbers
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 # Step counters and PRNG seeds are int32 on device.
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -14,6 +18,21 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 def is_integer(value: Any) -> bool:
     """Whether `value` is a Python or NumPy integer (a bool is not)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def number(name: str, value: Any, predicate: Callable[[float], bool], allowed: str) -> float:
+    """`value` as a float, checked to be a real number (a bool is not) for which `predicate`
+    holds; the error reads "{name} must be {allowed}, got {value!r}" (an array named by its
+    dtype and shape, so that it stays on one line)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not (real and predicate(float(value))):
+        shown = (
+            f"a {value.dtype}{list(value.shape)} array"
+            if isinstance(value, np.ndarray)
+            else repr(value)
+        )
+        raise ValueError(f"{name} must be {allowed}, got {shown}")
+    return float(value)
 
 
 def integer(

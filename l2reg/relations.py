@@ -14,11 +14,12 @@ functions serve the sweeps, the reproduce report, the theory figures and the
 notebooks.
 """
 
-import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from l2reg import checks
 
 __all__ = [
     "Peak",
@@ -78,21 +79,6 @@ def _first_bad(name: str, array: np.ndarray, bad: np.ndarray) -> str:
     return f"{name}[{', '.join(map(str, index))}]={array[index].item()!r}"
 
 
-def _number(name: str, value, predicate, allowed: str) -> float:
-    """`value` as a float, checked to be a real number (a bool is not) for which `predicate`
-    holds; the error reads "{name} must be {allowed}, got {value!r}" (an array named by its
-    dtype and shape, so that it stays on one line)."""
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-    if not (real and predicate(float(value))):
-        shown = (
-            f"a {value.dtype}{list(value.shape)} array"
-            if isinstance(value, np.ndarray)
-            else repr(value)
-        )
-        raise ValueError(f"{name} must be {allowed}, got {shown}")
-    return float(value)
-
-
 def _positive(name: str, value) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
     bad = ~np.isfinite(array) | (array <= 0)
@@ -115,7 +101,7 @@ def _curve(steps, values, smoothing: float, name: str) -> tuple[np.ndarray, np.n
         raise ValueError(
             f"steps must be finite, ≥ 0 and non-decreasing, got {_first_bad('steps', steps, bad)}"
         )
-    _number(
+    checks.number(
         "smoothing",
         smoothing,
         lambda x: np.isfinite(x) and x >= 0,
@@ -130,7 +116,7 @@ def _scalar_or_array(array: np.ndarray):
 
 def effective_lr(lr, momentum: float = 0.0):
     """Effective learning rate ``lr/(1 − momentum)``, the η of every relation."""
-    momentum = _number("momentum", momentum, lambda x: 0.0 <= x < 1.0, "a number in [0, 1)")
+    momentum = checks.number("momentum", momentum, lambda x: 0.0 <= x < 1.0, "a number in [0, 1)")
     return _scalar_or_array(_positive("lr", lr) / (1.0 - momentum))
 
 
@@ -185,7 +171,9 @@ def t_star(
       A `TStar` (step, low, high, peak_accuracy).
     """
     steps, accuracy = _curve(steps, accuracy, smoothing, "accuracy")
-    _number("tolerance", tolerance, lambda x: np.isfinite(x) and x >= 0, "a finite number ≥ 0")
+    checks.number(
+        "tolerance", tolerance, lambda x: np.isfinite(x) and x >= 0, "a finite number ≥ 0"
+    )
     if not np.any(np.isfinite(accuracy)):
         raise ValueError("accuracy has no finite value: no peak to find")
 

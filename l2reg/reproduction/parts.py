@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +29,10 @@ COLLAPSE_MARGIN = 0.1
 def _check_number(name: str, value: Any, allowed: str, predicate) -> None:
     """A one-line ValueError unless `value` is a real number (not a bool) for which
     `predicate` holds; `allowed` says what is, e.g. 'finite and > 0'."""
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-    if not (real and predicate(float(value))):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}.")
+    try:
+        checks.number(name, value, predicate, allowed)
+    except ValueError as error:  # this module's messages end with a full stop
+        raise ValueError(f"{error}.") from None
 
 
 def _check_positive(name: str, value: Any) -> None:
