@@ -673,7 +673,13 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
     Raises:
       ValueError: as `check_workdir`; nothing is changed then.
     """
-    present = check_workdir(workdir, config, overwrite=overwrite)
+    _record_config(workdir, config, check_workdir(workdir, config, overwrite=overwrite), overwrite)
+
+
+def _record_config(
+    workdir: str, config: ml_collections.ConfigDict, present: list[str], overwrite: bool
+) -> None:
+    # `prepare_workdir` once `check_workdir` has passed and listed the run files `present`.
     if jax.process_index() == 0:
         if overwrite:
             for name in present:
@@ -799,9 +805,9 @@ def train_and_evaluate(
     """
     devices = jax.devices() if devices is None else list(devices)
     validate_config(config, len(devices))
-    check_workdir(workdir, config, overwrite=overwrite)  # before the data are loaded
+    present = check_workdir(workdir, config, overwrite=overwrite)  # before the data are loaded
     trainer = create_trainer(config, devices=devices, dataset=dataset)
-    prepare_workdir(workdir, config, overwrite=overwrite)
+    _record_config(workdir, config, present, overwrite)  # as prepare_workdir, checked above
     checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)
     state, last_checkpoint = checkpoints.restore_latest(trainer.init_state())
     start = int(state.step)
