@@ -12,8 +12,8 @@ the same model also gains from L2, so the default preset runs every part on that
 variant (the quick preset, a smoke test, pairs the clean variant for part 1 with a
 batch-norm MLP with cross-entropy on mnist1d, which shows relation 2, for parts 2–4). The
 workdir receives `report.md`, PNG plots and `results.json`; each sweep's curves are cached in
-`workdir/cache/` under a hash of its settings and of the library's training code, so a rerun
-of the same code reuses finished parts.
+`workdir/cache/` under a hash of its settings and of the library's training code (the
+trainer's runs likewise in `workdir/runs/`), so a rerun of the same code reuses finished parts.
 
 Presets: `quick` (about a minute, used by the tests), `default` (≤ 10 minutes on 2 CPU
 cores, 3 seeds) and `paper` (WRN-28-10 on CIFAR-10, every run through the trainer

@@ -102,8 +102,10 @@ def trainer_eval_every(num_steps: int, evals: int) -> int:
 @dataclasses.dataclass(frozen=True, eq=False)
 class TrainerRunner:
     """Trains configurations one after another with the trainer (`l2reg.train`), each in
-    `workdir/runs/{name}-{hash of its trainer config}`; the trainer resumes from its
-    checkpoints, so a rerun reuses finished runs and continues interrupted ones.
+    `workdir/runs/{name}-{hash}`, the hash of its trainer config and of the library's training
+    code (`training_code_digest`). The trainer resumes from its checkpoints, so a rerun of the
+    same code reuses finished runs and continues interrupted ones; after a change to the
+    training code the runs start afresh in new folders (the old ones are left as they are).
 
     The trainer evaluates every `trainer_eval_every(num_steps, evals)` steps and after the
     last one; it cannot add the steps of `eval_at` off that schedule (`Preset` checks that a
@@ -169,7 +171,8 @@ class TrainerRunner:
         curves = []
         for config in tqdm.tqdm(configs, desc=name, unit="run"):
             trainer = self.trainer_config(config)
-            digest = hashlib.sha256(trainer.to_json_best_effort().encode()).hexdigest()[:16]
+            settings = trainer.to_json_best_effort() + training_code_digest()
+            digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
             folder = os.path.join(self.workdir, "runs", f"{name}-{digest}")
             train.train_and_evaluate(trainer, folder)
             lines = train.read_metrics(folder)

@@ -1,4 +1,4 @@
-"""The sweep runner's cache: reused for the same settings and code, never across a code change."""
+"""The runners' caches: reused for the same settings and code, never across a code change."""
 
 import numpy as np
 
@@ -66,3 +66,25 @@ def test_code_digest_covers_the_training_code_not_the_analysis(tmp_path):
     (package / "models").mkdir()
     (package / "models" / "mlp.py").write_text("")
     assert runners.source_digest(package) != changed
+
+
+def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, monkeypatch):
+    from experiments.configs import mlp_digits
+    from l2reg import train
+    from l2reg.reproduction import TrainerRunner
+
+    folders = []
+
+    def fake_train_and_evaluate(config, workdir):
+        folders.append(workdir)
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train_and_evaluate)
+    monkeypatch.setattr(train, "read_metrics", lambda workdir: [])
+    runner = TrainerRunner(str(tmp_path), mlp_digits.get_config(), "mlp_digits", evals=4)
+    runner("part", CONFIGS[:1])
+    runner("part", CONFIGS[:1])
+    assert folders[0] == folders[1]
+    runner("part", CONFIGS[1:])  # another configuration
+    monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
+    runner("part", CONFIGS[:1])
+    assert len(set(folders)) == 3 and folders[3] != folders[0]
