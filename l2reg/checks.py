@@ -1,5 +1,5 @@
-"""Number and integer argument checks shared by the library, its launchers and the theory
-package.
+"""Number, integer and array-entry argument checks shared by the library, its launchers and the
+theory package.
 
 Each raises a one-line ValueError that names the argument, quotes the bad value and says what
 is allowed, before any work starts.
@@ -52,3 +52,17 @@ def integer(
         allowed = f"None or an integer {bound}" if none_ok else f"an integer {bound}"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return int(value)
+
+
+def first_bad_entry(name: str, array: Any, bad: Any, allowed: str) -> None:
+    """Raises "{name} must {allowed}, got {value} at index {index}" for the first entry of
+    `array` where the boolean array `bad` (of the same shape) is True, if any.
+
+    Quoting one entry keeps the message on one line however large the array is; the index is
+    left out for a scalar.
+    """
+    bad = np.asarray(bad)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+        where = f" at index {index}" if index else ""
+        raise ValueError(f"{name} must {allowed}, got {np.asarray(array)[index]}{where}")

@@ -70,20 +70,9 @@ class TStarFit(NamedTuple):
     used: np.ndarray
 
 
-def _first_bad(name: str, array: np.ndarray, bad: np.ndarray) -> str:
-    """`name[i]=value` of the first bad entry (or `name=value` for a scalar), for messages
-    that stay on one line however long the array."""
-    if array.ndim == 0:
-        return f"{name}={array.item()!r}"
-    index = np.unravel_index(np.argmax(bad), bad.shape)
-    return f"{name}[{', '.join(map(str, index))}]={array[index].item()!r}"
-
-
 def _positive(name: str, value) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
-    bad = ~np.isfinite(array) | (array <= 0)
-    if np.any(bad):
-        raise ValueError(f"{name} must be finite and > 0, got {_first_bad(name, array, bad)}")
+    checks.first_bad_entry(name, array, ~np.isfinite(array) | (array <= 0), "be finite and > 0")
     return array
 
 
@@ -97,10 +86,7 @@ def _curve(steps, values, smoothing: float, name: str) -> tuple[np.ndarray, np.n
             f"got shapes {steps.shape} and {values.shape}"
         )
     bad = ~np.isfinite(steps) | (steps < 0) | (np.diff(steps, prepend=steps[:1]) < 0)
-    if np.any(bad):
-        raise ValueError(
-            f"steps must be finite, ≥ 0 and non-decreasing, got {_first_bad('steps', steps, bad)}"
-        )
+    checks.first_bad_entry("steps", steps, bad, "be finite, ≥ 0 and non-decreasing")
     checks.number(
         "smoothing",
         smoothing,
@@ -328,10 +314,7 @@ def l2_opt(l2, accuracy) -> float:
         )
     finite = np.isfinite(accuracy)
     if not np.any(finite):
-        raise ValueError(
-            f"accuracy must have a finite value, got none in {accuracy.size} "
-            f"({_first_bad('accuracy', accuracy, ~finite)})"
-        )
+        raise ValueError(f"accuracy must have a finite value, got none in {accuracy.size}")
     best = int(np.argmax(np.where(finite, accuracy, -np.inf)))
     if best == 0 or best == len(l2) - 1 or not np.all(finite[best - 1 : best + 2]):
         return float(l2[best])

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l2reg.checks import integer  # noqa: F401  (theory code calls it as checks.integer)
+# Theory code calls these as checks.integer and checks.first_bad_entry.
+from l2reg.checks import first_bad_entry, integer  # noqa: F401
 
 
 def number(name: str, value: Any, *, strictly_positive: bool = False) -> float:
@@ -38,20 +39,6 @@ def real_array(name: str, value: Any) -> jax.Array:
     if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
         raise ValueError(f"{name} must hold real numbers (integer or floating), got dtype {dtype}")
     return jnp.asarray(value)
-
-
-def first_bad_entry(name: str, array: Any, bad: Any, allowed: str) -> None:
-    """Raises "{name} must {allowed}, got {value} at index {index}" for the first entry of
-    ``array`` where the boolean array ``bad`` (of the same shape) is True, if any.
-
-    Quoting one entry keeps the message on one line however large the array is; the index is
-    left out for a scalar.
-    """
-    bad = np.asarray(bad)
-    if bad.any():
-        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
-        where = f" at index {index}" if index else ""
-        raise ValueError(f"{name} must {allowed}, got {np.asarray(array)[index]}{where}")
 
 
 def finite_array(name: str, value: Any) -> jax.Array:
