@@ -26,13 +26,15 @@ def number(name: str, value: Any, predicate: Callable[[float], bool], allowed: s
     dtype and shape, so that it stays on one line)."""
     real = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
     if not (real and predicate(float(value))):
-        shown = (
-            f"a {value.dtype}{list(value.shape)} array"
-            if isinstance(value, np.ndarray)
-            else repr(value)
-        )
+        shown = f"a {describe_array(value)}" if isinstance(value, np.ndarray) else repr(value)
         raise ValueError(f"{name} must be {allowed}, got {shown}")
     return float(value)
+
+
+def describe_array(array: Any) -> str:
+    """`float32[3, 3] array`: an array named by its dtype and shape, for messages that stay on
+    one line however large the array."""
+    return f"{array.dtype}{list(array.shape)} array"
 
 
 def integer(

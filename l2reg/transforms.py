@@ -86,11 +86,6 @@ def _is_real_dtype(dtype) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
 
 
-def _array_description(array) -> str:
-    """``float32[3, 3] array``: an array named by dtype and shape, so a message stays one line."""
-    return f"{array.dtype}{list(array.shape)} array"
-
-
 def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allowed: str) -> None:
     """Raises a one-line ValueError unless ``value`` is a real scalar for which ``predicate`` holds.
 
@@ -99,12 +94,13 @@ def _check(name: str, value: Any, predicate: Callable[[np.ndarray], bool], allow
     """
     if isinstance(value, jax.core.Tracer):
         if value.ndim != 0 or not _is_real_dtype(value.dtype):
-            raise ValueError(f"{name} must be {allowed}, got a traced {_array_description(value)}")
+            shown = checks.describe_array(value)
+            raise ValueError(f"{name} must be {allowed}, got a traced {shown}")
         return
     number = np.asarray(value)
     real_scalar = number.ndim == 0 and _is_real_dtype(number.dtype)
     if not (real_scalar and predicate(number.astype(np.float64))):
-        shown = repr(value) if number.ndim == 0 else _array_description(number)
+        shown = repr(value) if number.ndim == 0 else checks.describe_array(number)
         raise ValueError(f"{name} must be {allowed}, got {shown}")
 
 
