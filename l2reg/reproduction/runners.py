@@ -34,6 +34,12 @@ def training_code_digest() -> str:
     return source_digest(pathlib.Path(sweep.__file__).parent)
 
 
+def run_key(settings: str) -> str:
+    """16 hex digits of the SHA-256 of `settings` and of `training_code_digest()`: a cache key
+    that changes with either."""
+    return hashlib.sha256((settings + training_code_digest()).encode()).hexdigest()[:16]
+
+
 def source_digest(package: pathlib.Path) -> str:
     """SHA-256 of the names and contents of the `.py` files under `package`, its `reproduction`
     folder left out."""
@@ -69,8 +75,7 @@ class SweepRunner:
         every step of `eval_at` that a run reaches."""
         eval_at = tuple(eval_at)
         settings = repr((self.setup, tuple(configs), self.evals_per_decade, eval_at))
-        digest = hashlib.sha256((settings + training_code_digest()).encode()).hexdigest()[:16]
-        path = os.path.join(self.workdir, "cache", f"{name}-{digest}.npz")
+        path = os.path.join(self.workdir, "cache", f"{name}-{run_key(settings)}.npz")
         if os.path.exists(path):
             logging.info("Reusing %s", path)
             with np.load(path) as stored:
@@ -171,9 +176,8 @@ class TrainerRunner:
         curves = []
         for config in tqdm.tqdm(configs, desc=name, unit="run"):
             trainer = self.trainer_config(config)
-            settings = trainer.to_json_best_effort() + training_code_digest()
-            digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
-            folder = os.path.join(self.workdir, "runs", f"{name}-{digest}")
+            key = run_key(trainer.to_json_best_effort())
+            folder = os.path.join(self.workdir, "runs", f"{name}-{key}")
             train.train_and_evaluate(trainer, folder)
             lines = train.read_metrics(folder)
             curves.append(
