@@ -5,7 +5,6 @@ is allowed, and returns the value converted for use, so that callers check befor
 """
 
 import math
-import numbers
 from typing import Any
 
 import jax
@@ -14,23 +13,21 @@ import numpy as np
 
 # Theory code calls these as checks.integer and checks.first_bad_entry.
 from l2reg.checks import first_bad_entry, integer  # noqa: F401
+from l2reg.checks import number as real_number
 
 
 def number(name: str, value: Any, *, strictly_positive: bool = False) -> float:
     """``value`` as a float, checked to be a finite real number ≥ 0 (> 0 if strictly_positive).
 
-    Python and NumPy scalars are accepted; bools and arrays are not.
+    Python and NumPy scalars are accepted; bools and arrays are not (`l2reg.checks.number`).
     """
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-        or (strictly_positive and value == 0)
-    ):
-        bound = "> 0" if strictly_positive else "≥ 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+    bound = "> 0" if strictly_positive else "≥ 0"
+    return real_number(
+        name,
+        value,
+        lambda x: math.isfinite(x) and (x > 0 if strictly_positive else x >= 0),
+        f"a finite number {bound}",
+    )
 
 
 def real_array(name: str, value: Any) -> jax.Array:
