@@ -8,6 +8,11 @@
 TensorFlow Datasets from `data_dir` and must have been prepared there (see `load`).
 """
 
+import dataclasses
+
+import numpy as np
+
+from l2reg import checks
 from l2reg.data.dataset import (
     Augmentation,
     Dataset,
@@ -30,13 +35,41 @@ __all__ = [
     "augment",
     "batch_indices",
     "channel_stats",
+    "check_options",
     "load",
     "mixup",
+    "noisy_labels",
     "permute",
 ]
 
 EMBEDDED = ("digits", "mnist1d")
 NAMES = (*EMBEDDED, *IN_MEMORY, *STREAMED)
+
+
+def check_options(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    manual_dir: str | None = None,
+    test_size: int | None = None,
+    label_noise: float = 0.0,
+    label_noise_seed: int = 0,
+) -> None:
+    """Raises the one-line ValueError that `load(name, ...)` would for these options, without
+    loading anything (the keywords are `load`'s: an unknown one is a TypeError)."""
+    if name not in NAMES:
+        raise ValueError(f"data set must be one of {NAMES}, got {name!r}")
+    if test_size is not None and name != "mnist1d":
+        raise ValueError(f"test_size={test_size!r} applies to mnist1d only, not {name!r}")
+    if manual_dir is not None and name != "imagenet2012":
+        raise ValueError(f"manual_dir={manual_dir!r} applies to imagenet2012 only, not {name!r}")
+    checks.number("label_noise", label_noise, lambda x: 0 <= x < 1, "in [0, 1)")
+    if label_noise and name in STREAMED:
+        raise ValueError(f"label_noise applies to in-memory data sets only, not {name!r}")
+    checks.integer(
+        "label_noise_seed", label_noise_seed, minimum=checks.INT32_MIN, maximum=checks.INT32_MAX
+    )
 
 
 def load(
@@ -46,6 +79,8 @@ def load(
     download: bool = False,
     manual_dir: str | None = None,
     test_size: int | None = None,
+    label_noise: float = 0.0,
+    label_noise_seed: int = 0,
 ) -> Dataset:
     """Loads the data set `name` (one of NAMES).
 
@@ -57,18 +92,40 @@ def load(
       download: let TFDS download and prepare a data set that is not prepared yet.
       manual_dir: imagenet2012 only: folder holding the ILSVRC2012 tar files.
       test_size: mnist1d only: size of an independently generated test set (see `mnist1d`).
+      label_noise: fraction of the training labels moved, once and for all, to another class
+        drawn uniformly (`noisy_labels`); the test labels stay clean. In-memory data sets only.
+      label_noise_seed: which labels are moved, and where.
 
     Raises:
       ValueError: unknown name, or an option that does not apply to `name`.
       DatasetNotPreparedError (a ValueError): a TFDS data set is not prepared in `data_dir`
         and `download` is False, or preparing it failed.
     """
-    if name not in NAMES:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(NAMES)}")
-    if test_size is not None and name != "mnist1d":
-        raise ValueError(f"test_size={test_size!r} applies to mnist1d only, not {name!r}")
-    if manual_dir is not None and name != "imagenet2012":
-        raise ValueError(f"manual_dir={manual_dir!r} applies to imagenet2012 only, not {name!r}")
+    check_options(
+        name,
+        manual_dir=manual_dir,
+        test_size=test_size,
+        label_noise=label_noise,
+        label_noise_seed=label_noise_seed,
+    )
+    dataset = _load_clean(name, data_dir, download, manual_dir, test_size)
+    if not label_noise:
+        return dataset
+    labels = noisy_labels(dataset.train.labels, dataset.num_classes, label_noise, label_noise_seed)
+    return dataclasses.replace(dataset, train=Split(dataset.train.images, labels))
+
+
+def noisy_labels(labels: np.ndarray, num_classes: int, fraction: float, seed: int) -> np.ndarray:
+    """int32 labels with round(fraction·N) of them, chosen at random, moved to another class."""
+    rng = np.random.default_rng(seed)
+    labels = np.array(labels, dtype=np.int32)
+    flipped = rng.choice(len(labels), size=round(fraction * len(labels)), replace=False)
+    shift = rng.integers(1, num_classes, size=len(flipped))
+    labels[flipped] = (labels[flipped] + shift) % num_classes
+    return labels
+
+
+def _load_clean(name, data_dir, download, manual_dir, test_size) -> Dataset:
     if name == "digits":
         return digits()
     if name == "mnist1d":

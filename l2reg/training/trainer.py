@@ -1,0 +1,217 @@
+"""The compiled data-parallel trainer of a config: mesh, shard_map and jit around `steps`.
+
+Data parallelism uses the pmap programming model implemented with `jax.shard_map` over a 1-D
+`data` mesh of all devices (of all hosts once `jax.distributed` is initialized): each device
+takes its slice of the global batch, gradients are averaged with `pmean`, and batch-norm
+statistics are averaged over the axis through the model's `axis_name`, so the trajectory does
+not depend on the number of devices beyond float rounding.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from l2reg import data
+from l2reg.training import config as config_lib
+from l2reg.training import recipe, steps
+
+AXIS = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """A run's compiled parts, built from a config by `create_trainer`; nothing has run yet.
+
+    `sharded_train_step(state, images, labels)` is jitted, donates `state` and includes
+    `steps.prepare_batch` (preprocessing, and on device augmentation and mixup as the config
+    says); `train_batches(step)` gives its global batches from a step on, sharded over the
+    mesh. `eval_batch_size` is `config.eval_batch_size` capped, for a test set held in memory,
+    at its size rounded up to a multiple of the device count: a larger batch would only add
+    padding, and the results do not depend on it.
+    """
+
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    dataset: data.Dataset
+    model: Any
+    lr_schedule: optax.Schedule
+    init_state: Callable[[], steps.RunState]
+    sharded_train_step: Callable[[steps.RunState, jax.Array, jax.Array], steps.RunState]
+    summarize: Callable[[steps.RunState], dict]
+    eval_batch_size: int
+    _eval_sums: Callable[..., jax.Array]
+
+    def _shard(self, *arrays: np.ndarray) -> list[jax.Array]:
+        # Every host holds the whole global batch (given with the global shape, each device
+        # takes its own rows, wherever its host's devices sit in the mesh).
+        sharding = NamedSharding(self.mesh, P(AXIS))
+        return [
+            jax.make_array_from_process_local_data(sharding, array, array.shape) for array in arrays
+        ]
+
+    def train_batches(self, start_step: int) -> Iterator[list[jax.Array]]:
+        """`[images, labels]` of the global training batches from `start_step` on, sharded over
+        the mesh; batch `step` is the same whenever the iteration starts."""
+        batches = self.dataset.batches(
+            "train",
+            batch_size=self.config.batch_size,
+            seed=self.config.seed,
+            start_step=start_step,
+            augment=self.config.augment,
+        )
+        # The batch order is computed with JAX; on the host's CPU, reading it never waits for
+        # the accelerator's queue of training steps.
+        try:
+            host = jax.local_devices(backend="cpu")[0]
+        except RuntimeError:  # JAX_PLATFORMS leaves the CPU out: use the default device
+            host = None
+        while True:
+            with jax.default_device(host):
+                batch = next(batches)
+            yield self._shard(batch.images, batch.labels)
+
+    def _test_batches(self) -> Iterator[data.Split]:
+        batch_size = self.eval_batch_size
+        if self.dataset.test is None:  # streamed: one pass, the last batch partial
+            yield from self.dataset.batches("test", batch_size=batch_size, seed=self.config.seed)
+            return
+        test = self.dataset.test
+        for start in range(0, len(test), batch_size):
+            stop = start + batch_size
+            yield data.Split(test.images[start:stop], test.labels[start:stop])
+
+    def evaluate(self, state: steps.RunState) -> dict[str, float]:
+        """Mean loss and accuracy on the whole test split."""
+        return test_means(*self.evaluation_sums(state))
+
+    def evaluation_sums(self, state: steps.RunState) -> tuple[jax.Array, int]:
+        """`[summed loss, correct count]` over the test split, a device array dispatched without
+        waiting for it, and the number of test examples."""
+        batch_size = self.eval_batch_size
+        sums, count = jnp.zeros(2, jnp.float32), 0
+        for batch in self._test_batches():
+            # A short last batch is padded to the compiled size and masked out by zero weights.
+            size = len(batch.labels)
+            padding = [(0, batch_size - size)]
+            images = np.pad(batch.images, padding + [(0, 0)] * (batch.images.ndim - 1))
+            weights = (np.arange(batch_size) < size).astype(np.float32)
+            sums = sums + self._eval_sums(
+                state, *self._shard(images, np.pad(batch.labels, padding), weights)
+            )
+            count += size
+        return sums, count
+
+
+def test_means(sums: jax.Array, count: int) -> dict[str, float]:
+    """`{'test_loss', 'test_accuracy'}` from `Trainer.evaluation_sums`' results (waits)."""
+    loss_sum, correct = np.asarray(sums, np.float64)
+    return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
+    """The data set of `config`, checked against the config's batch size and augmentation."""
+    dataset = data.load(config.dataset, data_dir=config.data_dir, **config.data_options)
+    if config.augment and dataset.augmentation is None and dataset.stream is None:
+        raise ValueError(
+            f"config.augment=True, but data set {dataset.name!r} has no standard augmentation "
+            "to apply: set config.augment=False"
+        )
+    if dataset.train is not None and config.batch_size > len(dataset.train):
+        raise ValueError(
+            f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} training "
+            f"examples of {dataset.name!r}"
+        )
+    return dataset
+
+
+def create_trainer(
+    config: ml_collections.ConfigDict,
+    *,
+    devices: list[jax.Device] | None = None,
+    dataset: data.Dataset | None = None,
+    validated: bool = False,
+) -> Trainer:
+    """Builds the model, data, optimizer and compiled steps of a run; nothing runs yet.
+
+    Every bad input raises a one-line ValueError here, before any training or file I/O.
+
+    Args:
+      config: a config like those in experiments/configs (`config.default_config()`).
+      devices: the devices of the 1-D data mesh; all devices of all hosts by default.
+      dataset: an already loaded `l2reg.data.Dataset` to use instead of `config.dataset`.
+      validated: the caller has validated `config` for these devices already.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not validated:
+        config_lib.validate(config, len(devices))
+    if dataset is None:
+        dataset = load_dataset(config)
+    model = recipe.create_model(config, dataset.num_classes, axis_name=AXIS)
+    hyper = recipe.Hyperparameters.of(config)
+    lr_schedule = recipe.create_lr_schedule(config, hyper)
+    tx = recipe.create_optimizer(config, hyper)
+    loss_fn = recipe.create_loss(config)
+    eval_batch_size = config.eval_batch_size
+    if dataset.test is not None:
+        padded_test_size = -(-len(dataset.test) // len(devices)) * len(devices)
+        eval_batch_size = min(eval_batch_size, padded_test_size)
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    keys = steps.RunKeys.of(config.seed)
+
+    @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
+    def init_state() -> steps.RunState:
+        return steps.init_state(model, tx, keys.init, dataset.input_shape)
+
+    train = functools.partial(
+        steps.train_step, apply_fn=model.apply, tx=tx, loss_fn=loss_fn, axis_name=AXIS
+    )
+    mixing = config.mixup_alpha > 0
+    per_device_train = jax.shard_map(
+        lambda state, images, labels, restart, *mix: train(
+            state, images, labels, mix[0] if mix else None, restart
+        ),
+        mesh=mesh,
+        in_specs=(P(), P(AXIS), P(AXIS), P(), *([(P(AXIS), P())] if mixing else [])),
+        out_specs=P(),
+    )
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def sharded_train_step(state: steps.RunState, images: jax.Array, labels: jax.Array):
+        images, labels, mix = steps.prepare_batch(dataset, config, keys, state.step, images, labels)
+        restart = state.step % config.eval_every == 0
+        return per_device_train(state, images, labels, restart, *([mix] if mixing else []))
+
+    per_device_eval = jax.shard_map(
+        functools.partial(steps.eval_sums, apply_fn=model.apply, loss_fn=loss_fn, axis_name=AXIS),
+        mesh=mesh,
+        in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)),
+        out_specs=P(),
+    )
+
+    @jax.jit
+    def eval_sums(state, images, labels, weights):
+        return per_device_eval(state, dataset.preprocess(images), labels, weights)
+
+    return Trainer(
+        config=config,
+        mesh=mesh,
+        dataset=dataset,
+        model=model,
+        lr_schedule=lr_schedule,
+        init_state=init_state,
+        sharded_train_step=sharded_train_step,
+        summarize=jax.jit(
+            functools.partial(steps.summary, lr_schedule=lr_schedule, l2_mode=config.l2_mode)
+        ),
+        eval_batch_size=eval_batch_size,
+        _eval_sums=eval_sums,
+    )
