@@ -5,16 +5,13 @@
         --num_processes=N --process_id=I]]
 
 Rerunning the same command resumes from the newest checkpoint in the workdir. The loop itself
-is `l2reg.train.train_and_evaluate`; this file only parses flags.
+is `l2reg.training.train_and_evaluate`; this file only parses flags.
 """
 
 import sys
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
-
-from l2reg import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True
@@ -77,12 +74,16 @@ def main(argv: list[str]) -> None:
     if given and not _DISTRIBUTED.value:
         verb = "applies" if len(given) == 1 else "apply"
         _fail(f"{', '.join(given)} {verb} to --distributed runs only: add --distributed")
+    import jax
+
+    from l2reg import training
+
     if _DISTRIBUTED.value:
         jax.distributed.initialize(**cluster)
     try:
-        train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
+        training.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
     # Bad input, an unusable workdir or data folder (OSError names the path), a diverged run.
-    except (ValueError, TypeError, OSError, train.NonFiniteLossError) as error:
+    except (ValueError, TypeError, OSError, training.NonFiniteLossError) as error:
         _fail(error)
 
 

@@ -1,7 +1,7 @@
 r"""The paper's empirical relations reproduced end to end: report, plots, numbers.
 
-Four parts, each trained by a runner (`runners`: one vmapped `l2reg.sweep`, or the trainer)
-and analysed with `l2reg.relations` (`parts`):
+Four parts, each trained by a runner (`runners`: one vmapped `l2reg.training.sweep`, or the
+trainer) and analysed with `l2reg.relations` (`parts`):
 
 1. t* vs λη: a grid over decades of λη and several learning rates, each run `run_length/(λη)`
    steps; t* by the robust estimator, the fitted power law, and the accuracy curves against
@@ -14,8 +14,8 @@ and analysed with `l2reg.relations` (`parts`):
    learning-rate schedule) against the best fixed λ and λ = 0 at the same budget.
 
 `reproduce` runs them for a `Preset` and writes `report.md` (`report`), PNG plots and
-`results.json`. The presets themselves, and the command line, are in
-`experiments/reproduce.py`.
+`results.json`. A preset is a config file (`experiments/configs/reproduce_*.py`, read by
+`Preset.from_config`); the command line is `experiments/reproduce.py`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from l2reg import checks, sweep
+import ml_collections
+
+from l2reg import checks
 from l2reg.files import check_folder, write_atomic
-from l2reg.reproduction import parts, report
+from l2reg.reproduction import parts, report, runners
 from l2reg.reproduction.parts import L2Grid, TStarGrid
 from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner, trainer_eval_every
+from l2reg.training import sweep
 
 # Seeds per configuration: a bound that catches a mistyped count before it is expanded into a
 # list of runs, far above what any preset trains.
 MAX_SEEDS = 100
+DRIVERS = ("sweep", "trainer")
 
 __all__ = [
     "MAX_SEEDS",
@@ -55,12 +59,11 @@ class Preset:
     """The grids of every part, and how they are trained.
 
     Attributes:
-      t_star, l2: the grids of part 1 and of parts 2–4.
+      t_star, l2: the grids of part 1 and of parts 2–4, each with its trainer config.
       seeds: seeds per configuration, in [1, MAX_SEEDS].
       evals_per_decade: log-spaced test evaluations per decade (sweeps), ≥ 1.
-      trainer_config: None trains the grids' setups with `l2reg.sweep`; a config module of
-        `experiments/configs` (e.g. 'wrn28_10_cifar10') trains every run with the trainer.
-      trainer_overrides: (field, value) pairs set on that config for every run.
+      driver: 'sweep' trains each part's runs as one vmapped `l2reg.training.sweep`;
+        'trainer' trains every run with the data-parallel trainer, in `workdir/runs/`.
       trainer_evals: test evaluations per trainer run (evenly spaced), ≥ 1; the L2 grid's
         budgets must fall on them (multiples of num_steps // trainer_evals), since the
         trainer cannot evaluate anywhere else.
@@ -70,8 +73,7 @@ class Preset:
     l2: L2Grid
     seeds: int
     evals_per_decade: int = 12
-    trainer_config: str | None = None
-    trainer_overrides: tuple[tuple[str, Any], ...] = ()
+    driver: str = "sweep"
     trainer_evals: int = 100
 
     def __post_init__(self):
@@ -83,7 +85,9 @@ class Preset:
         checks.integer("seeds", self.seeds, maximum=MAX_SEEDS)
         checks.integer("evals_per_decade", self.evals_per_decade)
         checks.integer("trainer_evals", self.trainer_evals)
-        if self.trainer_config is None:
+        if self.driver not in DRIVERS:
+            raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}.")
+        if self.driver == "sweep":
             return
         every = trainer_eval_every(self.l2.num_steps, self.trainer_evals)
         off = [b for b in self.l2.budgets if b % every and b != self.l2.num_steps]
@@ -94,6 +98,37 @@ class Preset:
                 f"evaluates every {every} steps, so each budget must be a multiple of {every}."
             )
 
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> Preset:
+        """The preset of a config file (`experiments/configs/reproduce_*.py`): fields
+        `t_star` and `l2` (a grid's fields, its trainer config as `run`), `seeds`,
+        `evals_per_decade`, `driver` and `trainer_evals`."""
+
+        def grid(grid_type, fields: ml_collections.ConfigDict):
+            fields = fields.to_dict()
+            run = ml_collections.ConfigDict(fields.pop("run"))
+            return grid_type(config=run, **{k: _as_tuple(v) for k, v in fields.items()})
+
+        return cls(
+            t_star=grid(TStarGrid, config.t_star),
+            l2=grid(L2Grid, config.l2),
+            seeds=config.seeds,
+            evals_per_decade=config.evals_per_decade,
+            driver=config.driver,
+            trainer_evals=config.trainer_evals,
+        )
+
+    def runner(self, part: str, workdir: str, name: str) -> Runner:
+        """How `part` ('t_star' or 'l2') trains its runs; `name` labels the trainer's runs."""
+        grid = self.t_star if part == "t_star" else self.l2
+        if self.driver == "trainer":
+            return TrainerRunner(workdir, grid.config, name, self.trainer_evals)
+        return SweepRunner(workdir, grid.config, self.evals_per_decade)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
 
 def reproduce(
     workdir: str,
@@ -101,8 +136,6 @@ def reproduce(
     *,
     name: str,
     seeds: Sequence[int],
-    t_star_runner: Runner,
-    l2_runner: Runner,
 ) -> dict:
     """Runs the four parts and writes report.md, the PNG plots and results.json in `workdir`.
 
@@ -112,8 +145,6 @@ def reproduce(
       settings: the grids of the parts.
       name: the preset's name, for the report.
       seeds: the seeds of every configuration: 1 to MAX_SEEDS distinct int32 integers.
-      t_star_runner: trains part 1's configurations.
-      l2_runner: trains the configurations of parts 2–4.
 
     Returns:
       The results, as written to results.json.
@@ -127,14 +158,16 @@ def reproduce(
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}.")
+    t_star_runner = settings.runner("t_star", workdir, name)
+    l2_runner = settings.runner("l2", workdir, name)
     # Every run of parts 1–3 is known now: check them all before the first one trains.
     sweep.validate(
-        [config for _, config in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)]
-        + [
-            config
-            for configs in parts.l2_configs(settings.l2, seeds, l2_runner.momentum)
-            for config in configs
-        ]
+        settings.t_star.config,
+        [run for _, run in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)],
+    )
+    sweep.validate(
+        settings.l2.config,
+        [run for runs in parts.l2_runs(settings.l2, seeds) for run in runs],
     )
     check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
     t_star, runs = parts.t_star_part(settings.t_star, seeds, t_star_runner)
@@ -154,7 +187,12 @@ def reproduce(
             "preset": name,
             "seeds": seeds,
             "devices": str(jax.devices()),
-            "settings": {"run_length": settings.t_star.run_length, "preset": repr(settings)},
+            "settings": {
+                "run_length": settings.t_star.run_length,
+                "preset": repr(settings),
+                "t_star_config": runners.rundir.config_json(settings.t_star.config),
+                "l2_config": runners.rundir.config_json(settings.l2.config),
+            },
             "t_star_fit": t_star,
             **l2_parts,
             **auto_parts,

@@ -12,10 +12,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import ml_collections
 import numpy as np
 
-from l2reg import checks, relations, sweep
+from l2reg import checks, relations
+from l2reg.reproduction import probe
 from l2reg.reproduction.runners import Runner
+from l2reg.training import sweep
+from l2reg.training.rundir import Curves
 
 # The goals the report checks.
 SLOPE_GOAL = (-1.1, -0.9)
@@ -52,9 +56,9 @@ def _check_rates(name: str, values: Any, *, at_least: int = 1) -> None:
         )
 
 
-def _check_setup(setup: Any) -> None:
-    if setup is not None and not isinstance(setup, sweep.Setup):
-        raise ValueError(f"setup must be a sweep.Setup or None, got {setup!r}.")
+def _check_config(config: Any) -> None:
+    if config is not None and not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(f"config must be a trainer ConfigDict or None, got {config!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,21 +69,21 @@ class TStarGrid:
     relations), so a run at SGD learning rate `lr` and product λη has λ = λη·(1−μ)/lr.
 
     Attributes:
-      setup: the model and data, trained with `l2reg.sweep`; None when the preset trains
-        through the trainer.
+      config: the trainer config of the runs (the model, data, loss and optimizer), trained as
+        one `l2reg.training.sweep`; None when the preset trains through the trainer.
       lrs: distinct SGD learning rates η, each > 0.
       l2_lrs: the products λη, per step; at least 2 distinct values, each > 0 (the fit of
         t* against λη needs two).
       run_length: each run's length in units of 1/(λη) steps, > 0.
     """
 
-    setup: sweep.Setup | None
+    config: ml_collections.ConfigDict | None = dataclasses.field(repr=False)
     lrs: tuple[float, ...]
     l2_lrs: tuple[float, ...]
     run_length: float
 
     def __post_init__(self):
-        _check_setup(self.setup)
+        _check_config(self.config)
         _check_rates("lrs", self.lrs)
         _check_rates("l2_lrs", self.l2_lrs, at_least=2)
         _check_positive("run_length", self.run_length)
@@ -93,8 +97,8 @@ class L2Grid:
     runs are evaluated at each budget. η in λη is the effective η/(1−μ) under momentum μ.
 
     Attributes:
-      setup: the model and data, trained with `l2reg.sweep`; None when the preset trains
-        through the trainer.
+      config: the trainer config of the runs (the model, data, loss and optimizer), trained as
+        one `l2reg.training.sweep`; None when the preset trains through the trainer.
       lrs: distinct SGD learning rates η, each > 0; parts 3 and 4 run at lrs[0].
       l2s: λ of the grid, strictly increasing from 0 (the λ = 0 baseline), with at least
         one λ > 0.
@@ -108,7 +112,7 @@ class L2Grid:
       autol2_l2: part 4: AutoL2's initial λ, run at lrs[0] for num_steps, > 0.
     """
 
-    setup: sweep.Setup | None
+    config: ml_collections.ConfigDict | None = dataclasses.field(repr=False)
     lrs: tuple[float, ...]
     l2s: tuple[float, ...]
     num_steps: int
@@ -119,7 +123,7 @@ class L2Grid:
     autol2_l2: float
 
     def __post_init__(self):
-        _check_setup(self.setup)
+        _check_config(self.config)
         _check_rates("lrs", self.lrs)
         l2s = tuple(self.l2s)
         for l2 in l2s:
@@ -156,14 +160,14 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def peak_of(curve: sweep.Curves) -> relations.Peak:
+def peak_of(curve: Curves) -> relations.Peak:
     """t* of a curve's test accuracy, where it falls in the run and how far it falls after."""
     return relations.peak_shape(curve.steps, curve.test_accuracy)
 
 
 def t_star_runs(
     grid: TStarGrid, seeds: Sequence[int], momentum: float
-) -> list[tuple[float, sweep.Config]]:
+) -> list[tuple[float, sweep.Run]]:
     """Part 1's runs as (λη, configuration) pairs: λ = λη/η_eff, run_length/(λη) steps, with
     η_eff = η/(1−momentum)."""
     runs = []
@@ -172,24 +176,24 @@ def t_star_runs(
             effective = relations.effective_lr(lr, momentum)
             for l2_lr in grid.l2_lrs:
                 steps = max(1, round(grid.run_length / l2_lr))
-                runs.append((l2_lr, sweep.Config(l2_lr / effective, lr, seed, steps)))
+                runs.append((l2_lr, sweep.Run(l2_lr / effective, lr, seed, steps, l2_mode="fixed")))
     return runs
 
 
-def l2_configs(
-    grid: L2Grid, seeds: Sequence[int], momentum: float
-) -> tuple[list[sweep.Config], list[sweep.Config]]:
+def l2_runs(grid: L2Grid, seeds: Sequence[int]) -> tuple[list[sweep.Run], list[sweep.Run]]:
     """Parts 2 and 3's runs: the λ grid at every η (num_steps each), and one probe per seed
     (λ = probe_l2 at lrs[0] for probe_length/(λη_eff) steps)."""
     configs = [
-        sweep.Config(l2, lr, seed, grid.num_steps)
+        sweep.Run(l2, lr, seed, grid.num_steps, l2_mode="fixed")
         for seed in seeds
         for lr in grid.lrs
         for l2 in grid.l2s
     ]
-    effective = relations.effective_lr(grid.lrs[0], momentum)
-    probe_steps = max(1, round(grid.probe_length / (grid.probe_l2 * effective)))
-    probes = [sweep.Config(grid.probe_l2, grid.lrs[0], seed, probe_steps) for seed in seeds]
+    probe_config = grid.config.copy_and_resolve_references()
+    probe_config.lr = grid.lrs[0]
+    probes = [
+        probe.probe_run(probe_config, grid.probe_l2, grid.probe_length, seed) for seed in seeds
+    ]
     return configs, probes
 
 
@@ -220,7 +224,7 @@ def t_star_part(grid: TStarGrid, seeds: Sequence[int], run: Runner) -> tuple[dic
             "lr": c.lr,
             "l2_lr": l2_lr,
             "seed": c.seed,
-            "num_steps": c.num_steps,
+            "num_steps": c.steps,
             **shape._asdict(),
         }
         for (l2_lr, c), shape in zip(runs, shapes, strict=True)
@@ -290,7 +294,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     """
     lr = grid.lrs[0]
     effective = relations.effective_lr(lr, run.momentum)
-    configs, probes = l2_configs(grid, seeds, run.momentum)
+    configs, probes = l2_runs(grid, seeds)
     scaled_at = scaled_steps(grid, run.momentum)
     eval_at = sorted(set(grid.budgets) | {step for _, step in scaled_at.values()})
     grid_curves = run("l2", configs, eval_at=eval_at)
@@ -352,9 +356,10 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
 
     # Part 3: c from the probe, λ_pred = c/(ηT) at the largest budget, vs the grid's best.
     budget = grid.num_steps
-    probe_steps = probes[0].num_steps
-    probe_peaks = [peak_of(curve) for curve in probe_curves]
-    c = [relations.c_from(p.t_star, grid.probe_l2, effective) for p in probe_peaks]
+    probe_steps = probes[0].steps
+    measured = [probe.measure(curve, grid.probe_l2, effective) for curve in probe_curves]
+    probe_peaks = [relations.Peak(**m["probe"]) for m in measured]
+    c = [m["c"] for m in measured]
     predicted = relations.predict_l2(float(np.mean(c)), effective, budget)
     row = next(r for r in fixed_budget if r["lr"] == lr and r["budget_steps"] == budget)
     grid_steps = grid.num_steps * len(grid.l2s)
@@ -369,7 +374,7 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
         if r["lr"] == lr
     }
     # The probe's t* means something only if its curve peaks inside the run and falls after.
-    clear_peak = [p.is_clear() for p in probe_peaks]
+    clear_peak = [m["clear_peak"] for m in measured]
     prediction = {
         "setup": run.label,
         "lr": lr,
@@ -401,14 +406,16 @@ def l2_part(grid: L2Grid, seeds: Sequence[int], run: Runner) -> tuple[dict, Any]
     return {"accuracy_vs_l2": result, "l2_prediction": prediction}, (by_key, probe_curves)
 
 
+# Part 4's AutoL2 variants: (name, the run's fields) from (λ_pred, the effective η). The
+# authors' released clock is η = 1 with cooldown 0.2 (0.2/λ steps); on our η_eff clock, with a
+# constant schedule, that is cooldown = 0.2·η_eff.
 AUTOL2_VARIANTS = {
-    "autol2 (defaults)": lambda predicted: (sweep.AutoL2(), "constant"),
-    "autol2 (authors: clock η=1, cooldown 0.2)": lambda predicted: (
-        sweep.AutoL2(learning_rate=1.0, cooldown=0.2),
-        "constant",
-    ),
-    "autol2 + min_l2 = λ_pred": lambda predicted: (sweep.AutoL2(min_l2=predicted), "constant"),
-    "autol2 + step lr schedule": lambda predicted: (sweep.AutoL2(), "step"),
+    "autol2 (defaults)": lambda predicted, effective: {},
+    "autol2 (authors: cooldown 0.2/λ steps)": lambda predicted, effective: {
+        "autol2": (("cooldown", 0.2 * effective),)
+    },
+    "autol2 + min_l2 = λ_pred": lambda predicted, effective: {"autol2": (("min_l2", predicted),)},
+    "autol2 + step lr schedule": lambda predicted, effective: {"lr_schedule": "step"},
 }
 
 
@@ -422,12 +429,14 @@ def autol2_part(
 ) -> tuple[dict, dict]:
     """Part 4: AutoL2 variants vs the best fixed λ and λ = 0 at budget num_steps, lrs[0]."""
     lr, budget = grid.lrs[0], grid.num_steps
+    effective = relations.effective_lr(lr, run.momentum)
     variants = {
-        name: make(min(predicted_l2, grid.autol2_l2)) for name, make in AUTOL2_VARIANTS.items()
+        name: make(min(predicted_l2, grid.autol2_l2), effective)
+        for name, make in AUTOL2_VARIANTS.items()
     }
     configs = [
-        sweep.Config(grid.autol2_l2, lr, seed, budget, mode, schedule)
-        for mode, schedule in variants.values()
+        sweep.Run(grid.autol2_l2, lr, seed, budget, l2_mode="autol2", **fields)
+        for fields in variants.values()
         for seed in seeds
     ]
     curves = run("autol2", configs)

@@ -1,0 +1,49 @@
+"""The paper's setup through the trainer, for an accelerator: WRN-28-10 on CIFAR-10, plain SGD
+without augmentation for the relations (as the authors' λ×η grids), batch 128; every run in
+`workdir/runs/`. Needs CIFAR-10 prepared with TFDS (`--config.t_star.run.data_dir=...` and
+`--config.l2.run.data_dir=...`).
+
+    python -m experiments.reproduce --preset=paper --workdir=/tmp/reproduce_paper
+"""
+
+import numpy as np
+from ml_collections import config_dict
+
+from experiments.configs import wrn28_10_cifar10
+
+
+def _run() -> config_dict.ConfigDict:
+    config = wrn28_10_cifar10.get_config()
+    config.optimizer = "sgd"
+    config.augment = False
+    return config
+
+
+def get_config() -> config_dict.ConfigDict:
+    config = config_dict.ConfigDict()
+    config.t_star = config_dict.ConfigDict(
+        {
+            "run": _run(),
+            "lrs": (0.05, 0.1, 0.2),
+            "l2_lrs": tuple(np.geomspace(5e-5, 5e-3, 5).tolist()),
+            "run_length": 2.0,
+        }
+    )
+    config.l2 = config_dict.ConfigDict(
+        {
+            "run": _run(),
+            "lrs": (0.1,),
+            "l2s": (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+            "num_steps": 39_000,  # 100 epochs
+            "budgets": (3_900, 15_600, 39_000),
+            "scaled_length": 10.0,
+            "probe_l2": 2e-2,  # the authors' probe, L2 = 0.01 in their units
+            "probe_length": 2.0,
+            "autol2_l2": 0.2,  # their Figure 1c start, L2 = 0.1
+        }
+    )
+    config.seeds = 1
+    config.evals_per_decade = 12
+    config.driver = "trainer"
+    config.trainer_evals = 100
+    return config
