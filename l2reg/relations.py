@@ -14,6 +14,7 @@ functions serve the sweeps, the reproduce report, the theory figures and the
 notebooks.
 """
 
+import reprlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -70,16 +71,33 @@ class TStarFit(NamedTuple):
     used: np.ndarray
 
 
+def _real(name: str, value) -> np.ndarray:
+    """`value` as a float64 array, checked to hold real numbers (integers or floats; not
+    strings, bools, None or ragged lists); the one-line error names `name`."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged list
+        array = None
+    if array is None or array.dtype.kind not in "iuf":
+        shown = (
+            f"a {checks.describe_array(value)}"
+            if isinstance(value, np.ndarray)
+            else reprlib.repr(value)
+        )
+        raise ValueError(f"{name} must be real numbers (a number or an array of them), got {shown}")
+    return array.astype(np.float64)
+
+
 def _positive(name: str, value) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
+    array = _real(name, value)
     checks.first_bad_entry(name, array, ~np.isfinite(array) | (array <= 0), "be finite and > 0")
     return array
 
 
 def _curve(steps, values, smoothing: float, name: str) -> tuple[np.ndarray, np.ndarray]:
     """`steps` and the curve `values` as float64 arrays, checked with `smoothing`."""
-    steps = np.asarray(steps, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
+    steps = _real("steps", steps)
+    values = _real(name, values)
     if steps.ndim != 1 or steps.shape != values.shape or steps.size == 0:
         raise ValueError(
             f"steps and {name} must be 1-D of the same non-zero length, "
@@ -161,7 +179,7 @@ def t_star(
         "tolerance", tolerance, lambda x: np.isfinite(x) and x >= 0, "a finite number ≥ 0"
     )
     if not np.any(np.isfinite(accuracy)):
-        raise ValueError("accuracy has no finite value: no peak to find")
+        raise ValueError(f"accuracy must have a finite value, got none in {accuracy.size}")
 
     smoothed = smooth_curve(steps, accuracy, smoothing)
     peak = int(np.nanargmax(smoothed))
@@ -218,9 +236,9 @@ def peak_shape(
     Args and errors as in `t_star`; the run's last step must be > 0.
     """
     peak = t_star(steps, accuracy, smoothing=smoothing, tolerance=tolerance)
-    steps = np.asarray(steps, dtype=np.float64)
+    steps = _real("steps", steps)
     if steps[-1] <= 0:
-        raise ValueError(f"the run's last step must be > 0, got {steps[-1]!r}")
+        raise ValueError(f"steps must end at a step > 0 (the run's length), got {steps[-1]!r}")
     smoothed = smooth_curve(steps, accuracy, smoothing)
     after = smoothed[steps >= peak.step]
     return Peak(
@@ -228,7 +246,7 @@ def peak_shape(
         low=peak.low,
         high=peak.high,
         peak_accuracy=peak.peak_accuracy,
-        final_accuracy=float(np.asarray(accuracy, dtype=np.float64)[-1]),
+        final_accuracy=float(_real("accuracy", accuracy)[-1]),
         peak_fraction=peak.step / float(steps[-1]),
         drop_after_peak=float(peak.peak_accuracy - np.nanmin(after)),
     )
@@ -253,7 +271,7 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
     if lr.ndim != 0 and lr.shape != l2.shape:
         raise ValueError(f"lr must be a scalar or have the shape of l2 {l2.shape}, got {lr.shape}")
     lr = np.broadcast_to(lr, l2.shape)
-    t_star = np.asarray(t_star, dtype=np.float64)
+    t_star = _real("t_star", t_star)
     if t_star.shape != l2.shape:
         raise ValueError(f"t_star must have the shape of l2 {l2.shape}, got {t_star.shape}")
     valid = np.isfinite(t_star) & (t_star > 0)
@@ -268,15 +286,15 @@ def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:
             )
         if np.any(used & ~valid):
             raise ValueError(
-                f"used selects runs {np.flatnonzero(used & ~valid).tolist()} whose t* is not "
-                "finite and > 0"
+                "used must select only runs whose t_star is finite and > 0, got runs "
+                f"{reprlib.repr(np.flatnonzero(used & ~valid).tolist())} selected"
             )
     x = np.log(l2 * lr)[used]
     y = np.log(t_star)[used]
     if x.size < 2 or np.ptp(x) == 0:
         raise ValueError(
-            f"fit_t_star needs at least 2 runs with distinct λη, got {x.size} with "
-            f"λη = {np.exp(x).tolist()}"
+            f"l2 and lr must give at least 2 used runs with distinct λη, got {x.size} with "
+            f"λη = {reprlib.repr(np.exp(x).tolist())}"
         )
     slope, intercept = np.polyfit(x, y, 1)
     if x.size > 2:
@@ -306,11 +324,11 @@ def l2_opt(l2, accuracy) -> float:
       λ_opt, within [l2[best − 1], l2[best + 1]].
     """
     l2 = _positive("l2", l2)
-    accuracy = np.asarray(accuracy, dtype=np.float64)
+    accuracy = _real("accuracy", accuracy)
     if l2.ndim != 1 or accuracy.shape != l2.shape or np.any(np.diff(l2) <= 0):
         raise ValueError(
-            f"l2 must be increasing and 1-D with accuracy of its shape, got {l2.tolist()} and "
-            f"{accuracy.tolist()}"
+            "l2 must be increasing and 1-D with accuracy of its shape, got "
+            f"{reprlib.repr(l2.tolist())} and {reprlib.repr(accuracy.tolist())}"
         )
     finite = np.isfinite(accuracy)
     if not np.any(finite):
