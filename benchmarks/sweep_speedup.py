@@ -3,7 +3,7 @@
     python benchmarks/sweep_speedup.py [--steps=2000] [--setup=mnist1d_batch_norm]
 
 Trains 16 configurations (4 values of λ × 4 seeds, one learning rate, the same number of
-steps) of one small model twice in the same process: once as one vmapped `l2reg.sweep.run`
+steps) of one small model twice in the same process: once as one vmapped `l2reg.training.sweep.run`
 (one bucket of 16), and once as 16 `sweep.run` calls of one configuration each. Both use the
 same code path, chunk length and evaluation steps; compilation is excluded (each program is
 compiled by a short warm-up first). Prints the time per configuration-step of each and the
@@ -21,28 +21,40 @@ import time
 
 import jax
 import jax.numpy as jnp
+from ml_collections import config_dict
 
-from l2reg import data, sweep
+from l2reg import data, training
+from l2reg.training import sweep
 
-SETUPS = {
-    "mnist1d_batch_norm": sweep.Setup(
-        "mnist1d",
-        model_options=(("use_bias", False), ("normalization", "batch"), ("widths", (128, 128))),
-    ),
-    "digits_ntk_mse": sweep.Setup(
-        "digits",
-        loss="mse",
-        model_options=(("parameterization", "ntk"), ("use_bias", False), ("widths", (256, 256))),
-    ),
-}
+
+def _mnist1d_batch_norm() -> config_dict.ConfigDict:
+    config = training.default_config()
+    config.dataset = "mnist1d"
+    config.model_options = config_dict.ConfigDict(
+        {"use_bias": False, "normalization": "batch", "widths": (128, 128)}
+    )
+    config.optimizer = "sgd"
+    return config
+
+
+def _digits_ntk_mse() -> config_dict.ConfigDict:
+    config = training.default_config()
+    config.model_options = config_dict.ConfigDict(
+        {"parameterization": "ntk", "use_bias": False, "widths": (256, 256)}
+    )
+    config.loss, config.mse_targets, config.optimizer = "mse", "centered", "sgd"
+    return config
+
+
+SETUPS = {"mnist1d_batch_norm": _mnist1d_batch_norm, "digits_ntk_mse": _digits_ntk_mse}
 NUM_CONFIGS = 16
 
 
-def timed(setup: sweep.Setup, groups: list[list[sweep.Config]], chunk_steps: int) -> float:
-    """Seconds to train each group of configurations as one sweep, one group after another."""
+def timed(config, groups: list[list[sweep.Run]], chunk_steps: int) -> float:
+    """Seconds to train each group of runs as one sweep, one group after another."""
     start = time.perf_counter()
-    for configs in groups:
-        sweep.run(setup, configs, chunk_steps=chunk_steps, progress=False)
+    for runs in groups:
+        sweep.run(config, runs, chunk_steps=chunk_steps, progress=False)
     return time.perf_counter() - start
 
 
@@ -55,15 +67,15 @@ def scan_time(body, num_steps: int) -> float:
     return (time.perf_counter() - start) / num_steps
 
 
-def part_costs(setup: sweep.Setup, num_steps: int) -> dict[str, float]:
+def part_costs(config, num_steps: int) -> dict[str, float]:
     """Seconds per step of the batch order and of a mostly skipped `lax.cond`, each alone."""
-    num_examples = len(data.load(setup.dataset).train)
+    num_examples = len(data.load(config.dataset).train)
     seeds = jnp.arange(NUM_CONFIGS)
     is_eval = jnp.arange(num_steps + 1) % 100 == 0
 
     def batch_order(carry, step):
         indices = jax.vmap(data.batch_indices, in_axes=(0, None, None, None))(
-            seeds, step, setup.batch_size, num_examples
+            seeds, step, config.batch_size, num_examples
         )
         return carry + indices[:, 0].sum(), None
 
@@ -86,12 +98,12 @@ def main() -> None:
     if args.steps < 1 or args.chunk_steps < 1:
         parser.error(f"--steps and --chunk_steps must be ≥ 1, got {args.steps}, {args.chunk_steps}")
 
-    setup = SETUPS[args.setup]
+    config = SETUPS[args.setup]()
     lr = 0.1
 
     def grid(num_steps):
         return [
-            sweep.Config(l2, lr, seed, num_steps)
+            sweep.Run(l2, lr, seed, num_steps)
             for l2 in (1e-4, 1e-3, 3e-3, 1e-2)
             for seed in range(NUM_CONFIGS // 4)
         ]
@@ -99,22 +111,22 @@ def main() -> None:
     configs = grid(args.steps)
     warmup = grid(args.chunk_steps)
     # Compile both programs (a bucket of 16 and a bucket of 1) before timing.
-    timed(setup, [warmup, warmup[:1]], args.chunk_steps)
-    vmapped = timed(setup, [configs], args.chunk_steps)
-    sequential = timed(setup, [[config] for config in configs], args.chunk_steps)
+    timed(config, [warmup, warmup[:1]], args.chunk_steps)
+    vmapped = timed(config, [configs], args.chunk_steps)
+    sequential = timed(config, [[config] for config in configs], args.chunk_steps)
     config_steps = NUM_CONFIGS * args.steps
-    print(f"setup: {setup.describe()}")
+    print(f"setup: {args.setup}")
     print(f"{NUM_CONFIGS} configurations × {args.steps} steps")
     for name, seconds in (("vmapped", vmapped), ("sequential", sequential)):
         per_step = 1e6 * seconds / config_steps
         print(f"{name + ':':12s}{seconds:7.2f} s  ({per_step:6.1f} µs/config-step)")
     print(f"speedup (sequential / vmapped): {sequential / vmapped:.1f}×")
     print(f"vmapped step: {1e6 * vmapped / args.steps:.1f} µs; of which, timed alone:")
-    for name, seconds in part_costs(setup, args.steps).items():
+    for name, seconds in part_costs(config, args.steps).items():
         print(f"  {name}: {1e6 * seconds:.1f} µs/step")
     if args.profile_dir:
         with jax.profiler.trace(args.profile_dir, create_perfetto_trace=True):
-            timed(setup, [warmup], args.chunk_steps)
+            timed(config, [warmup], args.chunk_steps)
         print(f"profile of one vmapped chunk of {args.chunk_steps} steps: {args.profile_dir}")
 
 

@@ -2,8 +2,9 @@
 
     python benchmarks/throughput.py --model=wrn28_10 --batch=1024 --dtype=bfloat16 --steps=50
 
-Times `l2reg.train.create_trainer(config).train_step` of the WRN CIFAR-10 config — batch norm,
-on-device augmentation, the L2 transform and the data-parallel shard_map over all local devices
+Times `l2reg.training.create_trainer(config).sharded_train_step` of the WRN CIFAR-10 config —
+batch norm, on-device augmentation, the L2 transform and the data-parallel shard_map over all local
+devices
 included — in four variants, interleaved round by round so drifts hit all alike:
 
 - `synthetic`: one device-resident batch reused every step (the step alone), with AutoL2;
@@ -33,7 +34,7 @@ import jax
 import tqdm
 import wrn_cifar
 
-from l2reg import train
+from l2reg import training
 from l2reg.flops import matmul_flops_by_layer
 
 VARIANTS = ("synthetic", "real", "fixed_l2", "autodiff_bn")
@@ -63,9 +64,9 @@ def main():
 
     dataset = wrn_cifar.cifar10_or_random(args.data_dir)
     trainers = {
-        "autol2": train.create_trainer(make_config(args, "autol2"), dataset=dataset),
-        "fixed_l2": train.create_trainer(make_config(args, "fixed"), dataset=dataset),
-        "autodiff_bn": train.create_trainer(
+        "autol2": training.create_trainer(make_config(args, "autol2"), dataset=dataset),
+        "fixed_l2": training.create_trainer(make_config(args, "fixed"), dataset=dataset),
+        "autodiff_bn": training.create_trainer(
             make_config(args, "autol2", fused_batch_norm=False), dataset=dataset
         ),
     }
@@ -79,13 +80,13 @@ def main():
     synthetic = next(batches)  # a real batch, already sharded over the devices
     states = {variant: trainers[trainer_of[variant]].init_state() for variant in VARIANTS}
     flops_by_layer = matmul_flops_by_layer(
-        trainers["autol2"].train_step, states["synthetic"], *synthetic
+        trainers["autol2"].sharded_train_step, states["synthetic"], *synthetic
     )
     flops = sum(flops_by_layer.values())
 
     def run(variant: str, steps: int) -> float:
         """Seconds per step over `steps` steps, synchronized at the end only."""
-        step_fn = trainers[trainer_of[variant]].train_step
+        step_fn = trainers[trainer_of[variant]].sharded_train_step
         state = states[variant]
         start = time.perf_counter()
         for _ in range(steps):

@@ -1,4 +1,4 @@
-"""Training throughput through the whole loop, `l2reg.train.train_and_evaluate`, in images/s.
+"""Training throughput through the whole loop, `l2reg.training.train_and_evaluate`, in images/s.
 
     python benchmarks/train_loop.py --model=wrn28_10 --batch=1024 --dtype=bfloat16 --steps=400
 
@@ -22,7 +22,7 @@ import tempfile
 
 import wrn_cifar
 
-from l2reg import data, train
+from l2reg import data, training
 from l2reg.flops import matmul_flops
 
 
@@ -52,11 +52,13 @@ def main():
         eval_every=args.eval_every,
         checkpoint_every=args.steps,
     )
-    trainer = train.create_trainer(config, dataset=dataset)
-    flops = matmul_flops(trainer.train_step, trainer.init_state(), *next(trainer.train_batches(0)))
+    trainer = training.create_trainer(config, dataset=dataset)
+    flops = matmul_flops(
+        trainer.sharded_train_step, trainer.init_state(), *next(trainer.train_batches(0))
+    )
     with tempfile.TemporaryDirectory() as workdir:
-        train.train_and_evaluate(config, workdir, dataset=dataset)
-        lines = train.read_metrics(workdir)
+        training.train_and_evaluate(config, workdir, dataset=dataset)
+        lines = training.read_metrics(workdir)
 
     images_per_sec = [line["steps_per_sec"] * args.batch for line in lines[1:]]
     median = statistics.median(images_per_sec)

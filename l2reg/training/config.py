@@ -171,7 +171,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         raise ValueError(f"{where}{error}") from None
     if config.l2_mode == "autol2" and config.l2 == 0:
         raise ValueError("config.l2 must be > 0 with l2_mode='autol2', got 0")
-    data.check_options(config.dataset, **config.data_options.to_dict())
+    options = config.data_options.to_dict()
+    known = [name for name in inspect.signature(data.check_options).parameters if name != "name"]
+    for name in options:
+        if name not in known or name == "data_dir":
+            allowed = ", ".join(n for n in known if n != "data_dir")
+            raise ValueError(f"config.data_options must hold only {allowed}, got {name!r}")
+    data.check_options(config.dataset, **options)
     # The model's name and options, before the data set that gives its number of classes is
     # loaded: building the (unbound) module checks them and allocates nothing.
     recipe.create_model(config, num_classes=1, axis_name=None)

@@ -24,6 +24,8 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
+# Fields of a metrics line that measure the machine rather than the run.
+TIMING_FIELDS = ("steps_per_sec",)
 
 
 class Curves(NamedTuple):

@@ -66,7 +66,7 @@ summary = {
     "c": fit.c,
     "peak_accuracies": [peak.peak_accuracy for peak in peaks],
     "probe": probe._asdict(),
-    "probe_steps": probe_config.num_steps,
+    "probe_steps": probe_run.steps,
     "grid_accuracy": [curve.accuracy_at(GRID_STEPS) for curve in grid_curves],
 }
 """,

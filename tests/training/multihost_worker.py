@@ -3,7 +3,7 @@
     python tests/train/multihost_worker.py --coordinator_address=localhost:PORT --num_processes=2 \
         --process_id=0 --workdir=DIR --config='{"steps": 40}' [--alternate_devices]
 
-Runs `l2reg.train.train_and_evaluate` on experiments/configs/mlp_digits.py updated with the
+Runs `l2reg.training.train_and_evaluate` on experiments/configs/mlp_digits.py updated with the
 JSON object of `--config`, under `jax.distributed` with gloo collectives between the processes.
 Each process's own CPU devices are set by the environment (JAX_PLATFORMS=cpu and
 --xla_force_host_platform_device_count in XLA_FLAGS).
@@ -15,7 +15,7 @@ import json
 import jax
 
 from experiments.configs import mlp_digits
-from l2reg import train
+from l2reg import training
 
 
 def alternating_devices() -> list[jax.Device]:
@@ -50,7 +50,7 @@ def main() -> None:
     config = mlp_digits.get_config()
     config.update(json.loads(args.config))
     devices = alternating_devices() if args.alternate_devices else None
-    train.train_and_evaluate(config, args.workdir, devices=devices)
+    training.train_and_evaluate(config, args.workdir, devices=devices)
 
 
 if __name__ == "__main__":

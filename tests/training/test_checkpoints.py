@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from l2reg import train
-from l2reg.checkpointing import CheckpointMismatchError, Checkpoints
+from l2reg.training import rundir
+from l2reg.training.checkpoints import CheckpointMismatchError, Checkpoints
 
 
 def _listing(directory) -> list[str]:
@@ -47,14 +47,14 @@ def test_empty_checkpoint_directory_restores_the_target(tmp_path):
 
 
 def test_run_files_without_a_config_are_refused_and_left_alone(small_config, tmp_path):
-    (tmp_path / train.METRICS_FILE).write_text('{"step": 10}\n')
+    (tmp_path / rundir.METRICS_FILE).write_text('{"step": 10}\n')
     with pytest.raises(ValueError, match=r"holds \['metrics.jsonl'\] but no config.json") as error:
-        train.prepare_workdir(str(tmp_path), small_config, overwrite=False)
+        rundir.prepare_workdir(str(tmp_path), small_config, overwrite=False)
     assert "\n" not in str(error.value)
-    assert os.listdir(tmp_path) == [train.METRICS_FILE]
-    assert (tmp_path / train.METRICS_FILE).read_text() == '{"step": 10}\n'
-    train.prepare_workdir(str(tmp_path), small_config, overwrite=True)
-    assert os.listdir(tmp_path) == [train.CONFIG_FILE]
+    assert os.listdir(tmp_path) == [rundir.METRICS_FILE]
+    assert (tmp_path / rundir.METRICS_FILE).read_text() == '{"step": 10}\n'
+    rundir.prepare_workdir(str(tmp_path), small_config, overwrite=True)
+    assert os.listdir(tmp_path) == [rundir.CONFIG_FILE]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import pytest
 
 from experiments.configs import cnn_cifar10, mlp_digits, mlp_mnist1d, wrn28_10_cifar10
-from l2reg import train
+from l2reg import training
+from l2reg.training import recipe
 
 CONFIGS = {
     "mlp_digits": mlp_digits,
@@ -22,8 +23,8 @@ def _knobs(config) -> set[str]:
 def test_config_names_every_knob_and_is_valid(name):
     config = CONFIGS[name].get_config()
     assert _knobs(config) == _knobs(mlp_digits.get_config())
-    train.validate_config(config, num_devices=4)
-    optimizer = train.create_optimizer(config, train.create_lr_schedule(config))
+    training.validate(config, num_devices=4)
+    optimizer = recipe.create_optimizer(config, recipe.Hyperparameters.of(config))
     params = {"kernel": jnp.ones((3, 2))}
     updates, _ = optimizer.update(params, optimizer.init(params), params, value=jnp.float32(1.0))
     assert updates["kernel"].shape == (3, 2)

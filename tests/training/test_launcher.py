@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from l2reg import train
+from l2reg import training
+from l2reg.training import rundir
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS, EVAL_EVERY = 600, 60
@@ -50,14 +51,14 @@ def finish(process: subprocess.Popen) -> str:
 
 
 def wait_for_lines(workdir, count: int, process: subprocess.Popen) -> None:
-    path = workdir / train.METRICS_FILE
+    path = workdir / rundir.METRICS_FILE
     while not (path.exists() and len(path.read_text().splitlines()) >= count):
         assert process.poll() is None, process.communicate()[1]
         time.sleep(0.02)
 
 
 def without_timing(lines: list[dict]) -> list[dict]:
-    return [{k: v for k, v in line.items() if k not in train.TIMING_FIELDS} for line in lines]
+    return [{k: v for k, v in line.items() if k not in rundir.TIMING_FIELDS} for line in lines]
 
 
 @pytest.mark.slow
@@ -66,14 +67,14 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
 ):
     reference_dir, workdir = tmp_path / "reference", tmp_path / "interrupted"
     finish(launch(compilation_cache, f"--workdir={reference_dir}"))
-    reference = train.read_metrics(reference_dir)
+    reference = training.read_metrics(reference_dir)
     assert [line["step"] for line in reference] == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
 
     process = launch(compilation_cache, f"--workdir={workdir}")
     wait_for_lines(workdir, 3, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert len(train.read_metrics(workdir)) < len(reference)  # killed mid-run
+    assert len(training.read_metrics(workdir)) < len(reference)  # killed mid-run
 
     process = launch(compilation_cache, f"--workdir={workdir}")
     wait_for_lines(workdir, 6, process)
@@ -82,14 +83,14 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
     saved = re.search(r"preempted \(SIGTERM\): saved the checkpoint of step (\d+)", stderr)
     assert saved, stderr
     stopped = int(saved[1])
-    assert str(stopped) in os.listdir(workdir / train.CHECKPOINT_DIR)
+    assert str(stopped) in os.listdir(workdir / rundir.CHECKPOINT_DIR)
     # Saved at the step the signal arrived, not at the last scheduled checkpoint; the line of
     # the last report before it is written.
-    last_line = train.read_metrics(workdir)[-1]["step"]
+    last_line = training.read_metrics(workdir)[-1]["step"]
     assert last_line <= stopped < min(last_line + EVAL_EVERY, STEPS)
 
     finish(launch(compilation_cache, f"--workdir={workdir}"))
-    resumed = train.read_metrics(workdir)
+    resumed = training.read_metrics(workdir)
     assert without_timing(resumed) == without_timing(reference)
     assert resumed[-1]["test_accuracy"] > 0.9
 
@@ -99,7 +100,8 @@ def test_killed_and_preempted_run_finishes_bitwise_equal_to_an_uninterrupted_one
     [
         (["--config=experiments/configs/no_such_config.py"], "no_such_config.py"),
         (["--config.no_such_field=1"], "no config field 'no_such_field'"),
-        (["--config.lr=-0.1"], "config.lr=-0.1 is invalid: must be > 0"),
+        (["--config.lr=-0.1"], "config.lr must be finite and > 0, got -0.1"),
+        (["--config.lr=nan"], "config.lr must be finite and > 0, got nan"),
         (["--process_id=1"], "--process_id applies to --distributed runs only"),
         (["--workdir=/proc/l2reg/run"], "workdir '/proc/l2reg/run' cannot be created in '/proc'"),
     ],
@@ -118,15 +120,15 @@ def test_overwrite_flag_replaces_a_run_of_another_config(tmp_path, compilation_c
     workdir = tmp_path / "run"
     short = ("--config.steps=60", "--config.eval_every=30", f"--workdir={workdir}")
     finish(launch(compilation_cache, *short))
-    first = (workdir / train.METRICS_FILE).read_text()
+    first = (workdir / rundir.METRICS_FILE).read_text()
 
     process = launch(compilation_cache, *short, "--config.lr=0.05")
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1
     assert "different config (lr: 0.01 -> 0.05)" in stderr.strip().splitlines()[-1]
-    assert (workdir / train.METRICS_FILE).read_text() == first
+    assert (workdir / rundir.METRICS_FILE).read_text() == first
 
     finish(launch(compilation_cache, *short, "--config.lr=0.05", "--overwrite"))
-    lines = train.read_metrics(workdir)
+    lines = training.read_metrics(workdir)
     assert [line["step"] for line in lines] == [30, 60]
     assert all(line["lr"] == np.float32(0.05) for line in lines)

@@ -5,13 +5,13 @@ import numpy as np
 import optax
 import pytest
 
-from l2reg import train
+from l2reg import training
 
 
 def _per_step_loss_and_accuracy(config) -> tuple[np.ndarray, np.ndarray]:
     """Each step's batch loss and accuracy, computed outside the trainer from the parameters the
     step starts from: the model on the step's normalized batch, cross-entropy and argmax."""
-    trainer = train.create_trainer(config)
+    trainer = training.create_trainer(config)
 
     @jax.jit
     def loss_and_accuracy(params, images, labels):
@@ -28,7 +28,9 @@ def _per_step_loss_and_accuracy(config) -> tuple[np.ndarray, np.ndarray]:
         loss, accuracy = loss_and_accuracy(state.params, images, labels)
         losses.append(loss)
         accuracies.append(accuracy)
-        state = trainer.train_step(state, images, labels)  # donates the state: read it first
+        state = trainer.sharded_train_step(
+            state, images, labels
+        )  # donates the state: read it first
     return np.asarray(jax.device_get(losses)), np.asarray(jax.device_get(accuracies))
 
 
@@ -39,8 +41,8 @@ def test_train_metrics_average_the_steps_since_the_previous_line(small_config, t
     losses, accuracies = _per_step_loss_and_accuracy(small_config)
     assert losses[-1] < losses[0] - 0.1  # the loss moves: windows of other steps would differ
 
-    train.train_and_evaluate(small_config, str(tmp_path))
-    lines = train.read_metrics(tmp_path)
+    training.train_and_evaluate(small_config, str(tmp_path))
+    lines = training.read_metrics(tmp_path)
 
     assert [line["step"] for line in lines] == [10, 20, 25]
     for line, (first, last) in zip(lines, [(1, 10), (11, 20), (21, 25)], strict=True):

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from l2reg import train
+from l2reg import training
+from l2reg.training import rundir
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multihost_worker.py")
@@ -118,7 +119,7 @@ class Job:
 
     def wait_for_lines(self, count: int) -> None:
         """Waits until the run's metrics file has `count` lines."""
-        path = self.workdir / train.METRICS_FILE
+        path = self.workdir / rundir.METRICS_FILE
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while not (path.exists() and len(path.read_text().splitlines()) >= count):
             running = all(process.poll() is None for process in self.processes)
@@ -129,12 +130,12 @@ class Job:
 
 
 def run_in_one_process(config, workdir) -> list[dict]:
-    train.train_and_evaluate(config, str(workdir))
-    return train.read_metrics(workdir)
+    training.train_and_evaluate(config, str(workdir))
+    return training.read_metrics(workdir)
 
 
 def without_timing(lines: list[dict]) -> list[dict]:
-    return [{k: v for k, v in line.items() if k not in train.TIMING_FIELDS} for line in lines]
+    return [{k: v for k, v in line.items() if k not in rundir.TIMING_FIELDS} for line in lines]
 
 
 def assert_close(lines: list[dict], expected: list[dict]) -> None:
@@ -160,12 +161,12 @@ def test_two_processes_train_as_one_and_resume_past_a_corrupt_checkpoint(
 ):
     workdir = tmp_path / "run"
     Job(worker(small_config), workdir, compilation_cache).finish()
-    first = train.read_metrics(workdir)
+    first = training.read_metrics(workdir)
     reference = run_in_one_process(small_config, tmp_path / "reference")
     assert_close(first, reference)
-    checkpoints = workdir / train.CHECKPOINT_DIR
+    checkpoints = workdir / rundir.CHECKPOINT_DIR
     assert sorted(os.listdir(checkpoints)) == ["20", "40"]
-    assert (workdir / train.CONFIG_FILE).exists()
+    assert (workdir / rundir.CONFIG_FILE).exists()
 
     # Every process finds step 40 unreadable; process 0 alone moves it aside, and all resume
     # from step 20. The resumed run's mesh alternates between the processes, so that each holds
@@ -173,9 +174,9 @@ def test_two_processes_train_as_one_and_resume_past_a_corrupt_checkpoint(
     corrupt(checkpoints / "40")
     logs = Job(worker(small_config, "--alternate_devices"), workdir, compilation_cache).finish()
     assert all("checkpoint of step 40" in log and "corrupt" in log for log in logs)
-    assert os.listdir(workdir / (train.CHECKPOINT_DIR + ".corrupt")) == ["40"]
+    assert os.listdir(workdir / (rundir.CHECKPOINT_DIR + ".corrupt")) == ["40"]
     assert sorted(os.listdir(checkpoints)) == ["20", "40"]
-    resumed = train.read_metrics(workdir)
+    resumed = training.read_metrics(workdir)
     assert resumed[:2] == first[:2]  # kept as written, steps_per_sec included: not rerun
     assert_close(resumed, reference)
 
@@ -199,12 +200,12 @@ def test_preempted_two_process_run_resumes_to_the_one_process_result(
     job.processes[1].send_signal(signal.SIGTERM)
     logs = job.finish()
     assert all("preempted (SIGTERM): saved the checkpoint of step" in log for log in logs)
-    stopped = max(int(name) for name in os.listdir(workdir / train.CHECKPOINT_DIR))
-    before = train.read_metrics(workdir)
+    stopped = max(int(name) for name in os.listdir(workdir / rundir.CHECKPOINT_DIR))
+    before = training.read_metrics(workdir)
     last_line = before[-1]["step"]
     assert last_line <= stopped < min(last_line + small_config.eval_every, small_config.steps)
 
     Job(command, workdir, compilation_cache).finish()
-    resumed = train.read_metrics(workdir)
+    resumed = training.read_metrics(workdir)
     assert resumed[: len(before)] == before  # kept as written, steps_per_sec included: not rerun
     assert_close(resumed, run_in_one_process(small_config, tmp_path / "reference"))

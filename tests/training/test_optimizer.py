@@ -15,7 +15,7 @@ import pytest
 
 import l2reg
 from experiments.configs import mlp_digits
-from l2reg import train
+from l2reg.training import recipe
 
 LR = (0.1, 0.03)  # η of the first and the second update: a 'step' schedule, factor 0.3
 L2 = 0.5  # large, so that where λθ enters shows well above float32 rounding
@@ -102,7 +102,7 @@ def test_two_updates_match_the_reference_optimizer(optimizer, l2_mode, l2_placem
     # Two updates, as coupled and decoupled momentum only part at the second (by η₁·μ·λ·θ₀);
     # with Adam they part at the first.
     config = _config(optimizer, l2_mode, l2_placement)
-    tx = train.create_optimizer(config, train.create_lr_schedule(config))
+    tx = recipe.create_optimizer(config, recipe.Hyperparameters.of(config))
     params, grads = _params_and_grads()
     got = _two_updates(tx, params, grads, coupled_l2=0.0)
     expected = _reference(optimizer, l2_mode, l2_placement, params, grads)
@@ -118,7 +118,7 @@ def test_two_updates_match_the_reference_optimizer(optimizer, l2_mode, l2_placem
 
 
 def _l2_after_each_update(config, num_updates: int) -> list[float]:
-    tx = train.create_optimizer(config, train.create_lr_schedule(config))
+    tx = recipe.create_optimizer(config, recipe.Hyperparameters.of(config))
     params = {"kernel": jnp.ones((2, 2))}
     zeros = jax.tree.map(jnp.zeros_like, params)
     update = jax.jit(lambda state: tx.update(zeros, state, params, value=jnp.float32(1.0))[1])

@@ -1,6 +1,7 @@
 """Tests of l2reg.train in-process, on the four forced CPU devices of tests/conftest.py."""
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -15,16 +16,17 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import wrn28_10_cifar10
-from l2reg import data, models, train
+from l2reg import data, models, training
+from l2reg.training import loop, recipe, rundir
 
 
 def run(config, workdir, **kwargs) -> list[dict]:
-    train.train_and_evaluate(config, str(workdir), **kwargs)
-    return train.read_metrics(workdir)
+    training.train_and_evaluate(config, str(workdir), **kwargs)
+    return training.read_metrics(workdir)
 
 
 def without_timing(record: dict) -> dict:
-    return {key: value for key, value in record.items() if key not in train.TIMING_FIELDS}
+    return {key: value for key, value in record.items() if key not in rundir.TIMING_FIELDS}
 
 
 def test_metrics_lines_have_the_documented_fields(small_config, tmp_path):
@@ -61,27 +63,27 @@ def test_a_report_is_written_while_the_next_step_runs(small_config, tmp_path, mo
     # Lines are written once the following step is queued; a checkpoint step (20, 40) waits
     # for its own line. The values are those of a synchronous evaluation of the same state.
     events, evaluated = [], {}
-    create_trainer, write = train.create_trainer, train.MetricsLog.write
+    create_trainer, write = training.create_trainer, rundir.MetricsLog.write
 
     def recording_trainer(config, **kwargs):
         trainer = create_trainer(config, **kwargs)
 
         def train_step(state, images, labels):
-            state = trainer.train_step(state, images, labels)
+            state = trainer.sharded_train_step(state, images, labels)
             step = len([event for event in events if event[0] == "step"]) + 1
             events.append(("step", step))
             if step % config.eval_every == 0:
                 evaluated[step] = trainer.evaluate(state)
             return state
 
-        return dataclasses.replace(trainer, train_step=train_step)
+        return dataclasses.replace(trainer, sharded_train_step=train_step)
 
     def recording_write(log, record):
         events.append(("line", record["step"]))
         write(log, record)
 
-    monkeypatch.setattr(train, "create_trainer", recording_trainer)
-    monkeypatch.setattr(train.MetricsLog, "write", recording_write)
+    monkeypatch.setattr(loop.trainer_lib, "create_trainer", recording_trainer)
+    monkeypatch.setattr(rundir.MetricsLog, "write", recording_write)
     lines = run(small_config, tmp_path)
     order = [("step", n) for n in range(1, 41)]
     for line, after in ((10, 11), (20, 20), (30, 31), (40, 40)):
@@ -92,10 +94,10 @@ def test_a_report_is_written_while_the_next_step_runs(small_config, tmp_path, mo
 
 
 def _trajectory(config, num_devices: int) -> tuple[np.ndarray, dict]:
-    trainer = train.create_trainer(config, devices=jax.devices()[:num_devices])
+    trainer = training.create_trainer(config, devices=jax.devices()[:num_devices])
     state, batches, losses = trainer.init_state(), trainer.train_batches(0), []
     for _ in range(config.steps):
-        state = trainer.train_step(state, *next(batches))
+        state = trainer.sharded_train_step(state, *next(batches))
         losses.append(trainer.summarize(state)["train_loss"])
     return np.asarray(jax.device_get(losses)), trainer.evaluate(state)
 
@@ -122,9 +124,10 @@ def test_mixup_loss_is_the_loss_on_mixed_one_hot_targets():
     targets = weight * jax.nn.one_hot(labels, 10) + (1 - weight) * jax.nn.one_hot(partners, 10)
 
     def mixed(logits, loss):
-        return weight * train.classification_loss(logits, labels, loss) + (
-            1 - weight
-        ) * train.classification_loss(logits, partners, loss)
+        config = training.default_config()
+        config.loss = loss
+        loss_fn = recipe.create_loss(config)
+        return weight * loss_fn(logits, labels) + (1 - weight) * loss_fn(logits, partners)
 
     np.testing.assert_allclose(
         mixed(logits, "cross_entropy"), optax.softmax_cross_entropy(logits, targets), rtol=1e-6
@@ -178,7 +181,7 @@ def test_checkpoints_of_another_model_are_refused_and_the_run_kept(
     create = models.create
     monkeypatch.setattr(models, "create", lambda *a, **k: create(*a, **{**k, "widths": (32, 48)}))
     with pytest.raises(ValueError, match=r"^the checkpoint of step 40 .*Dense_1") as error:
-        train.train_and_evaluate(small_config, str(tmp_path))
+        training.train_and_evaluate(small_config, str(tmp_path))
     assert "\n" not in str(error.value) and "--overwrite" in str(error.value)
     assert _snapshot(tmp_path) == before  # nothing moved, metrics.jsonl and events as they were
 
@@ -189,7 +192,7 @@ def test_a_run_whose_checkpoints_are_all_unreadable_is_refused_and_kept(small_co
         _corrupt(tmp_path / "checkpoints" / step)
     before = _snapshot(tmp_path)
     with pytest.raises(ValueError, match=r"^no checkpoint in .* can be read .*--overwrite"):
-        train.train_and_evaluate(small_config, str(tmp_path))
+        training.train_and_evaluate(small_config, str(tmp_path))
     assert _snapshot(tmp_path) == before
 
 
@@ -204,8 +207,8 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
     small_config.lr = 1e4  # diverges within a few steps
     small_config.checkpoint_every = 1
     small_config.eval_every = 20
-    with pytest.raises(train.NonFiniteLossError, match=r"at step (\d+)") as error:
-        train.train_and_evaluate(small_config, str(tmp_path))
+    with pytest.raises(training.NonFiniteLossError, match=r"at step (\d+)") as error:
+        training.train_and_evaluate(small_config, str(tmp_path))
     bad_step = int(re.search(r"at step (\d+)", str(error.value))[1])
     steps = sorted(int(name) for name in os.listdir(tmp_path / "checkpoints"))
     assert steps and steps[-1] == bad_step - 1
@@ -214,16 +217,16 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
         tmp_path / "checkpoints" / str(steps[-1]) / "default"
     )
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
-    assert not os.path.exists(tmp_path / "metrics.jsonl") or not train.read_metrics(tmp_path)
+    assert not os.path.exists(tmp_path / "metrics.jsonl") or not training.read_metrics(tmp_path)
 
 
 def test_resumed_metrics_log_drops_later_and_torn_lines(tmp_path):
     lines = [json.dumps({"step": step, "train_loss": 1.0 / step}) + "\n" for step in (10, 20, 30)]
     (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"step": 40, "train_lo')
-    log = train.MetricsLog(str(tmp_path), start_step=20)
+    log = rundir.MetricsLog(str(tmp_path), start_step=20)
     log.write({"step": 30, "train_loss": 0.5})
     log.close()
-    assert train.read_metrics(tmp_path) == [
+    assert training.read_metrics(tmp_path) == [
         {"step": 10, "train_loss": 0.1},
         {"step": 20, "train_loss": 0.05},
         {"step": 30, "train_loss": 0.5},
@@ -253,20 +256,20 @@ def _tensorboard_scalars(directory, tag: str) -> dict[int, float]:
 
 def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(tmp_path):
     # A run killed before its first checkpoint starts again at step 0 over its own events.
-    log = train.MetricsLog(str(tmp_path), start_step=0)
+    log = rundir.MetricsLog(str(tmp_path), start_step=0)
     for step in (10, 20, 30):
         log.write({"step": step, "train_loss": 1.0})
     log.close()
     next_second = int(time.time()) + 1  # event files are named by the second: a second file
     while time.time() < next_second:
         time.sleep(0.01)
-    log = train.MetricsLog(str(tmp_path), start_step=0)
+    log = rundir.MetricsLog(str(tmp_path), start_step=0)
     log.write({"step": 10, "train_loss": 0.5})
     log.close()
-    events = tmp_path / train.TENSORBOARD_DIR
+    events = tmp_path / rundir.TENSORBOARD_DIR
     assert len(os.listdir(events)) == 2
     assert _tensorboard_scalars(events, "train_loss") == {10: 0.5}
-    assert train.read_metrics(tmp_path) == [{"step": 10, "train_loss": 0.5}]
+    assert training.read_metrics(tmp_path) == [{"step": 10, "train_loss": 0.5}]
 
 
 def _snapshot(directory) -> dict[str, bytes]:
@@ -288,7 +291,7 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(
     with monkeypatch.context() as patch:  # refused before the data are loaded
         patch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
         with pytest.raises(ValueError, match=r"different config \(lr: 0.01 -> 0.02\).*--overwrite"):
-            train.train_and_evaluate(small_config, str(tmp_path))
+            training.train_and_evaluate(small_config, str(tmp_path))
     assert _snapshot(tmp_path) == before
     lines = run(small_config, tmp_path, overwrite=True)
     assert [line["step"] for line in lines] == [10, 20, 30, 40]
@@ -302,7 +305,7 @@ def test_unreadable_recorded_config_is_refused_naming_the_file(small_config, tmp
     (tmp_path / "config.json").write_text('{"lr": 0.0')
     before = _snapshot(tmp_path)
     with pytest.raises(ValueError, match=r"config.json' is not valid JSON .*--overwrite") as error:
-        train.train_and_evaluate(small_config, str(tmp_path))
+        training.train_and_evaluate(small_config, str(tmp_path))
     assert "\n" not in str(error.value)
     assert _snapshot(tmp_path) == before
     lines = run(small_config, tmp_path, overwrite=True)
@@ -313,7 +316,7 @@ def test_workdir_that_is_a_file_is_refused_before_any_work(small_config, tmp_pat
     (tmp_path / "results").write_text("kept")
     monkeypatch.setattr(data, "load", lambda *args, **kwargs: pytest.fail("loaded the data"))
     with pytest.raises(ValueError, match=r"workdir '.*results' is a file: it must be a folder"):
-        train.train_and_evaluate(small_config, str(tmp_path / "results"))
+        training.train_and_evaluate(small_config, str(tmp_path / "results"))
     assert (tmp_path / "results").read_text() == "kept"
 
 
@@ -323,7 +326,7 @@ def test_workdir_that_cannot_be_written_is_refused_before_any_work(small_config,
     with pytest.raises(
         ValueError, match=r"^workdir '/proc/l2reg/run' cannot be created in '/proc'"
     ) as error:
-        train.train_and_evaluate(small_config, "/proc/l2reg/run")
+        training.train_and_evaluate(small_config, "/proc/l2reg/run")
     assert "\n" not in str(error.value)
 
 
@@ -341,28 +344,33 @@ def test_bad_model_is_refused_before_the_data_load(
     parent, _, name = field.rpartition(".")
     (small_config[parent] if parent else small_config)[name] = value
     with pytest.raises(ValueError, match=message) as error:
-        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+        training.train_and_evaluate(small_config, str(tmp_path / "run"))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
 
 BAD_INPUTS = [
-    ("l2", -1e-4, r"config.l2=-0.0001 is invalid: must be >= 0"),
-    ("lr", 0.0, r"config.lr=0.0 is invalid: must be > 0"),
-    ("steps", 0, r"config.steps=0 is invalid: must be an integer in \[1, 2147483647\]"),
-    ("eval_every", 3_000_000_000, r"config.eval_every=3000000000 is invalid: must be an integer"),
-    ("seed", 2**32, r"config.seed=4294967296 is invalid: must be an integer in \[-2147483648"),
-    ("lr_step_factor", float("inf"), r"config.lr_step_factor=inf is invalid: must be finite"),
-    ("batch_size", 102, r"config.batch_size=102 is invalid: must be divisible by the device"),
-    ("eval_batch_size", 398, r"config.eval_batch_size=398 .* divisible by the device count 4"),
-    ("l2_mode", "weight_decay", r"config.l2_mode='weight_decay' is invalid: must be one of"),
-    ("l2_placement", "after", r"config.l2_placement='after' is invalid"),
-    ("optimizer", "rmsprop", r"config.optimizer='rmsprop' is invalid"),
-    ("lr_schedule", "linear", r"config.lr_schedule='linear' is invalid"),
-    ("dtype", "float16", r"config.dtype='float16' is invalid"),
-    ("mixup_alpha", -1.0, r"config.mixup_alpha=-1.0 is invalid: must be >= 0"),
+    ("l2", -1e-4, r"^config.l2 must be finite and >= 0, got -0.0001$"),
+    ("lr", 0.0, r"^config.lr must be finite and > 0, got 0.0$"),
+    ("lr", float("nan"), r"^config.lr must be finite and > 0, got nan$"),
+    ("steps", 0, r"^config.steps must be an integer in \[1, 2147483647\], got 0$"),
+    ("eval_every", 3_000_000_000, r"^config.eval_every must be an integer in \[1, 2147483647\]"),
+    ("seed", 2**32, r"^config.seed must be an integer in \[-2147483648, 2147483647\], got 4294"),
+    ("lr_step_factor", float("inf"), r"^config.lr_step_factor must be finite and > 0, got inf$"),
+    ("batch_size", 102, r"^config.batch_size must be divisible by the device count 4, got 102$"),
+    ("eval_batch_size", 398, r"^config.eval_batch_size must be divisible by the device count 4"),
+    ("l2_mode", "weight_decay", r"^config.l2_mode must be one of \('none', 'fixed', 'autol2'\)"),
+    ("l2_placement", "after", r"^config.l2_placement must be one of .*, got 'after'$"),
+    ("optimizer", "rmsprop", r"^config.optimizer must be one of .*, got 'rmsprop'$"),
+    ("lr_schedule", "linear", r"^config.lr_schedule must be one of .*, got 'linear'$"),
+    ("dtype", "float16", r"^config.dtype must be one of .*, got 'float16'$"),
+    ("loss", "hinge", r"^config.loss must be one of .*, got 'hinge'$"),
+    ("mse_targets", "zero", r"^config.mse_targets must be one of .*, got 'zero'$"),
+    ("mixup_alpha", -1.0, r"^config.mixup_alpha must be finite and >= 0 \(0 turns mixup off\)"),
     ("model", "transformer", r"unknown model 'transformer'"),
     ("dataset", "imagenet21k", r"imagenet21k"),
+    ("data_options.test_sizes", 10, r"^config.data_options must hold only .*, got 'test_sizes'$"),
+    ("data_options.label_noise", 1.5, r"^label_noise must be in \[0, 1\), got 1.5$"),
     ("batch_size", 2000, r"config.batch_size=2000 exceeds the 1500 training examples"),
     ("augment", True, r"config.augment=True, but data set 'digits' has no standard augmentation"),
 ]
@@ -372,17 +380,21 @@ BAD_INPUTS = [
 def test_bad_input_is_a_one_line_error_before_any_work(
     small_config, tmp_path, field, value, message
 ):
-    small_config[field] = value
+    *parents, name = field.split(".")
+    functools.reduce(lambda node, key: node[key], parents, small_config)[name] = value
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match=message) as error:
-        train.train_and_evaluate(small_config, str(workdir))
+        training.train_and_evaluate(small_config, str(workdir))
     assert "\n" not in str(error.value)
     assert not workdir.exists()
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("b1", 1.5, r"config.adam.b1=1.5 .* in \[0, 1\)"), ("eps", -1.0, r"config.adam.eps=-1.0")],
+    [
+        ("b1", 1.5, r"^config.adam.b1 must be in \[0, 1\), got 1.5$"),
+        ("eps", -1.0, r"^config.adam.eps must be finite and > 0, got -1.0$"),
+    ],
 )
 def test_bad_adam_settings_are_one_line_errors_before_any_work(
     small_config, tmp_path, field, value, message
@@ -390,7 +402,7 @@ def test_bad_adam_settings_are_one_line_errors_before_any_work(
     small_config.optimizer = "adam"
     small_config.adam[field] = value
     with pytest.raises(ValueError, match=message) as error:
-        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+        training.train_and_evaluate(small_config, str(tmp_path / "run"))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
@@ -401,7 +413,7 @@ def test_bad_adam_settings_are_one_line_errors_before_any_work(
         ("decay_factor", 0.5, r"^config.autol2.decay_factor must be finite and > 1, got 0.5"),
         ("patience", 0, r"^config.autol2.patience must be an integer in \[1, 2147483647\], got 0"),
         ("min_l2", 1.0, r"^config.autol2.min_l2 must be ≤ l2_init = 0.01"),
-        ("decay", 10.0, r"^config.autol2 must hold exactly .*; unknown: \['decay'\], missing"),
+        ("decay", 10.0, r"^config.autol2 must have exactly the fields of .*: unknown config"),
     ],
 )
 def test_bad_autol2_settings_are_one_line_errors_naming_the_field(
@@ -410,7 +422,7 @@ def test_bad_autol2_settings_are_one_line_errors_naming_the_field(
     small_config.update(l2_mode="autol2", l2=0.01)
     small_config.autol2[field] = value
     with pytest.raises(ValueError, match=message) as error:
-        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+        training.train_and_evaluate(small_config, str(tmp_path / "run"))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
@@ -420,7 +432,7 @@ def test_unprepared_tfds_data_set_is_a_one_line_error_before_any_work(small_conf
     small_config.data_dir = str(tmp_path / "no_data_here")
     workdir = tmp_path / "run"
     with pytest.raises((ValueError, FileNotFoundError)) as error:
-        train.train_and_evaluate(small_config, str(workdir))
+        training.train_and_evaluate(small_config, str(workdir))
     assert "cifar10" in str(error.value) and "\n" not in str(error.value)
     assert not workdir.exists()
 
@@ -457,18 +469,18 @@ def test_step_schedule_boundaries_off_distinct_steps_are_one_line_errors(
 ):
     small_config.update(lr_schedule="step", steps=steps, lr_step_boundaries=boundaries)
     message = (
-        rf"^config.lr_step_boundaries={re.escape(repr(boundaries))} is invalid: must be "
-        rf"fractions that fall on distinct steps in \[1, {steps - 1}\] .*gives {re.escape(at)}"
+        rf"^config.lr_step_boundaries must fall on distinct steps in \[1, {steps - 1}\] of "
+        rf"config.steps={steps}, got {re.escape(repr(boundaries))} .*gives {re.escape(at)}"
     )
     with pytest.raises(ValueError, match=message) as error:
-        train.train_and_evaluate(small_config, str(tmp_path / "run"))
+        training.train_and_evaluate(small_config, str(tmp_path / "run"))
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_eval_batch_larger_than_the_test_set_is_capped(small_config):
     small_config.eval_batch_size = 40_000
-    capped = train.create_trainer(small_config)
+    capped = training.create_trainer(small_config)
     sizes = []
 
     def recording(state, images, *arrays):
@@ -479,13 +491,13 @@ def test_eval_batch_larger_than_the_test_set_is_capped(small_config):
     test = dataclasses.replace(capped, _eval_sums=recording).evaluate(state)
     assert sizes == [300]  # 297 test examples, rounded up to a multiple of the 4 devices
     small_config.eval_batch_size = 300
-    assert train.create_trainer(small_config).evaluate(state) == test
+    assert training.create_trainer(small_config).evaluate(state) == test
 
 
 def test_step_schedule_multiplies_lr_at_the_boundaries(small_config):
     small_config.update(lr_schedule="step", steps=100, lr=1.0)
-    train.validate_config(small_config, 4)
-    schedule = train.create_lr_schedule(small_config)
+    training.validate(small_config, 4)
+    schedule = recipe.create_lr_schedule(small_config, recipe.Hyperparameters.of(small_config))
     np.testing.assert_allclose(
         [schedule(step) for step in (0, 29, 30, 59, 60, 90, 99)],
         [1.0, 1.0, 0.2, 0.2, 0.04, 0.008, 0.008],
@@ -512,10 +524,10 @@ def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_con
     small_config.eval_batch_size = 128  # 297 test examples: a partial last batch of 41
     results = []
     for dataset in (digits, streamed):
-        trainer = train.create_trainer(small_config, dataset=dataset)
+        trainer = training.create_trainer(small_config, dataset=dataset)
         state, batches = trainer.init_state(), trainer.train_batches(0)
         for _ in range(small_config.steps):
-            state = trainer.train_step(state, *next(batches))
+            state = trainer.sharded_train_step(state, *next(batches))
         results.append((jax.device_get(trainer.summarize(state)), trainer.evaluate(state)))
     assert results[0] == results[1]
     # The stream decodes its training images with the augmentation the config asks for.
@@ -530,10 +542,10 @@ def test_streamed_data_set_trains_and_evaluates_like_the_in_memory_one(small_con
 def test_evaluation_uses_the_running_batch_norm_statistics(small_config):
     small_config.model_options.normalization = "batch"
     small_config.eval_batch_size = 128  # 297 test examples: a partial last batch of 41
-    trainer = train.create_trainer(small_config)
+    trainer = training.create_trainer(small_config)
     state, batches = trainer.init_state(), trainer.train_batches(0)
     for _ in range(10):
-        state = trainer.train_step(state, *next(batches))
+        state = trainer.sharded_train_step(state, *next(batches))
     assert jax.tree.leaves(state.batch_stats)
     test = trainer.dataset.test
     logits = trainer.model.apply(
@@ -568,12 +580,12 @@ def test_wide_resnet_config_runs_a_few_steps_in_bfloat16(tmp_path):
     config = wrn28_10_cifar10.get_config()
     config.update(model="wrn10_1", dtype="bfloat16", batch_size=8, eval_batch_size=8, steps=3)
     config.lr_step_boundaries = (0.5,)  # η steps down once, after step 2
-    trainer = train.create_trainer(config, dataset=_fake_cifar(64, 8))
+    trainer = training.create_trainer(config, dataset=_fake_cifar(64, 8))
     state, batches = trainer.init_state(), trainer.train_batches(0)
     assert {leaf.dtype for leaf in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
     initial_stats = jax.device_get(state.batch_stats)
     for _ in range(config.steps):
-        state = trainer.train_step(state, *next(batches))
+        state = trainer.sharded_train_step(state, *next(batches))
     summary = jax.device_get(trainer.summarize(state))
     assert np.isfinite(summary["train_loss"]) and summary["nonfinite_step"] == -1
     assert {leaf.dtype for leaf in jax.tree.leaves(state.opt_state)} <= {
@@ -589,9 +601,9 @@ def test_wide_resnet_config_runs_a_few_steps_in_bfloat16(tmp_path):
 def test_wide_resnet_step_lowers_to_nhwc_bfloat16_convolutions_on_donated_float32_state():
     config = wrn28_10_cifar10.get_config()
     config.update(model="wrn10_1", dtype="bfloat16", batch_size=8, l2_mode="autol2", l2=0.2)
-    trainer = train.create_trainer(config, dataset=_fake_cifar(64, 8))
+    trainer = training.create_trainer(config, dataset=_fake_cifar(64, 8))
     state = trainer.init_state()
-    text = trainer.train_step.lower(state, *next(trainer.train_batches(0))).as_text()
+    text = trainer.sharded_train_step.lower(state, *next(trainer.train_batches(0))).as_text()
 
     # Every state leaf is an argument the step may overwrite in place, and the parameters and
     # optimizer state stay float32 (the master weights).
