@@ -82,8 +82,8 @@ def ntk(
 
     Args:
       x1: (n1, features) inputs for ``dense``, (n1, height, width, channels) images for
-        ``conv``; finite.
-      x2: (n2, ...) inputs of the same shape but for n2, or None for ``x2 = x1``.
+        ``conv``; finite, n1 ≥ 1.
+      x2: (n2, ...) inputs of the same shape but for n2 ≥ 1, or None for ``x2 = x1``.
       depth: number of weight layers.
       architecture: one of ``ARCHITECTURES``.
       batch_size: when > 0, computes the kernel in blocks of this many rows and columns
@@ -113,8 +113,8 @@ def check_inputs(architecture: str, **inputs: jax.typing.ArrayLike) -> list[jax.
 
     Args:
       architecture: one of ``ARCHITECTURES``.
-      **inputs: arrays by name (the name is quoted in errors), each (num, ...); all must have
-        the shape of the first, but for ``num``.
+      **inputs: arrays by name (the name is quoted in errors), each (num, ...) with num ≥ 1;
+        all must have the shape of the first, but for ``num``.
 
     Returns:
       The arrays, in the order given.
@@ -127,6 +127,10 @@ def check_inputs(architecture: str, **inputs: jax.typing.ArrayLike) -> list[jax.
             raise ValueError(
                 f"{name} must have shape ({', '.join(axes)}) for architecture {architecture!r}, "
                 f"got shape {array.shape}"
+            )
+        if array.shape[0] == 0:
+            raise ValueError(
+                f"{name} must hold at least one input (n ≥ 1), got shape {array.shape}"
             )
         if array.shape[1:] != first.shape[1:]:
             raise ValueError(

@@ -141,6 +141,12 @@ IMAGES = np.zeros((4, 3, 3, 1))
             {},
             "x2 must have the input shape of x1, (5,), got shape (2, 4)",
         ),
+        ((np.zeros((0, 5)),), {}, "x1 must hold at least one input (n ≥ 1), got shape (0, 5)"),
+        (
+            (np.zeros((4, 5)), np.zeros((0, 5))),
+            {},
+            "x2 must hold at least one input (n ≥ 1), got shape (0, 5)",
+        ),
         ((np.full((4, 5), np.nan),), {}, "x1 must be finite, got nan at index (0, 0)"),
         ((np.zeros((4, 5), complex),), {}, "x1 must hold real numbers"),
         (
