@@ -21,6 +21,7 @@ from l2reg import checks
 __all__ = [
     "AddL2State",
     "AutoL2State",
+    "RecordTracker",
     "add_l2",
     "autol2",
     "current_l2",
@@ -47,23 +48,36 @@ class AddL2State(NamedTuple):
     l2: jax.Array
 
 
+class RecordTracker(NamedTuple):
+    """Records of one measured quantity of `autol2` (the training loss, or the accuracy).
+
+    Attributes:
+      total: scalar of the state's float dtype, sum of the finite values passed since the last
+        check (in the quantity's units).
+      count: int32 scalar, how many finite values were passed since the last check.
+      best: scalar of the state's float dtype, the best measurement so far: the lowest loss or
+        the highest accuracy (+inf or −inf before the first).
+      patience_count: int32 scalar, checks in a row whose measurement was not a record.
+    """
+
+    total: jax.Array
+    count: jax.Array
+    best: jax.Array
+    patience_count: jax.Array
+
+
 class AutoL2State(NamedTuple):
     """State of `autol2`: scalars only, so checkpoints and vmapped batches stay small.
 
     Attributes:
-      count: int32, number of updates applied so far (the index t of the next one).
-      l2: the λ in force for the next update.
-      last_decay: int32, step n of the last decay (0 before any).
-      num_checks: int32, checks run so far.
-      loss_sum: sum of the finite losses recorded since the last check.
-      loss_count: int32, how many finite losses were recorded since the last check.
-      accuracy_sum: likewise for the training accuracy.
-      accuracy_count: int32, likewise.
-      best_loss: lowest loss measurement so far (+inf before the first).
-      best_accuracy: highest accuracy measurement so far (−inf before the first).
-      loss_patience_count: int32, checks in a row whose loss was not a record.
-      accuracy_patience_count: int32, checks in a row whose accuracy was not a record.
-      num_nonfinite: int32, non-finite ``value``/``accuracy`` inputs seen (left out
+      count: int32 scalar, number of updates applied so far (the index t of the next one).
+      l2: scalar of the state's float dtype (the params' widest, at least float32), the λ in
+        force for the next update.
+      last_decay: int32 scalar, step n of the last decay (0 before any).
+      num_checks: int32 scalar, checks run so far.
+      loss: the records of the training loss (``value``).
+      accuracy: the records of the training accuracy (unchanged when none is passed).
+      num_nonfinite: int32 scalar, non-finite ``value``/``accuracy`` inputs seen (left out
         of every measurement).
     """
 
@@ -71,14 +85,8 @@ class AutoL2State(NamedTuple):
     l2: jax.Array
     last_decay: jax.Array
     num_checks: jax.Array
-    loss_sum: jax.Array
-    loss_count: jax.Array
-    accuracy_sum: jax.Array
-    accuracy_count: jax.Array
-    best_loss: jax.Array
-    best_accuracy: jax.Array
-    loss_patience_count: jax.Array
-    accuracy_patience_count: jax.Array
+    loss: RecordTracker
+    accuracy: RecordTracker
     num_nonfinite: jax.Array
 
 
@@ -144,6 +152,7 @@ def validate_autol2(
     patience: int,
     check_every: int,
     min_l2: float,
+    momentum: float = 0.0,
 ) -> None:
     """Raises the one-line ValueError that `autol2` raises for its first bad argument.
 
@@ -152,16 +161,18 @@ def validate_autol2(
     compiled program serves many values) calls this on the concrete values first.
     """
     _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")
+    # η = 0 stops the cooldown clock: a warmup starts there, and `optax.inject_hyperparams`
+    # passes a schedule's value at each step as a constant.
     if callable(learning_rate):
-        # A warmup may start from η = 0.
         _check("learning_rate at step 0", learning_rate(0), _finite_at_least_zero, "finite and ≥ 0")
     else:
         _check(
             "learning_rate",
             learning_rate,
-            lambda x: bool(np.isfinite(x) and x > 0),
-            "a finite scalar > 0 (or a schedule)",
+            _finite_at_least_zero,
+            "a finite scalar ≥ 0 (or a schedule)",
         )
+    _check("momentum", momentum, lambda x: bool(0 <= x < 1), "in [0, 1)")
     _check("decay_factor", decay_factor, lambda x: bool(np.isfinite(x) and x > 1), "finite and > 1")
     _check("cooldown", cooldown, _finite_at_least_zero, "finite and ≥ 0")
     _check_count("patience", patience)
@@ -247,15 +258,63 @@ def add_l2(l2: ScalarOrSchedule, mask: MaskOrFn = None) -> optax.GradientTransfo
     return _maybe_masked(optax.GradientTransformation(init_fn, update_fn), mask)
 
 
-def _measure(total: jax.Array, count: jax.Array) -> jax.Array:
-    """Mean of the finite values since the last check; NaN when there were none."""
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+def _init_tracker(dtype: jnp.dtype, worst: float) -> RecordTracker:
+    zero_count = jnp.zeros([], jnp.int32)
+    return RecordTracker(
+        total=jnp.zeros([], dtype),
+        count=zero_count,
+        best=jnp.full([], worst, dtype),
+        patience_count=zero_count,
+    )
+
+
+def _add_observation(
+    tracker: RecordTracker, observation: Any, name: str
+) -> tuple[RecordTracker, jax.Array]:
+    """Adds one observation to the running sum if finite; also returns 1 if it was not, else 0."""
+    observation = jnp.asarray(observation, tracker.total.dtype)
+    if observation.ndim != 0:
+        raise ValueError(f"autol2's update takes a scalar {name}, got shape {observation.shape}")
+    finite = jnp.isfinite(observation)
+    tracker = tracker._replace(
+        total=tracker.total + jnp.where(finite, observation, 0),
+        count=tracker.count + finite.astype(jnp.int32),
+    )
+    return tracker, (~finite).astype(jnp.int32)
+
+
+def _run_check(
+    tracker: RecordTracker,
+    is_check: jax.Array,
+    is_better: Callable[[jax.Array, jax.Array], jax.Array],
+    empty_is_stale: bool,
+) -> RecordTracker:
+    """The tracker after step n: at a check, measures, updates the record and the patience count.
+
+    The measurement is the mean of the finite values since the last check. A check with none is
+    not a record; it counts as a check without a record if ``empty_is_stale`` and changes nothing
+    otherwise. Off a check, the tracker is returned unchanged.
+    """
+    measured = tracker.count > 0
+    # Comparisons with NaN are False: an empty measurement is never a record.
+    measurement = jnp.where(measured, tracker.total / jnp.maximum(tracker.count, 1), jnp.nan)
+    is_record = is_better(measurement, tracker.best)
+    counts = is_check & (measured | empty_is_stale)
+    return RecordTracker(
+        total=jnp.where(is_check, jnp.zeros_like(tracker.total), tracker.total),
+        count=jnp.where(is_check, 0, tracker.count),
+        best=jnp.where(is_check & is_record, measurement, tracker.best),
+        patience_count=jnp.where(
+            counts, jnp.where(is_record, 0, tracker.patience_count + 1), tracker.patience_count
+        ),
+    )
 
 
 def autol2(
     l2_init: float | jax.Array,
     learning_rate: ScalarOrSchedule,
     *,
+    momentum: float = 0.0,
     decay_factor: float = 10.0,
     cooldown: float = 0.1,
     patience: int = 2,
@@ -270,16 +329,21 @@ def autol2(
     starts large and decays λ whenever the training loss (or accuracy) stalls.
 
     Rule, with updates numbered t = 0, 1, 2, …: update t adds ``λ · params`` with
-    λ as it stood before it, then records ``value`` (and ``accuracy``). When
+    λ as it stood before it, then records ``value`` (and ``accuracy``, if passed). When
     ``t + 1`` is a multiple of ``check_every``, a check runs at ``n = t + 1``:
 
     - its loss measurement is the mean of the finite values recorded since the
       previous check (a record if lower than every earlier measurement; with no
-      finite value it is not a record); likewise for accuracy (a record if higher);
-    - λ ← max(λ / decay_factor, min_l2) when at least ``patience + 1`` checks have
-      run, the last ``patience`` loss measurements were not records (or, when
-      ``accuracy`` is passed, the last ``patience`` accuracy measurements were
-      not), and ``n − last_decay > cooldown / (λ · η_t)`` with η_t =
+      finite value it is not a record, and counts as a check without one);
+    - its accuracy measurement is the mean of the finite accuracies passed since the
+      previous check (a record if higher than every earlier one); ``accuracy`` may be
+      passed on every update, on some (e.g. only where it is computed) or on none: a
+      check with no accuracy since the previous one changes nothing for the accuracy
+      (it is not a record and does not count towards its patience);
+    - λ ← min(λ, max(λ / decay_factor, min_l2)) (never raised) when at least
+      ``patience + 1`` checks have run, the last ``patience`` loss measurements were not
+      records (or the last ``patience`` accuracy measurements were not), and
+      ``n − last_decay > cooldown / (λ · η_t/(1 − momentum))`` with η_t =
       ``learning_rate(t)`` (a tie within 1e-5 relative counts as not more than; η_t = 0
       makes the cooldown infinite, except that ``cooldown = 0`` is no cooldown at any η).
       ``last_decay`` starts at 0 and becomes n at a decay,
@@ -290,15 +354,29 @@ def autol2(
     measured in the paper's natural time 1/(λη), not in steps; and the scaled
     quantity is the L2 coefficient, not the update.
 
+    Under wrappers: `optax.MultiSteps` calls this update once per optimizer step, with the
+    ``value`` of the micro-batch that completes it (the others' are not recorded), so
+    ``check_every`` and the cooldown count optimizer steps. The clock sees only
+    ``learning_rate``: a learning rate scaled later in the chain (by
+    `optax.contrib.reduce_on_plateau`, or injected into another transform by
+    `optax.inject_hyperparams`) does not reach it; inject it into this transform too
+    (``optax.inject_hyperparams(autol2)(..., learning_rate=schedule)``) or pass the same
+    schedule.
+
     The authors' released rule (their loss adds ``L2·Σθ²``, λ = 2·L2, cooldown
     ``0.1/L2`` steps) is ``autol2(2 * L2, learning_rate=1.0, cooldown=0.2)``.
 
     Args:
-      l2_init: initial λ, ≥ 0 (may be traced, e.g. vmapped over a batch of runs).
-      learning_rate: η_t, a float > 0 or an optax schedule of the update count with
-        values ≥ 0 (a warmup may start at 0: no decay happens at a check where η_t = 0
-        unless ``cooldown = 0``), used only for the cooldown clock; with momentum μ pass
-        ``lr/(1 − μ)`` for the paper's physical time.
+      l2_init: initial λ, ≥ 0 (may be traced, e.g. vmapped over a batch of runs), in the
+        units of ``(λ/2)·‖θ‖²`` added to the loss.
+      learning_rate: η_t, the optimizer's learning rate per update, used only for the
+        cooldown clock: a float ≥ 0 or an optax schedule of the update count with values
+        ≥ 0. η_t = 0 (the start of a warmup) stops the clock: no decay happens at a check
+        where η_t = 0 unless ``cooldown = 0``.
+      momentum: μ of the optimizer's heavy-ball momentum, in [0, 1): the clock runs at the
+        effective learning rate η_t/(1 − μ), the paper's physical time. Leave it 0 for a
+        momentum-free optimizer and for decoupled placement (weight decay after the
+        preconditioner does not pass through the momentum).
       decay_factor: λ is divided by this at a decay, > 1.
       cooldown: minimum time between decays, in units of 1/(λη), ≥ 0.
       patience: checks in a row without a record before a decay, an integer ≥ 1.
@@ -315,12 +393,13 @@ def autol2(
     Returns:
       An `optax.GradientTransformationExtraArgs`. Its
       ``update(updates, state, params, *, value, accuracy=None)`` takes the
-      training loss without the L2 term as ``value`` (a scalar) and optionally
-      the training accuracy; pass ``accuracy`` on every update or on none.
+      training loss without the L2 term as ``value`` (a scalar, on every update) and
+      optionally the training accuracy (a scalar fraction).
     """
     validate_autol2(
         l2_init,
         learning_rate,
+        momentum=momentum,
         decay_factor=decay_factor,
         cooldown=cooldown,
         patience=patience,
@@ -331,21 +410,14 @@ def autol2(
 
     def init_fn(params):
         dtype = _state_dtype(params)
-        zero = jnp.zeros([], dtype)
         zero_count = jnp.zeros([], jnp.int32)
         return AutoL2State(
             count=zero_count,
             l2=jnp.asarray(l2_init, dtype),
             last_decay=zero_count,
             num_checks=zero_count,
-            loss_sum=zero,
-            loss_count=zero_count,
-            accuracy_sum=zero,
-            accuracy_count=zero_count,
-            best_loss=jnp.full([], jnp.inf, dtype),
-            best_accuracy=jnp.full([], -jnp.inf, dtype),
-            loss_patience_count=zero_count,
-            accuracy_patience_count=zero_count,
+            loss=_init_tracker(dtype, jnp.inf),
+            accuracy=_init_tracker(dtype, -jnp.inf),
             num_nonfinite=zero_count,
         )
 
@@ -353,61 +425,31 @@ def autol2(
         del extra_args  # Other transforms' extra arguments, forwarded by optax.chain.
         if value is None:
             raise TypeError(
-                "autol2's update needs value=<training loss without the L2 term>, got None"
+                "autol2's update needs value=<training loss without the L2 term>, got None "
+                "(flax's TrainState.apply_gradients does not pass it: use l2reg.TrainState "
+                "and apply_gradients(grads=grads, value=loss))"
             )
         updates = _add_scaled_params(updates, params, state.l2)
         dtype = state.l2.dtype
 
-        def record(total, count, observation, name):
-            observation = jnp.asarray(observation, dtype)
-            if observation.ndim != 0:
-                raise ValueError(
-                    f"autol2's update takes a scalar {name}, got shape {observation.shape}"
-                )
-            finite = jnp.isfinite(observation)
-            total = total + jnp.where(finite, observation, 0)
-            return total, count + finite.astype(jnp.int32), (~finite).astype(jnp.int32)
-
-        loss_sum, loss_count, loss_nonfinite = record(
-            state.loss_sum, state.loss_count, value, "value"
-        )
+        loss, loss_nonfinite = _add_observation(state.loss, value, "value")
         num_nonfinite = state.num_nonfinite + loss_nonfinite
-        accuracy_sum, accuracy_count = state.accuracy_sum, state.accuracy_count
+        accuracy_tracker = state.accuracy
         if accuracy is not None:
-            accuracy_sum, accuracy_count, accuracy_nonfinite = record(
-                accuracy_sum, accuracy_count, accuracy, "accuracy"
+            accuracy_tracker, accuracy_nonfinite = _add_observation(
+                accuracy_tracker, accuracy, "accuracy"
             )
             num_nonfinite = num_nonfinite + accuracy_nonfinite
 
         n = state.count + 1
         is_check = n % check_every == 0
-
-        # Comparisons with NaN are False: an empty measurement is never a record.
-        loss = _measure(loss_sum, loss_count)
-        loss_record = loss < state.best_loss
-        best_loss = jnp.where(is_check & loss_record, loss, state.best_loss)
-        loss_patience_count = jnp.where(
-            is_check,
-            jnp.where(loss_record, 0, state.loss_patience_count + 1),
-            state.loss_patience_count,
-        )
-        stalled = loss_patience_count >= patience
-
-        accuracy_measure = _measure(accuracy_sum, accuracy_count)
-        accuracy_record = accuracy_measure > state.best_accuracy
-        best_accuracy = state.best_accuracy
-        accuracy_patience_count = state.accuracy_patience_count
-        if accuracy is not None:
-            best_accuracy = jnp.where(is_check & accuracy_record, accuracy_measure, best_accuracy)
-            accuracy_patience_count = jnp.where(
-                is_check,
-                jnp.where(accuracy_record, 0, accuracy_patience_count + 1),
-                accuracy_patience_count,
-            )
-            stalled = stalled | (accuracy_patience_count >= patience)
+        # All losses non-finite is a stall (training diverged); no accuracy is no news.
+        loss = _run_check(loss, is_check, jnp.less, empty_is_stale=True)
+        accuracy_tracker = _run_check(accuracy_tracker, is_check, jnp.greater, empty_is_stale=False)
+        stalled = (loss.patience_count >= patience) | (accuracy_tracker.patience_count >= patience)
 
         num_checks = state.num_checks + is_check.astype(jnp.int32)
-        eta = jnp.asarray(lr_schedule(state.count), dtype)
+        eta = jnp.asarray(lr_schedule(state.count), dtype) / (1 - jnp.asarray(momentum, dtype))
         # With λ = 0 the cooldown is infinite: a zero L2 never decays. A tie within
         # float rounding of λ counts as not yet cooled down, so that jit (which may
         # turn λ/decay_factor into a multiplication) and eager runs decay at one step.
@@ -415,20 +457,16 @@ def autol2(
         cooldown_steps = cooldown / (state.l2 * eta) * (1 + _COOLDOWN_TIE_RTOL)
         cooled_down = ((n - state.last_decay).astype(dtype) > cooldown_steps) | (cooldown == 0)
         decay = is_check & (num_checks >= patience + 1) & stalled & cooled_down & (state.l2 > 0)
+        # min(λ, ·): a traced l2_init below min_l2 (unchecked) must not be raised to it.
+        decayed_l2 = jnp.minimum(state.l2, jnp.maximum(state.l2 / decay_factor, min_l2))
 
         new_state = AutoL2State(
             count=optax.safe_increment(state.count),
-            l2=jnp.where(decay, jnp.maximum(state.l2 / decay_factor, min_l2), state.l2),
+            l2=jnp.where(decay, decayed_l2, state.l2).astype(dtype),
             last_decay=jnp.where(decay, n, state.last_decay),
             num_checks=num_checks,
-            loss_sum=jnp.where(is_check, 0, loss_sum).astype(dtype),
-            loss_count=jnp.where(is_check, 0, loss_count),
-            accuracy_sum=jnp.where(is_check, 0, accuracy_sum).astype(dtype),
-            accuracy_count=jnp.where(is_check, 0, accuracy_count),
-            best_loss=best_loss,
-            best_accuracy=best_accuracy,
-            loss_patience_count=loss_patience_count,
-            accuracy_patience_count=accuracy_patience_count,
+            loss=loss,
+            accuracy=accuracy_tracker,
             num_nonfinite=num_nonfinite,
         )
         return updates, new_state
@@ -440,15 +478,16 @@ def autol2(
 def current_l2(opt_state: optax.OptState) -> jax.Array:
     """The λ in force for the next update, found anywhere inside an optimizer state.
 
-    Looks through any nesting of `optax.chain`, `optax.masked`,
+    Looks through any nesting of `optax.chain`, `optax.named_chain`, `optax.masked`,
     `optax.inject_hyperparams`, `optax.MultiSteps` and the like for the state of
-    exactly one `add_l2` or `autol2`.
+    exactly one `add_l2` or `autol2`, also where its leaves are wrapped in pytree nodes
+    of their own (``flax.nnx.Optimizer.opt_state`` holds them as ``nnx.OptArray``).
 
     Args:
       opt_state: an optimizer state (a pytree).
 
     Returns:
-      λ, a scalar (or an array with the batch shape of a vmapped state).
+      λ, a plain `jax.Array` scalar (or an array with the batch shape of a vmapped state).
 
     Raises:
       ValueError: if the state holds no l2reg transform, or more than one.
@@ -460,4 +499,6 @@ def current_l2(opt_state: optax.OptState) -> jax.Array:
             f"current_l2 needs exactly one add_l2/autol2 state in the optimizer state, "
             f"found {len(found)}"
         )
-    return found[0].l2
+    # A wrapper node (an nnx variable) flattens to the array it holds; an array to itself.
+    (l2,) = jax.tree.leaves(found[0].l2)
+    return l2

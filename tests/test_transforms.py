@@ -25,7 +25,9 @@ def run(transform, losses, accuracies=None, params=PARAMS, state=None, jit=False
     update = jax.jit(transform.update) if jit else transform.update
     used = []
     for t, loss in enumerate(losses):
-        extra = {} if accuracies is None else {"accuracy": accuracies[t]}
+        # An accuracy of None is one not passed on that update.
+        accuracy = None if accuracies is None else accuracies[t]
+        extra = {} if accuracy is None else {"accuracy": accuracy}
         updates, state = update(ZERO_GRADS, state, params, value=loss, **extra)
         used.append(float(updates["w"][0]))
     return np.array(used), state
@@ -58,8 +60,8 @@ def test_autol2_follows_hand_traced_trajectory():
     np.testing.assert_allclose(used, SCRIPTED_L2, rtol=1e-6)
     assert int(state.last_decay) == 20
     assert int(state.num_checks) == 11
-    assert int(state.loss_patience_count) == 6
-    assert float(state.best_loss) == 3.0
+    assert int(state.loss.patience_count) == 6
+    assert float(state.loss.best) == 3.0
     assert float(l2reg.current_l2(state)) == pytest.approx(0.001)
 
 
@@ -85,7 +87,7 @@ def test_autol2_mean_skips_nonfinite_and_empty_check_is_not_a_record():
     # Checks 3 and 4 are not records → 2 stale at n = 8 → decay.
     np.testing.assert_allclose(used, [0.1] * 8, rtol=1e-6)
     assert float(state.l2) == pytest.approx(0.01)
-    assert float(state.best_loss) == 4.0
+    assert float(state.loss.best) == 4.0
     assert int(state.num_nonfinite) == 3
 
 
@@ -106,7 +108,7 @@ def test_autol2_decays_only_after_patience_plus_one_checks(patience, first_decay
     used, state = run(scripted_autol2(patience=patience), losses)
     np.testing.assert_allclose(used, [0.1] * first_decay + [0.01] * (10 - first_decay), rtol=1e-6)
     assert int(state.last_decay) == first_decay
-    assert int(state.loss_patience_count) == 5
+    assert int(state.loss.patience_count) == 5
 
 
 def test_autol2_patience_and_decay_factor_are_honoured():
@@ -148,6 +150,63 @@ def test_autol2_accuracy_criterion_honours_patience():
     np.testing.assert_allclose(used, [0.1] * 7 + [0.01], rtol=1e-6)
 
 
+def test_autol2_accuracy_passed_off_the_checks_is_averaged_per_check():
+    # check_every = 4, accuracy passed at t = 0 and 2 of each window, never at the check
+    # update t = 3. Means 0.5, 0.5, 0.5: a record, then 2 stale → decay at n = 12 (the first
+    # values alone, 0.4, 0.6, 0.1, or the last, 0.6, 0.4, 0.9, would not decay there).
+    losses = np.arange(14, 0, -1, dtype=np.float32)  # a record at every check
+    window = lambda first, second: [first, None, second, None]
+    accuracies = [*window(0.4, 0.6), *window(0.6, 0.4), *window(0.1, 0.9), None, None]
+    used, state = run(scripted_autol2(check_every=4), losses, accuracies)
+    np.testing.assert_allclose(used, [0.1] * 12 + [0.01] * 2, rtol=1e-6)
+    assert float(state.accuracy.best) == pytest.approx(0.5)
+    assert int(state.accuracy.patience_count) == 2
+
+
+def test_autol2_check_without_accuracy_changes_nothing_for_accuracy():
+    # check_every = 1, no cooldown; checks with an accuracy: n = 1 record, n = 3 and 6 stale.
+    # The checks at n = 2, 4, 5 have none: they neither reset nor advance its patience, so
+    # the decay waits for n = 6 (counting them as stale would decay at n = 3). The check at
+    # n = 7 has none either: the last 2 accuracy measurements are still not records, and λ
+    # decays again; n = 8's record ends the stall.
+    losses = np.arange(9, 0, -1, dtype=np.float32)
+    accuracies = [0.5, None, 0.4, None, None, 0.4, None, 0.6, None]
+    used, state = run(scripted_autol2(check_every=1, cooldown=0.0), losses, accuracies)
+    np.testing.assert_allclose(used, [0.1] * 6 + [0.01, 1e-3, 1e-3], rtol=1e-5)
+    assert float(state.accuracy.best) == pytest.approx(0.6)
+    assert int(state.accuracy.patience_count) == 0
+
+
+def test_autol2_momentum_runs_the_clock_at_the_effective_learning_rate():
+    # Only the first check is a record: λ decays at the first check past each cooldown.
+    # η/(1 − μ) = 0.1/0.1 = 1: cooldowns 0.1/(1e-2·1) = 10 and 100 steps, so decays at
+    # n = 30 (the first check with 2 stale) and 140; η = 0.1 alone would wait until n = 110.
+    losses = np.ones(150, np.float32)
+    transform = scripted_autol2(l2_init=1e-2, learning_rate=0.1, momentum=0.9, check_every=10)
+    used, _ = run(transform, losses, jit=True)
+    np.testing.assert_array_equal(np.flatnonzero(np.diff(used)) + 1, [30, 140])
+    effective = scripted_autol2(l2_init=1e-2, learning_rate=1.0, check_every=10)
+    np.testing.assert_array_equal(used, run(effective, losses, jit=True)[0])
+
+
+def test_autol2_decay_never_raises_a_traced_l2_init_below_min_l2():
+    # A traced l2_init cannot be checked against min_l2 when the transform is built.
+    def trajectory(l2_init):
+        transform = scripted_autol2(l2_init=l2_init, min_l2=1e-2, cooldown=0.0)
+
+        def step(state, loss):
+            updates, state = transform.update(ZERO_GRADS, state, PARAMS, value=loss)
+            return state, updates["w"][0]
+
+        return jax.lax.scan(step, transform.init(PARAMS), SCRIPTED_LOSSES)[1]
+
+    batched = jax.jit(jax.vmap(trajectory))(jnp.array([1e-3, 0.1]))
+    # Without a cooldown the scripted stalls decay at n = 8, 14, 16, …: 1e-3 stays, 0.1 stops
+    # at the floor.
+    np.testing.assert_allclose(batched[0], np.full(22, 1e-3), rtol=1e-6)
+    np.testing.assert_allclose(batched[1], [0.1] * 8 + [1e-2] * 14, rtol=1e-6)
+
+
 def test_autol2_learning_rate_warmup_from_zero():
     # Standard warmups start at η = 0.
     l2reg.autol2(0.1, optax.warmup_cosine_decay_schedule(0.0, 0.1, 100, 1000))
@@ -161,6 +220,19 @@ def test_autol2_learning_rate_warmup_from_zero():
     transform = scripted_autol2(learning_rate=warmup, patience=1, check_every=1, cooldown=0.0)
     used, _ = run(transform, losses[:5])
     np.testing.assert_allclose(used, [0.1, 0.1, 1e-2, 1e-3, 1e-4], rtol=1e-5)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_autol2_injected_learning_rate_warmup_from_zero(jit):
+    # optax.inject_hyperparams passes the schedule's value at each step, 0 during the warmup,
+    # as a constant: the trajectory is that of the schedule passed directly (see above).
+    warmup = lambda count: jnp.where(count < 10, 0.0, 1.0)
+    transform = optax.inject_hyperparams(l2reg.autol2)(
+        l2_init=0.1, learning_rate=warmup, cooldown=0.1, patience=1, check_every=1
+    )
+    used, state = run(transform, np.ones(14, np.float32), jit=jit)
+    np.testing.assert_allclose(used, [0.1] * 11 + [0.01] * 3, rtol=1e-6)
+    assert float(state.hyperparams["learning_rate"]) == 1.0
 
 
 def test_autol2_authors_settings_give_cooldown_of_point_one_over_their_l2():
@@ -288,6 +360,7 @@ def test_current_l2_through_nested_wrappers():
             l2_init=0.1, learning_rate=1.0, cooldown=0.1, check_every=2
         ),
         "multi_steps": optax.MultiSteps(inner, every_k_schedule=1),
+        "named_chain": optax.named_chain(("l2", scripted_autol2()), ("sgd", optax.sgd(0.1))),
         "add_l2 schedule": optax.chain(
             l2reg.add_l2(optax.linear_schedule(0.1, 0.0, 20)), optax.sgd(0.1)
         ),
@@ -295,7 +368,9 @@ def test_current_l2_through_nested_wrappers():
     for name, optimizer in wrapped.items():
         _, state = run(optimizer, SCRIPTED_LOSSES[:10])
         expected = 0.05 if name == "add_l2 schedule" else 0.01
-        assert float(l2reg.current_l2(state)) == pytest.approx(expected), name
+        l2 = l2reg.current_l2(state)
+        assert isinstance(l2, jax.Array) and l2.shape == (), name
+        assert float(l2) == pytest.approx(expected), name
 
 
 def test_current_l2_errors_without_exactly_one_l2_state():
@@ -357,7 +432,10 @@ def test_add_l2_mask_and_reported_value():
         ),
         (lambda: l2reg.autol2(-0.1, 1.0), "l2_init must be"),
         (lambda: l2reg.autol2(float("inf"), 1.0), "l2_init must be"),
-        (lambda: l2reg.autol2(0.1, 0.0), "learning_rate must be"),
+        (lambda: l2reg.autol2(0.1, -0.1), "learning_rate must be"),
+        (lambda: l2reg.autol2(0.1, float("inf")), "learning_rate must be"),
+        (lambda: l2reg.autol2(0.1, 1.0, momentum=1.0), r"^momentum must be in \[0, 1\), got 1.0$"),
+        (lambda: l2reg.autol2(0.1, 1.0, momentum=-0.1), "momentum must be"),
         (lambda: l2reg.autol2(0.1, lambda t: -1.0), "learning_rate at step 0 must be"),
         (lambda: l2reg.autol2(0.1, 1.0, decay_factor=1.0), "decay_factor must be"),
         (lambda: l2reg.autol2(0.1, 1.0, cooldown=-1.0), "cooldown must be"),
