@@ -5,12 +5,12 @@ import io
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 _Created = TypeVar("_Created")
 
-__all__ = ["check_folder", "pyplot", "save_figure", "write_atomic"]
+__all__ = ["check_folder", "errors_naming", "pyplot", "save_figure", "write_atomic"]
 
 
 def check_folder(path: str, name: str = "workdir") -> None:
@@ -53,6 +53,19 @@ def _create_unique(
             continue
 
 
+@contextlib.contextmanager
+def errors_naming(path: str) -> Iterator[None]:
+    """Re-raises an OSError of the block as one naming `path` (same errno and subclass).
+
+    A failed write or flush (ENOSPC: a full disk) raises an OSError naming no file, or naming
+    a temporary one: the message then says which file could not be written.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, path) from error
+
+
 def write_atomic(path: str, data: bytes | str) -> None:
     """Writes `data` (str as UTF-8) to `path`, replacing it only once the new file is complete.
 
@@ -60,26 +73,31 @@ def write_atomic(path: str, data: bytes | str) -> None:
     onto `path`; on any error the temporary file is removed and `path` is left as it was.
     A new file gets the permissions `open(path, "w")` would give (0o666 less the umask); a
     replaced file keeps its permission bits.
+
+    Raises:
+      OSError: the file cannot be written (a full disk, a read-only folder); it names `path`
+        rather than the temporary file, and `path` is left as it was.
     """
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
     # Opened with mode 0o666, which the kernel masks with the umask as it does for open(); the
     # umask cannot be read without setting it, a race with other threads creating files.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    temporary, handle = _create_unique(
-        folder, "-" + os.path.basename(path), lambda name: os.open(name, flags, 0o666)
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            with contextlib.suppress(FileNotFoundError):
-                os.fchmod(file.fileno(), stat.S_IMODE(os.stat(path).st_mode))
-            file.write(data.encode() if isinstance(data, str) else data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with errors_naming(path):
+        os.makedirs(folder, exist_ok=True)
+        temporary, handle = _create_unique(
+            folder, "-" + os.path.basename(path), lambda name: os.open(name, flags, 0o666)
+        )
+        try:
+            with os.fdopen(handle, "wb") as file:
+                with contextlib.suppress(FileNotFoundError):
+                    os.fchmod(file.fileno(), stat.S_IMODE(os.stat(path).st_mode))
+                file.write(data.encode() if isinstance(data, str) else data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def pyplot():

@@ -1,5 +1,6 @@
 """Tests for l2reg.files: atomic writes, folder checks."""
 
+import errno
 import os
 import stat
 
@@ -79,3 +80,24 @@ def test_check_folder_refuses_a_file_or_a_path_through_one(tmp_path):
     with pytest.raises(ValueError, match=r"^--out '.*/results.txt/run' is inside the file '"):
         files.check_folder(str(tmp_path / "results.txt" / "run"), "--out")
     assert (tmp_path / "results.txt").read_text() == "kept"
+
+
+def test_write_atomic_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    files.write_atomic(str(path), "{}")
+
+    def full_disk(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write names no file
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '.*results.json'$") as error:
+        files.write_atomic(str(path), '{"a": 1}')
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(path)
+    assert path.read_text() == "{}"
+    assert os.listdir(tmp_path) == ["results.json"]
+
+
+def test_errors_naming_keeps_the_kind_of_error_and_names_the_path():
+    with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] .*: 'run/config.json'$"):
+        with files.errors_naming("run/config.json"):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
