@@ -78,40 +78,47 @@ def train_and_evaluate(
     recorded in the workdir: a rerun must pass the same one).
 
     Raises:
-      ValueError: a bad config or workdir (before the data are loaded and anything is written),
+      ValueError: a bad config or workdir, or one another trainer is using (before the data
+        are loaded and anything is written),
         or checkpoints that cannot be resumed from (of another state, or none readable; nothing
         is changed then).
       NonFiniteLossError: the training loss became NaN/inf (names the step).
     """
     devices = jax.devices() if devices is None else list(devices)
     config_lib.validate(config, len(devices))
-    present = rundir.check_workdir(workdir, config, overwrite=overwrite)  # before the data load
-    trainer = trainer_lib.create_trainer(config, devices=devices, dataset=dataset, validated=True)
-    rundir.record_config(workdir, config, present, overwrite)
-    checkpoints = Checkpoints(f"{workdir}/{rundir.CHECKPOINT_DIR}", keep=config.keep_checkpoints)
-    state, last_checkpoint = checkpoints.restore_latest(trainer.init_state())
-    start = int(state.step)
-    if start >= config.steps:
-        logging.info("the run in %s is already complete (step %d)", workdir, start)
-    elif last_checkpoint is not None:
-        logging.info("resuming from the checkpoint of step %d", start)
-    is_chief = jax.process_index() == 0
-    log = rundir.MetricsLog(workdir, start) if is_chief else None
-    # Redrawn often on a terminal, every half minute in a log file.
-    bar = tqdm.tqdm(
-        total=config.steps,
-        initial=start,
-        disable=not is_chief,
-        unit="step",
-        mininterval=0.1 if sys.stderr.isatty() else 30.0,
-    )
-    # The throughput clock: time since `clock_step`, evaluations and checkpoints left out.
-    clock, clock_step = time.perf_counter(), start
-    # A report's evaluation and copies are queued behind its step, and its line is written
-    # once the next step is queued: the device runs that step meanwhile.
-    pending = None  # (step, summary, test sums, test count) of a report not yet written
-    try:
-        with _sigterm_requests() as sigterm:
+    # From here on SIGTERM, during the start-up too, asks for a checkpoint (after the first
+    # step) and a clean return; and no other trainer may use the workdir.
+    with _sigterm_requests() as sigterm, rundir.locked(workdir):
+        present = rundir.check_workdir(workdir, config, overwrite=overwrite)  # before the data load
+        trainer = trainer_lib.create_trainer(
+            config, devices=devices, dataset=dataset, validated=True
+        )
+        rundir.record_config(workdir, config, present, overwrite)
+        checkpoints = Checkpoints(
+            f"{workdir}/{rundir.CHECKPOINT_DIR}", keep=config.keep_checkpoints
+        )
+        state, last_checkpoint, checkpointed = checkpoints.restore_latest(trainer.init_state())
+        start = int(state.step)
+        if start >= config.steps:
+            logging.info("the run in %s is already complete (step %d)", workdir, start)
+        elif last_checkpoint is not None:
+            logging.info("resuming from the checkpoint of step %d", start)
+        is_chief = jax.process_index() == 0
+        log = rundir.MetricsLog(workdir, start, checkpointed) if is_chief else None
+        # Redrawn often on a terminal, every half minute in a log file.
+        bar = tqdm.tqdm(
+            total=config.steps,
+            initial=start,
+            disable=not is_chief,
+            unit="step",
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
+        )
+        # The throughput clock: time since `clock_step`, evaluations and checkpoints left out.
+        clock, clock_step = time.perf_counter(), start
+        # A report's evaluation and copies are queued behind its step, and its line is written
+        # once the next step is queued: the device runs that step meanwhile.
+        pending = None  # (step, summary, test sums, test count) of a report not yet written
+        try:
             batches = trainer.train_batches(start)
             for step in range(start + 1, config.steps + 1):
                 state = trainer.sharded_train_step(state, *next(batches))
@@ -135,7 +142,7 @@ def train_and_evaluate(
                     if summary is None:
                         summary = jax.device_get(trainer.summarize(state))
                     _check_finite(summary, last_checkpoint)
-                    checkpoints.save(step, state)
+                    checkpoints.save(step, state, log.records if log else ())
                     last_checkpoint = step
                     clock, clock_step = time.perf_counter(), step
                 if stop:
@@ -145,12 +152,12 @@ def train_and_evaluate(
                         step,
                     )
                     break
-    finally:
-        bar.close()
-        checkpoints.wait()
-        checkpoints.close()
-        if log:
-            log.close()
+        finally:
+            bar.close()
+            checkpoints.wait()
+            checkpoints.close()
+            if log:
+                log.close()
     return state
 
 

@@ -1,29 +1,39 @@
 """A run's folder: the recorded config, the metrics log and the curves read back from it.
 
 workdir/
-  config.json      the run's ConfigDict, written before training starts
-  metrics.jsonl    one JSON object per report (see `train_and_evaluate`)
-  tensorboard/     the same scalars as TensorBoard events
-  checkpoints/     orbax checkpoints (`checkpoints.Checkpoints`)
+  config.json        the run's ConfigDict, written when the run starts
+  metrics.jsonl      one JSON object per report (see `train_and_evaluate`)
+  metrics.jsonl.bad  lines of metrics.jsonl that were set aside on resuming (see `MetricsLog`)
+  tensorboard/       the same scalars as TensorBoard events
+  checkpoints/       orbax checkpoints (`checkpoints.Checkpoints`)
+  .lock              held by the trainer using the folder (`locked`), removed when it ends
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import socket
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
 import tensorboardX
+from absl import logging
 from jax.experimental import multihost_utils
 
 from l2reg import files
 
 METRICS_FILE = "metrics.jsonl"
+BAD_METRICS_FILE = METRICS_FILE + ".bad"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
+LOCK_FILE = ".lock"
 # Fields of a metrics line that measure the machine rather than the run.
 TIMING_FIELDS = ("steps_per_sec",)
 
@@ -105,7 +115,14 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite:
         (or an unrecorded or unreadable one) and `overwrite` is False.
     """
     files.check_folder(workdir)
-    ours = [CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CHECKPOINT_DIR + ".corrupt", TENSORBOARD_DIR]
+    ours = [
+        CONFIG_FILE,
+        METRICS_FILE,
+        BAD_METRICS_FILE,
+        CHECKPOINT_DIR,
+        CHECKPOINT_DIR + ".corrupt",
+        TENSORBOARD_DIR,
+    ]
     present = [name for name in ours if os.path.exists(os.path.join(workdir, name))]
     if present and not overwrite:
         config_path = os.path.join(workdir, CONFIG_FILE)
@@ -145,63 +162,223 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrit
 def record_config(
     workdir: str, config: ml_collections.ConfigDict, present: list[str], overwrite: bool
 ) -> None:
-    """`prepare_workdir` once `check_workdir` has passed and listed the run files `present`."""
-    if jax.process_index() == 0:
-        if overwrite:
-            for name in present:
-                path = os.path.join(workdir, name)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        os.makedirs(workdir, exist_ok=True)
+    """`prepare_workdir` once `check_workdir` has passed and listed the run files `present`.
+
+    `config.json` is written for a new run only (a fresh workdir, or with `overwrite`): a run
+    being resumed has the same config recorded already (`check_workdir` compared them), and its
+    file is left as it is, so that a resume refused later (checkpoints of another state) has
+    changed nothing.
+    """
+    if jax.process_index() == 0 and (overwrite or not present):
+        for name in present:
+            path = os.path.join(workdir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         current = json.dumps(config_json(config), indent=2) + "\n"
         files.write_atomic(os.path.join(workdir, CONFIG_FILE), current)
     if jax.process_count() > 1:  # the other processes use the workdir once it is ready
         multihost_utils.sync_global_devices("l2reg.training.prepare_workdir")
 
 
+@contextlib.contextmanager
+def locked(workdir: str) -> Iterator[None]:
+    """Holds `workdir/.lock` while the block runs, so that no other trainer uses `workdir`.
+
+    The lock is an exclusive `flock`, which the kernel releases when its process ends, however
+    it ends: a lock file left by a killed trainer does not block. The file names its holder
+    (pid, host, start time) and is removed when the block ends. `workdir` is created if need
+    be, and removed again with the empty folders in it if the block fails having made it (a
+    failed start leaves no empty folder behind). Under `jax.distributed`, only process 0 locks:
+    the others share the workdir by design.
+
+    Raises:
+      ValueError: `workdir` cannot be a folder (`files.check_folder`), or another trainer holds
+        its lock (one line naming it).
+      OSError: the lock file cannot be written (a full disk; names the path).
+    """
+    if jax.process_index() != 0:
+        yield
+        return
+    files.check_folder(workdir)
+    created = not os.path.isdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    handle, completed = None, False
+    try:
+        handle = _lock(path, workdir)
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        holder = f"pid {os.getpid()} on host {socket.gethostname()} since {since}"
+        with files.errors_naming(path):
+            os.write(handle, holder.encode())
+        yield
+        completed = True
+    finally:
+        if handle is not None:
+            os.unlink(path)  # while still locked: see `_lock`
+            os.close(handle)
+        if created and not completed and handle is not None:
+            _remove_empty_folders(workdir)
+
+
+def _lock(path: str, workdir: str) -> int:
+    """An open handle on `path` holding its exclusive flock, the file emptied."""
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(handle)
+            os.close(handle)
+            raise ValueError(
+                f"workdir {workdir!r} is in use by another trainer ({holder}): wait for it to "
+                "end or stop it, or choose another workdir"
+            ) from None
+        # A holder removes the file before unlocking it: if it did so after we opened it, we
+        # hold a lock on a removed file, and must lock the file now at `path` instead.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(handle), os.stat(path)):
+                os.ftruncate(handle, 0)  # a killed holder's record
+                return handle
+        os.close(handle)
+
+
+def _holder(handle: int) -> str:
+    # The holder writes its record just after locking: wait a little for it.
+    for _ in range(20):
+        record = os.pread(handle, 1000, 0).decode(errors="replace").strip()
+        if record:
+            return record
+        time.sleep(0.05)
+    return "which has not recorded its pid"
+
+
+def _remove_empty_folders(folder: str) -> None:
+    for root, _, _ in os.walk(folder, topdown=False):
+        with contextlib.suppress(OSError):  # not empty (any more: another trainer's lock)
+            os.rmdir(root)
+
+
 class MetricsLog:
     """`metrics.jsonl` (one JSON object per report) and TensorBoard events in `workdir`.
 
-    Starting at `start_step` (0 included) drops the lines of later steps and hides the events
-    of later steps from TensorBoard (a purge marker at step `start_step + 1`): those of a run
-    that was killed before its next checkpoint, so that the run reads as one uninterrupted run.
-    Each line is written whole with one write, then flushed and fsynced.
+    Starting at `start_step` (0 included), the file is rewritten as `checkpointed`: the lines
+    saved with the checkpoint of `start_step` (none at step 0), which are what that checkpoint
+    proves. So a run killed and resumed, or whose file was deleted or cut short, reads as one
+    uninterrupted run. Lines of later steps (those of a run killed before its next checkpoint)
+    are dropped, and their events hidden from TensorBoard (a purge marker at step
+    `start_step + 1`). Any other line not among `checkpointed` (not UTF-8, not a JSON object
+    with an integer "step", or not the line the checkpoint holds for its step) is appended to
+    `metrics.jsonl.bad`, with a warning naming its line number. Each new line is written whole
+    with one write, then flushed and fsynced.
+
+    Attributes:
+      path: the path of `metrics.jsonl`.
+      records: the lines of the file, one dict each, in order (to save with a checkpoint).
     """
 
-    def __init__(self, workdir: str, start_step: int):
+    def __init__(self, workdir: str, start_step: int, checkpointed: Sequence[dict]):
         self.path = os.path.join(workdir, METRICS_FILE)
-        kept = []
+        self.records = list(checkpointed)
+        proven = [json.dumps(record) for record in self.records]
+        unconfirmed, set_aside = set(proven), []
         if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as file:
-                for line in file:
+            with open(self.path, "rb") as file:
+                for number, line in enumerate(file, 1):
                     try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut short by a crash
-                        continue
-                    if record["step"] <= start_step:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-        files.write_atomic(self.path, "".join(kept))
+                        record = _parse(line)
+                    except ValueError as error:
+                        problem = str(error)
+                    else:
+                        text = line.decode().rstrip("\n")
+                        if record["step"] > start_step or text in unconfirmed:
+                            unconfirmed.discard(text)
+                            continue
+                        problem = f"is not the line of step {record['step']} of the checkpoint"
+                    logging.warning(
+                        "%s line %d %s: set aside in %s",
+                        self.path,
+                        number,
+                        problem,
+                        BAD_METRICS_FILE,
+                    )
+                    set_aside.append(line if line.endswith(b"\n") else line + b"\n")
+        if set_aside:
+            bad_path = os.path.join(workdir, BAD_METRICS_FILE)
+            earlier = b""
+            if os.path.exists(bad_path):
+                with open(bad_path, "rb") as file:
+                    earlier = file.read()
+            files.write_atomic(bad_path, earlier + b"".join(set_aside))
+        if unconfirmed:
+            logging.warning(
+                "%s lacked %d of the %d lines up to step %d: rebuilt from the checkpoint",
+                self.path,
+                len(unconfirmed),
+                len(proven),
+                start_step,
+            )
+        files.write_atomic(self.path, "".join(line + "\n" for line in proven))
         self._file = open(self.path, "a", encoding="utf-8")
-        self._events = tensorboardX.SummaryWriter(
-            os.path.join(workdir, TENSORBOARD_DIR), purge_step=start_step + 1
-        )
+        self._events_path = os.path.join(workdir, TENSORBOARD_DIR)
+        with files.errors_naming(self._events_path):
+            self._events = tensorboardX.SummaryWriter(self._events_path, purge_step=start_step + 1)
 
     def write(self, record: dict[str, float]) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        for name, value in record.items():
-            if name != "step":
-                self._events.add_scalar(name, value, record["step"])
+        """Appends `record` as a line of the file and as TensorBoard scalars at its step.
+
+        Raises:
+          OSError: a write failed (a full disk), naming the file.
+        """
+        with files.errors_naming(self.path):
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        self.records.append(record)
+        with files.errors_naming(self._events_path):
+            for name, value in record.items():
+                if name != "step":
+                    self._events.add_scalar(name, value, record["step"])
 
     def close(self) -> None:
-        self._file.close()
-        self._events.close()
+        with files.errors_naming(self.path):
+            self._file.close()
+        with files.errors_naming(self._events_path):
+            self._events.close()
+
+
+def _parse(line: bytes) -> dict:
+    """A metrics line as a dict; a ValueError saying what it is not otherwise."""
+    try:
+        record = json.loads(line.decode())
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"is not JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"is a JSON {type(record).__name__}, not an object")
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise ValueError(f"has no integer step (step: {step!r})")
+    return record
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
-    """The lines of `workdir/metrics.jsonl`, one dict per report, in step order."""
-    with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as file:
-        return [json.loads(line) for line in file]
+    """The lines of `workdir/metrics.jsonl`, one dict per report, in step order.
+
+    Raises:
+      ValueError: a line is not a JSON object with an integer step (names the file and line).
+    """
+    path = os.path.join(workdir, METRICS_FILE)
+    records = []
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                records.append(_parse(line))
+            except ValueError as error:
+                raise ValueError(
+                    f"{path} line {number} {error}: rerun the training command on {workdir!r} "
+                    "to set it aside and rebuild the file from the checkpoints"
+                ) from None
+    return records
 
 
 def read_curves(workdir: str) -> Curves:
