@@ -6,24 +6,25 @@ the benchmarks run anywhere, including machines without TensorFlow or the data s
 """
 
 import argparse
-import importlib.util
 import json
 import os
 
+import config_file
 import jax
 import numpy as np
 
 from l2reg import data, files
 
 TFDS_DEFAULT_DIR = os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
-CONFIG_FILE = os.path.join(
-    os.path.dirname(__file__), os.pardir, "experiments", "configs", "wrn28_10_cifar10.py"
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """--config, --model, --batch, --dtype, --data_dir and --json."""
-    parser.add_argument("--config", default=CONFIG_FILE, help="trainer config file to time")
+    parser.add_argument(
+        "--config",
+        default=os.path.join(config_file.CONFIGS, "wrn28_10_cifar10.py"),
+        help="trainer config file to time",
+    )
     parser.add_argument("--model", default="wrn28_10", help="wrn{depth}_{width}")
     parser.add_argument("--batch", type=int, default=1024, help="global batch, images per step")
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
@@ -41,10 +42,7 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 def config(args: argparse.Namespace, **fields):
     """The --config file's config (WRN CIFAR-10 by default) with the flags' model, batch and
     dtype, and `fields`."""
-    spec = importlib.util.spec_from_file_location("benchmark_config", args.config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    result = module.get_config()
+    result = config_file.load(args.config)
     result.update(model=args.model, batch_size=args.batch, dtype=args.dtype, **fields)
     return result
 
