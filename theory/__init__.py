@@ -5,21 +5,33 @@ function-space dynamics of a homogeneous network of a given degree under gradien
 with L2; `relu_network` and `ntk` build bias-free ReLU networks and their NTK with
 neural-tangents (imported through `theory.compat`); `train_finite_network` trains the finite
 network for comparison; `hessian_min_eig` measures the curvature that sets the ~1/(l2·lr)
-time scale.
+time scale; `theory.figures` draws the figures of `experiments.theory_figures`.
+
+The names below load their module (and JAX, neural-tangents) on first use, so that
+`theory.figure_settings` can check a launcher's flags without them.
 """
 
-from theory.dynamics import l2_flow, l2_flow_mse, linear_model
-from theory.finite import train_finite_network
-from theory.hessian import hessian_min_eig, lanczos_tridiagonal
-from theory.kernels import ntk, relu_network
+import importlib
 
-__all__ = [
-    "hessian_min_eig",
-    "l2_flow",
-    "l2_flow_mse",
-    "lanczos_tridiagonal",
-    "linear_model",
-    "ntk",
-    "relu_network",
-    "train_finite_network",
-]
+_HOMES = {
+    "hessian_min_eig": "theory.hessian",
+    "l2_flow": "theory.dynamics",
+    "l2_flow_mse": "theory.dynamics",
+    "lanczos_tridiagonal": "theory.hessian",
+    "linear_model": "theory.dynamics",
+    "ntk": "theory.kernels",
+    "relu_network": "theory.kernels",
+    "train_finite_network": "theory.finite",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'theory' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
