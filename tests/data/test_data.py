@@ -252,3 +252,34 @@ def test_importing_the_package_does_not_import_tensorflow():
     code = "import sys, l2reg.data; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr[-500:]
+
+
+def test_label_noise_moves_the_requested_fraction_of_training_labels_to_other_classes():
+    labels = np.arange(1000) % 10
+    noisy = data.noisy_labels(labels, 10, 0.2, seed=0)
+    assert noisy.dtype == np.int32 and np.all((noisy >= 0) & (noisy < 10))
+    assert np.count_nonzero(noisy != labels) == 200
+    np.testing.assert_array_equal(noisy, data.noisy_labels(labels, 10, 0.2, seed=0))
+    other = data.noisy_labels(labels, 10, 0.2, seed=1)
+    assert np.count_nonzero(other != labels) == 200 and not np.array_equal(other, noisy)
+    np.testing.assert_array_equal(data.noisy_labels(labels, 10, 0.0, seed=0), labels)
+    # round(fraction·N): 0.25% of 1000 is 2.5, rounded to 2 (half to even).
+    assert np.count_nonzero(data.noisy_labels(labels, 10, 0.0025, seed=0) != labels) == 2
+
+
+def test_loaded_label_noise_flips_only_training_labels_deterministically(digits):
+    noisy = data.load("digits", label_noise=0.2, label_noise_seed=3)
+    changed = noisy.train.labels != digits.train.labels
+    assert np.count_nonzero(changed) == round(0.2 * 1500) == 300
+    np.testing.assert_array_equal(noisy.train.images, digits.train.images)
+    np.testing.assert_array_equal(noisy.test.labels, digits.test.labels)
+    np.testing.assert_array_equal(noisy.test.images, digits.test.images)
+    again = data.load("digits", label_noise=0.2, label_noise_seed=3)
+    np.testing.assert_array_equal(again.train.labels, noisy.train.labels)
+    other = data.load("digits", label_noise=0.2, label_noise_seed=4)
+    assert not np.array_equal(other.train.labels, noisy.train.labels)
+    np.testing.assert_array_equal(
+        noisy.train.labels, data.noisy_labels(digits.train.labels, 10, 0.2, 3)
+    )
+    with pytest.raises(ValueError, match=r"^label_noise must be in \[0, 1\), got 1.5$"):
+        data.load("digits", label_noise=1.5)
