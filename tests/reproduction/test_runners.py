@@ -2,22 +2,20 @@
 
 import numpy as np
 
-from l2reg import sweep
-from l2reg.reproduction import SweepRunner, runners
+from experiments.configs import mlp_digits
+from l2reg.reproduction import SweepRunner, TrainerRunner, runners
+from l2reg.training import Curves, loop, rundir, sweep
 
-SETUP = sweep.Setup("digits", loss="mse")
-CONFIGS = [sweep.Config(1e-3, 0.5, 0, 20), sweep.Config(1e-2, 0.5, 1, 30)]
+CONFIG = mlp_digits.get_config()
+RUNS = [sweep.Run(1e-3, 0.5, 0, 20), sweep.Run(1e-2, 0.5, 1, 30)]
 
 
 def fake_training(trained, eval_at_seen=None):
-    def run(setup, configs, *, evals_per_decade, eval_at):
-        trained.append(len(configs))
+    def run(config, runs, *, evals_per_decade, eval_at, progress):
+        trained.append(len(runs))
         if eval_at_seen is not None:
             eval_at_seen.append(eval_at)
-        return [
-            sweep.Curves(*(np.arange(1.0, 4.0) * (index + 1),) * 5)
-            for index, _ in enumerate(configs)
-        ]
+        return [Curves(*(np.arange(1.0, 4.0) * (index + 1),) * 8) for index, _ in enumerate(runs)]
 
     return run
 
@@ -25,42 +23,59 @@ def fake_training(trained, eval_at_seen=None):
 def test_cache_is_reused_for_the_same_settings_and_code_only(tmp_path, monkeypatch):
     trained = []
     monkeypatch.setattr(sweep, "run", fake_training(trained))
-    runner = SweepRunner(str(tmp_path), SETUP, evals_per_decade=4)
-    first = runner("part", CONFIGS)
-    again = runner("part", CONFIGS)
+    runner = SweepRunner(str(tmp_path), CONFIG, evals_per_decade=4)
+    first = runner("part", RUNS)
+    again = runner("part", RUNS)
     assert trained == [2]
     for stored, fresh in zip(again, first, strict=True):
-        for field in sweep.Curves._fields:
+        for field in Curves._fields:
             np.testing.assert_array_equal(getattr(stored, field), getattr(fresh, field))
-    runner("part", CONFIGS[:1])  # other settings
-    SweepRunner(str(tmp_path), SETUP, evals_per_decade=8)("part", CONFIGS)
-    assert trained == [2, 1, 2]
-    monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
-    runner("part", CONFIGS)
+    runner("part", RUNS[:1])  # other runs
+    SweepRunner(str(tmp_path), CONFIG, evals_per_decade=8)("part", RUNS)
+    other_config = CONFIG.copy_and_resolve_references()
+    other_config.batch_size = 50
+    SweepRunner(str(tmp_path), other_config, evals_per_decade=4)("part", RUNS)
     assert trained == [2, 1, 2, 2]
-    assert len(list((tmp_path / "cache").iterdir())) == 4
+    monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
+    runner("part", RUNS)
+    assert trained == [2, 1, 2, 2, 2]
+    assert len(list((tmp_path / "cache").iterdir())) == 5
 
 
 def test_extra_evaluation_steps_reach_the_sweep_and_key_the_cache(tmp_path, monkeypatch):
     trained, eval_at_seen = [], []
     monkeypatch.setattr(sweep, "run", fake_training(trained, eval_at_seen))
-    runner = SweepRunner(str(tmp_path), SETUP, evals_per_decade=4)
-    runner("part", CONFIGS)
-    runner("part", CONFIGS, eval_at=(7, 25))
-    runner("part", CONFIGS, eval_at=(7, 25))
+    runner = SweepRunner(str(tmp_path), CONFIG, evals_per_decade=4)
+    runner("part", RUNS)
+    runner("part", RUNS, eval_at=(7, 25))
+    runner("part", RUNS, eval_at=(7, 25))
     assert trained == [2, 2]
     assert eval_at_seen == [(), (7, 25)]
+
+
+def test_a_corrupt_cache_file_is_moved_aside_and_retrained(tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(sweep, "run", fake_training(trained))
+    runner = SweepRunner(str(tmp_path), CONFIG, evals_per_decade=4)
+    runner("part", RUNS)
+    (path,) = (tmp_path / "cache").iterdir()
+    path.write_bytes(b"cut short")
+    curves = runner("part", RUNS)
+    assert trained == [2, 2]
+    np.testing.assert_array_equal(curves[1].steps, [2.0, 4.0, 6.0])
+    assert (tmp_path / "cache" / (path.name + ".corrupt")).read_bytes() == b"cut short"
 
 
 def test_code_digest_covers_the_training_code_not_the_analysis(tmp_path):
     package = tmp_path / "l2reg"
     (package / "reproduction").mkdir(parents=True)
-    (package / "sweep.py").write_text("LR = 0.5\n")
+    (package / "training").mkdir()
+    (package / "training" / "sweep.py").write_text("LR = 0.5\n")
     (package / "reproduction" / "report.py").write_text("TITLE = 'a'\n")
     digest = runners.source_digest(package)
     (package / "reproduction" / "report.py").write_text("TITLE = 'b'\n")
     assert runners.source_digest(package) == digest
-    (package / "sweep.py").write_text("LR = 0.25\n")
+    (package / "training" / "sweep.py").write_text("LR = 0.25\n")
     changed = runners.source_digest(package)
     assert changed != digest
     (package / "models").mkdir()
@@ -69,22 +84,23 @@ def test_code_digest_covers_the_training_code_not_the_analysis(tmp_path):
 
 
 def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, monkeypatch):
-    from experiments.configs import mlp_digits
-    from l2reg import train
-    from l2reg.reproduction import TrainerRunner
-
-    folders = []
+    folders, configs = [], []
 
     def fake_train_and_evaluate(config, workdir):
         folders.append(workdir)
+        configs.append(config)
 
-    monkeypatch.setattr(train, "train_and_evaluate", fake_train_and_evaluate)
-    monkeypatch.setattr(train, "read_metrics", lambda workdir: [])
-    runner = TrainerRunner(str(tmp_path), mlp_digits.get_config(), "mlp_digits", evals=4)
-    runner("part", CONFIGS[:1])
-    runner("part", CONFIGS[:1])
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_train_and_evaluate)
+    monkeypatch.setattr(rundir, "read_curves", lambda workdir: None)
+    runner = TrainerRunner(str(tmp_path), CONFIG, "mlp_digits", evals=4)
+    runner("part", RUNS[:1])
+    runner("part", RUNS[:1])
     assert folders[0] == folders[1]
-    runner("part", CONFIGS[1:])  # another configuration
+    runner("part", RUNS[1:])  # another run
     monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
-    runner("part", CONFIGS[:1])
+    runner("part", RUNS[:1])
     assert len(set(folders)) == 3 and folders[3] != folders[0]
+    # Each run trains its own config (`Run.config`), evaluated `evals` times.
+    expected = RUNS[1].config(CONFIG)
+    expected.eval_every, expected.checkpoint_every = 30 // 4, 30 // 4
+    assert configs[2].to_dict() == expected.to_dict()
