@@ -1,4 +1,4 @@
-"""suggest_l2: the probe runs through the trainer and λ = c/(ηT) follows from its t*."""
+"""experiments.suggest_l2: the probe runs through the trainer and λ = c/(ηT) follows from its t*."""
 
 import json
 import os
@@ -8,26 +8,12 @@ import pytest
 
 from experiments import suggest_l2
 from experiments.configs import mlp_digits
-from l2reg import relations
 
 
 def small_config():
     config = mlp_digits.get_config()
     config.model_options.widths = (32, 32)
     return config
-
-
-def test_probe_config_is_fixed_coupled_constant_and_scaled_by_one_over_l2_lr():
-    config = small_config()
-    config.lr_schedule, config.l2_mode = "cosine", "autol2"
-    probe = suggest_l2.probe_config(config, probe_l2=0.05, probe_length=3.0, evals=30)
-    lr = suggest_l2.effective_lr(config)
-    assert lr == pytest.approx(config.lr / (1 - config.momentum))
-    assert (probe.l2_mode, probe.l2, probe.l2_placement) == ("fixed", 0.05, "coupled")
-    assert probe.lr_schedule == "constant"
-    assert probe.steps == round(3.0 / (0.05 * lr))
-    assert probe.eval_every == probe.steps // 30
-    assert config.l2_mode == "autol2"  # the caller's config is left alone
 
 
 @pytest.mark.slow
@@ -95,7 +81,7 @@ def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
             3.0,
             20,
             "probe_l2=10 times the effective learning rate η/(1−μ)=0.1 is 1 ≥ 1: each step's L2 "
-            "term alone would zero or flip the weights; use probe_l2 < 10.",
+            "term alone would zero or flip the weights; use probe_l2 < 10",
         ),
         (
             100,
@@ -111,7 +97,7 @@ def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
             3.0,
             20,
             "probe_l2=5 with probe_length=3 gives a probe of 6 steps, fewer than its evals=20 "
-            "evaluations: lower probe_l2, lengthen probe_length or lower evals.",
+            "evaluations: lower probe_l2, lengthen probe_length or lower evals",
         ),
         (100, 0.3, 0.01, 20, "gives a probe of 1 steps, fewer than its evals=20 evaluations"),
         (
@@ -119,7 +105,7 @@ def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
             0.1,
             3.0,
             5,
-            "evals must be ≥ 10 (fewer cannot show a peak and a fall after it), got 5.",
+            "evals must be an integer ≥ 10, got 5",
         ),
     ],
 )
@@ -132,40 +118,10 @@ def test_bad_arguments_are_one_line_errors(
     assert not os.listdir(tmp_path)
 
 
-def peak(t_star, peak_fraction, drop_after_peak):
-    return relations.Peak(
-        t_star=t_star,
-        low=t_star,
-        high=t_star,
-        peak_accuracy=0.5,
-        final_accuracy=0.5 - drop_after_peak,
-        peak_fraction=peak_fraction,
-        drop_after_peak=drop_after_peak,
-    )
-
-
-@pytest.mark.parametrize(
-    ("shape", "advice"),
-    [
-        # Best at the first evaluation (step 5) and flat: λ too large to learn anything.
-        (peak(5.0, 0.05, 0.0), "Try a smaller --probe_l2."),
-        # Best at the end: still rising.
-        (peak(95.0, 0.95, 0.0), "Try a larger --probe_l2 or a longer --probe_length."),
-        # An early maximum with no fall after it.
-        (peak(30.0, 0.3, 0.001), "Try a longer --probe_length (or a larger --probe_l2)."),
-    ],
-)
-def test_hint_without_a_clear_peak_depends_on_where_the_curve_peaked(shape, advice):
-    assert not shape.is_clear()
-    hint = suggest_l2.no_peak_hint(shape, first_step=5.0)
-    assert hint.endswith(advice)
-    assert "\n" not in hint
-
-
 def test_bad_config_or_workdir_is_a_one_line_error_before_the_probe(tmp_path):
     config = small_config()
     config.lr = 0.0
-    with pytest.raises(ValueError, match=r"^config.lr=0.0 is invalid: must be > 0$"):
+    with pytest.raises(ValueError, match=r"^config\.lr must be finite and > 0, got 0\.0$"):
         suggest_l2.suggest(config, str(tmp_path), 100, 0.1, 3.0, 20)
     assert not os.listdir(tmp_path)
     (tmp_path / "taken").write_text("kept")

@@ -1,0 +1,183 @@
+"""l2reg.reproduction.probe: suggest_l2's algorithm, the same code as the reproduction's part 3."""
+
+import re
+
+import numpy as np
+import pytest
+
+from experiments.configs import mlp_digits
+from l2reg import relations, training
+from l2reg.reproduction import probe
+from l2reg.training import Curves, sweep
+
+
+def small_config():
+    config = mlp_digits.get_config()
+    config.model_options.widths = (32, 32)
+    return config
+
+
+def test_effective_lr_is_eta_over_one_minus_momentum_only_through_coupled_momentum():
+    config = small_config()
+    assert (config.optimizer, config.momentum, config.lr) == ("momentum", 0.9, 0.01)
+    assert probe.effective_lr(config) == pytest.approx(0.1)
+    config.l2_placement = "decoupled"
+    assert probe.effective_lr(config) == pytest.approx(0.01)
+    config.l2_placement, config.optimizer = "coupled", "sgd"
+    assert probe.effective_lr(config) == pytest.approx(0.01)
+
+
+def test_probe_run_is_fixed_constant_and_scaled_by_one_over_l2_lr():
+    config = small_config()
+    config.lr_schedule, config.l2_mode = "cosine", "autol2"
+    run = probe.probe_run(config, probe_l2=0.05, probe_length=3.0, seed=7)
+    assert run == sweep.Run(0.05, 0.01, 7, round(3.0 / (0.05 * 0.1)), "fixed", "constant")
+    assert probe.probe_steps(0.05, 3.0, 0.1) == 600
+    assert probe.probe_steps(10.0, 1e-3, 0.1) == 1  # at least one step
+
+
+def test_probe_config_is_the_probe_run_coupled_and_evaluated_evals_times():
+    config = small_config()
+    config.lr_schedule, config.l2_mode, config.seed = "cosine", "autol2", 4
+    probe_config = probe.probe_config(config, probe_l2=0.05, probe_length=3.0, evals=30)
+    expected = probe.probe_run(config, 0.05, 3.0, seed=4).config(config)
+    expected.eval_every, expected.checkpoint_every = 600 // 30, 600
+    assert probe_config.to_dict() == expected.to_dict()
+    assert (probe_config.l2_mode, probe_config.l2, probe_config.lr_schedule) == (
+        "fixed",
+        0.05,
+        "constant",
+    )
+    training.validate(probe_config)
+    assert (config.l2_mode, config.lr_schedule) == ("autol2", "cosine")  # left alone
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="probe_config makes the probe coupled but sizes it with the caller's placement's "
+    "effective η (η instead of η/(1−μ) for a decoupled momentum config)",
+)
+def test_a_decoupled_configs_probe_is_sized_by_the_coupled_probes_effective_lr():
+    config = small_config()
+    config.l2_placement = "decoupled"
+    probe_config = probe.probe_config(config, probe_l2=0.05, probe_length=3.0, evals=30)
+    assert probe_config.l2_placement == "coupled"
+    assert probe.effective_lr(probe_config) == pytest.approx(0.1)
+    assert probe_config.steps == round(3.0 / (0.05 * 0.1))
+
+
+@pytest.mark.parametrize(
+    ("change", "probe_l2", "probe_length", "evals", "message"),
+    [
+        ({}, 0.1, 3.0, 5, "evals must be an integer ≥ 10, got 5"),
+        ({}, -1.0, 3.0, 20, "probe_l2 must be finite and > 0, got -1.0"),
+        ({}, 0.1, float("inf"), 20, "probe_length must be finite and > 0, got inf"),
+        (
+            {"optimizer": "adam"},
+            0.1,
+            3.0,
+            20,
+            "config.optimizer must be 'sgd' or 'momentum' (the relations hold for SGD), got 'adam'",
+        ),
+        (
+            {},
+            10.0,
+            3.0,
+            20,
+            "probe_l2=10 times the effective learning rate η/(1−μ)=0.1 is 1 ≥ 1: each step's L2 "
+            "term alone would zero or flip the weights; use probe_l2 < 10",
+        ),
+        (
+            {},
+            1e-12,
+            3.0,
+            20,
+            "probe_l2=1e-12 with probe_length=3 gives a probe of 3e+13 steps, more than "
+            "2147483647: raise probe_l2",
+        ),
+        (
+            {},
+            5.0,
+            3.0,
+            20,
+            "probe_l2=5 with probe_length=3 gives a probe of 6 steps, fewer than its evals=20 "
+            "evaluations: lower probe_l2, lengthen probe_length or lower evals",
+        ),
+    ],
+)
+def test_check_refuses_a_meaningless_probe_in_one_line(
+    change, probe_l2, probe_length, evals, message
+):
+    config = small_config()
+    config.update(change)
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}\Z"):
+        probe.check(config, probe_l2, probe_length, evals)
+
+
+def test_check_accepts_a_probe_of_exactly_evals_steps():
+    # 3/(0.3·0.1) = 100 steps: room for 100 evaluations, not 101.
+    probe.check(small_config(), 0.3, 3.0, 100)
+    with pytest.raises(ValueError, match="fewer than its evals=101"):
+        probe.check(small_config(), 0.3, 3.0, 101)
+
+
+def curve(steps, accuracy) -> Curves:
+    steps = np.asarray(steps, dtype=float)
+    zeros = np.zeros_like(steps)
+    return Curves(steps, zeros, zeros, zeros, np.asarray(accuracy, float), zeros, zeros, zeros)
+
+
+def test_measure_and_suggestion_follow_relations_1_and_3():
+    # A curve peaking at t* = 200 of 1000 steps and falling 0.3 after it.
+    steps = np.geomspace(1, 1000, 200)
+    accuracy = 0.6 + 0.3 * np.exp(-0.5 * (np.log10(steps / 200) / 0.3) ** 2)
+    measured = probe.measure(curve(steps, accuracy), probe_l2=0.05, lr=0.1)
+    shape = relations.peak_shape(steps, accuracy)
+    assert measured["probe"] == shape._asdict()
+    assert measured["clear_peak"] is True and measured["hint"] is None
+    assert measured["probe"]["t_star"] == pytest.approx(200, rel=0.05)
+    assert measured["c"] == pytest.approx(shape.t_star * 0.05 * 0.1)
+    # λ_opt = c/(ηT).
+    assert probe.suggestion(measured, lr=0.1, budget_steps=5000) == pytest.approx(
+        measured["c"] / (0.1 * 5000)
+    )
+
+
+def test_no_suggestion_without_a_clear_peak():
+    steps = np.geomspace(1, 1000, 200)
+    rising = 0.1 + 0.8 * steps / 1000  # still rising at the end
+    measured = probe.measure(curve(steps, rising), probe_l2=0.05, lr=0.1)
+    assert measured["clear_peak"] is False
+    assert probe.suggestion(measured, lr=0.1, budget_steps=5000) is None
+    assert measured["hint"] == probe.no_peak_hint(relations.Peak(**measured["probe"]), 1.0)
+    assert measured["hint"].endswith("Try a larger --probe_l2 or a longer --probe_length.")
+
+
+def peak(t_star, peak_fraction, drop_after_peak):
+    return relations.Peak(
+        t_star=t_star,
+        low=t_star,
+        high=t_star,
+        peak_accuracy=0.5,
+        final_accuracy=0.5 - drop_after_peak,
+        peak_fraction=peak_fraction,
+        drop_after_peak=drop_after_peak,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "advice"),
+    [
+        # Best at the first evaluation (step 5) and flat: λ too large to learn anything.
+        (peak(5.0, 0.05, 0.0), "Try a smaller --probe_l2."),
+        # Best at the end: still rising.
+        (peak(95.0, 0.95, 0.0), "Try a larger --probe_l2 or a longer --probe_length."),
+        # An early maximum with no fall after it.
+        (peak(30.0, 0.3, 0.001), "Try a longer --probe_length (or a larger --probe_l2)."),
+    ],
+)
+def test_hint_without_a_clear_peak_depends_on_where_the_curve_peaked(shape, advice):
+    assert not shape.is_clear()
+    hint = probe.no_peak_hint(shape, first_step=5.0)
+    assert hint.endswith(advice)
+    assert "\n" not in hint
