@@ -283,3 +283,19 @@ def test_profile_summary_rejects_a_folder_without_a_trace(tmp_path):
     )
     assert result.returncode == 2
     assert f"no perfetto_trace.json.gz under '{tmp_path}'" in result.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_cost_script_times_the_parts_against_the_matmul_rate(tmp_path):
+    output = run_script(
+        "reproduce_cost.py",
+        f"--config={ROOT / 'experiments' / 'configs' / 'reproduce_quick.py'}",
+        f"--json={tmp_path / 'cost.json'}",
+    )
+    assert re.search(r"matmul rate: [0-9.]+ GFLOP/s", output), output
+    results = json.loads((tmp_path / "cost.json").read_text())
+    assert set(results["seconds"]) == {"t_star", "l2", "probe", "autol2"}
+    assert all(value > 0 for value in results["gflop"].values())
+    assert results["runs"] == {"t_star": 9, "l2": 4, "probe": 1, "autol2": 4}
+    assert 0 < results["fraction_of_matmul_rate"] < 1
+    assert results["total_seconds"] >= sum(results["seconds"].values())
