@@ -64,7 +64,7 @@ def suggest(
     probe_dir = os.path.join(workdir, "probe")
     training.train_and_evaluate(run_config, probe_dir, overwrite=overwrite)
     curve = training.read_curves(probe_dir)
-    lr = probe.effective_lr(config)
+    lr = probe.probe_lr(config)
     measured = probe.measure(curve, probe_l2, lr)
     record = {
         "config": config.to_dict(),

@@ -26,6 +26,14 @@ def effective_lr(config: ml_collections.ConfigDict) -> float:
     return relations.effective_lr(config.lr, recipe.effective_momentum(config))
 
 
+def probe_lr(config: ml_collections.ConfigDict) -> float:
+    """The effective η of `config`'s probe, which adds L2 to the loss (coupled) whatever the
+    config's own placement: η/(1−μ) under momentum μ."""
+    coupled = config.copy_and_resolve_references()
+    coupled.l2_placement = "coupled"
+    return effective_lr(coupled)
+
+
 def probe_steps(probe_l2: float, probe_length: float, lr: float) -> int:
     """The probe's length in steps, probe_length/(λη) rounded (at least 1); η effective."""
     return max(1, round(probe_length / (probe_l2 * lr)))
@@ -43,7 +51,7 @@ def check(config: ml_collections.ConfigDict, probe_l2: float, probe_length: floa
         raise ValueError(
             "config.optimizer must be 'sgd' or 'momentum' (the relations hold for SGD), got 'adam'"
         )
-    lr = effective_lr(config)
+    lr = probe_lr(config)
     if probe_l2 * lr >= 1:
         raise ValueError(
             f"probe_l2={probe_l2:g} times the effective learning rate η/(1−μ)={lr:g} is "
@@ -65,8 +73,9 @@ def check(config: ml_collections.ConfigDict, probe_l2: float, probe_length: floa
 
 
 def probe_run(config: ml_collections.ConfigDict, probe_l2: float, probe_length: float, seed: int):
-    """The probe as a run of `config`: fixed λ = probe_l2, constant η, probe_length/(λη) steps."""
-    steps = probe_steps(probe_l2, probe_length, effective_lr(config))
+    """The probe as a run of `config`: fixed λ = probe_l2, constant η, probe_length/(λη) steps
+    (η the effective η/(1−μ) of coupled L2, which the probe's must be: `probe_config`)."""
+    steps = probe_steps(probe_l2, probe_length, probe_lr(config))
     return Run(probe_l2, config.lr, seed, steps, l2_mode="fixed", lr_schedule="constant")
 
 
@@ -75,7 +84,7 @@ def probe_config(
 ) -> ml_collections.ConfigDict:
     """The trainer config of the probe (`probe_run`, coupled L2), evaluated `evals` times."""
     probe = probe_run(config, probe_l2, probe_length, config.seed).config(config)
-    probe.l2_placement = "coupled"
+    probe.l2_placement = "coupled"  # the relations' L2 is added to the loss
     probe.eval_every = max(1, probe.steps // evals)
     probe.checkpoint_every = probe.steps
     return probe

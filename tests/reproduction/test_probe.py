@@ -52,11 +52,6 @@ def test_probe_config_is_the_probe_run_coupled_and_evaluated_evals_times():
     assert (config.l2_mode, config.lr_schedule) == ("autol2", "cosine")  # left alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probe_config makes the probe coupled but sizes it with the caller's placement's "
-    "effective η (η instead of η/(1−μ) for a decoupled momentum config)",
-)
 def test_a_decoupled_configs_probe_is_sized_by_the_coupled_probes_effective_lr():
     config = small_config()
     config.l2_placement = "decoupled"
