@@ -1,6 +1,17 @@
 """Installs l2reg: the AutoL2 optax transform, experiments and infinite-width theory."""
 
+import pathlib
+import re
+
 import setuptools
+
+HERE = pathlib.Path(__file__).parent
+# One source of the version: the `__version__ = "..."` line of l2reg/__init__.py.
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$',
+    (HERE / "l2reg" / "__init__.py").read_text(encoding="utf-8"),
+    flags=re.M,
+).group(1)
 
 CORE = [
     "jax>=0.4.35,<0.13",
@@ -31,6 +42,7 @@ EXTRAS = {
 }
 EXTRAS["test"] = [
     "pytest>=8",
+    "build>=1.0",
     "ruff>=0.6",
     "nbclient>=0.10",
     "nbformat>=5.9",
@@ -42,7 +54,7 @@ EXTRAS["all"] = sorted({requirement for group in EXTRAS.values() for requirement
 
 setuptools.setup(
     name="l2reg",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "L2 regularization dynamics in deep networks: the AutoL2 optax transform, "
         "the empirical relations t* ~ c/(l2 lr), experiments and infinite-width theory."
@@ -51,7 +63,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["l2reg*", "experiments*", "theory*"]),
-    package_data={"experiments": ["configs/*.py"]},
+    package_data={"experiments": ["configs/*.py"], "l2reg": ["py.typed"]},
     install_requires=CORE,
     extras_require=EXTRAS,
 )
