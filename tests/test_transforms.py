@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
 import l2reg
 
@@ -371,6 +372,15 @@ def test_current_l2_through_nested_wrappers():
         l2 = l2reg.current_l2(state)
         assert isinstance(l2, jax.Array) and l2.shape == (), name
         assert float(l2) == pytest.approx(expected), name
+
+
+def test_current_l2_of_an_nnx_optimizer_is_a_plain_array():
+    # nnx.Optimizer.opt_state holds each leaf in an nnx.OptArray variable.
+    model = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.chain(scripted_autol2(), optax.sgd(0.1)), wrt=nnx.Param)
+    l2 = l2reg.current_l2(optimizer.opt_state)
+    assert isinstance(l2, jax.Array) and not isinstance(l2, nnx.Variable)
+    assert f"{l2:.3g}" == "0.1"
 
 
 def test_current_l2_errors_without_exactly_one_l2_state():
