@@ -1,8 +1,8 @@
 """L2 regularization as optax gradient transformations: fixed, scheduled and AutoL2.
 
 Both transforms add ``λ · params`` to the updates. Placed before the optimizer
-(``optax.chain(autol2(...), optax.sgd(lr, momentum))``) this is the gradient of
-``(λ/2)·‖θ‖²`` added to the loss: coupled L2, as in the paper. Placed after the
+(``optax.chain(autol2(l2_init, lr, momentum=μ), optax.sgd(lr, momentum=μ))``) this is the
+gradient of ``(λ/2)·‖θ‖²`` added to the loss: coupled L2, as in the paper. Placed after the
 preconditioner and before the learning-rate scaling
 (``optax.chain(optax.scale_by_adam(), autol2(...), optax.scale_by_learning_rate(lr))``)
 it is decoupled weight decay, as in AdamW.
