@@ -154,10 +154,12 @@ def train_and_evaluate(
                     break
         finally:
             bar.close()
-            checkpoints.wait()
-            checkpoints.close()
-            if log:
-                log.close()
+            try:
+                checkpoints.wait()  # raises a save that failed (a full disk): close all the same
+            finally:
+                checkpoints.close()
+                if log:
+                    log.close()
     return state
 
 

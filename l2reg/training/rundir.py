@@ -337,6 +337,9 @@ class MetricsLog:
             for name, value in record.items():
                 if name != "step":
                     self._events.add_scalar(name, value, record["step"])
+            # Now, rather than when closing: a full disk is then reported here, and closing,
+            # with nothing left to write, closes the file.
+            self._events.flush()
 
     def close(self) -> None:
         with files.errors_naming(self.path):
