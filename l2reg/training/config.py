@@ -16,12 +16,6 @@ import l2reg
 from l2reg import checks, data
 from l2reg.training import recipe
 
-# The settings of `config.autol2`, passed to `l2reg.autol2` as keywords: those its check takes.
-AUTOL2_FIELDS = tuple(
-    name
-    for name, parameter in inspect.signature(l2reg.transforms.validate_autol2).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-)
 # Free-form fields: their keys are checked by the function they are passed to.
 OPEN_FIELDS = ("model_options", "data_options")
 
@@ -66,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.l2_mode = "fixed"
     config.l2 = 1e-4
     config.l2_placement = "coupled"
-    # AutoL2's cooldown is in units of 1/(λη), η the effective η/(1−μ) (see recipe).
+    # AutoL2's settings (`l2reg.autol2`); its cooldown is in units of 1/(λη), η the effective
+    # η/(1−μ) when λ goes through momentum μ (`recipe.effective_momentum`).
     config.autol2 = config_dict.ConfigDict(
         {"decay_factor": 10.0, "cooldown": 0.1, "patience": 2, "check_every": 10, "min_l2": 0.0}
     )

@@ -53,6 +53,25 @@ class Hyperparameters(NamedTuple):
 
     @classmethod
     def of(cls, config: ml_collections.ConfigDict) -> "Hyperparameters":
+        """The numbers of `config` as device arrays, each field in its dtype."""
+        host = cls.on_host(config)
+        return cls(
+            *(jnp.asarray(value, dtype) for value, dtype in zip(host, _HYPER_DTYPES, strict=True))
+        )
+
+    @classmethod
+    def stack(cls, hypers: "list[Hyperparameters]") -> "Hyperparameters":
+        """Runs' numbers as device arrays with a leading run axis, each field in its dtype."""
+        columns = zip(*hypers, strict=True)
+        return cls(
+            *(
+                jnp.asarray(np.stack(values), dtype)
+                for values, dtype in zip(columns, _HYPER_DTYPES, strict=True)
+            )
+        )
+
+    @classmethod
+    def on_host(cls, config: ml_collections.ConfigDict) -> "Hyperparameters":
         """The numbers of `config` (host scalars)."""
         return cls(
             l2=config.l2,
@@ -64,6 +83,10 @@ class Hyperparameters(NamedTuple):
             cooldown=config.autol2.cooldown,
             min_l2=config.autol2.min_l2,
         )
+
+
+# The dtypes of the fields on device, in order: int32 step counts and seeds, float32 numbers.
+_HYPER_DTYPES = (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, *(jnp.float32,) * 3)
 
 
 def lr_boundary_steps(config: ml_collections.ConfigDict) -> list[int]:
@@ -119,11 +142,11 @@ def create_optimizer(
     elif config.l2_mode == "fixed":
         l2_step = [l2reg.add_l2(hyper.l2)]
     else:
-        momentum = effective_momentum(config)
         l2_step = [
             l2reg.autol2(
                 hyper.l2,
-                lambda step: lr_schedule(step) / (1.0 - momentum),
+                lr_schedule,
+                momentum=effective_momentum(config),
                 decay_factor=hyper.decay_factor,
                 cooldown=hyper.cooldown,
                 patience=config.autol2.patience,

@@ -41,10 +41,12 @@ class TrainMetrics(struct.PyTreeNode):
 
 
 class RunState(struct.PyTreeNode):
-    """Everything a run needs to continue, arrays only: the step count, parameters, batch-norm
-    statistics (an empty dict without batch norm), optimizer state (λ of AutoL2 included) and
-    the running training metrics. Saved whole in every checkpoint."""
+    """Everything a run needs to continue, arrays only: its numbers (`recipe.Hyperparameters`:
+    λ, η, seed, length, AutoL2's settings), the step count, parameters, batch-norm statistics
+    (an empty dict without batch norm), optimizer state (λ of AutoL2 included) and the running
+    training metrics. Saved whole in every checkpoint."""
 
+    hyper: recipe.Hyperparameters
     step: jax.Array
     params: Any
     batch_stats: Any
@@ -67,28 +69,31 @@ class RunKeys(NamedTuple):
 
 
 def init_state(
-    model: Any, tx: optax.GradientTransformation, key: jax.Array, input_shape: tuple[int, ...]
+    config, hyper: recipe.Hyperparameters, model: Any, input_shape: tuple[int, ...]
 ) -> RunState:
-    """A run's state at step 0: the model initialized from `key`, the optimizer's state."""
+    """A run's state at step 0: the model initialized from the run's seed, the state of its
+    optimizer (`recipe.create_optimizer(config, hyper)`)."""
     # lazy_init traces the forward pass for shapes only; it gives the same variables as init
     # while compiling much less (only the initializers).
     example = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    variables = model.lazy_init(key, example, train=False)
+    variables = model.lazy_init(RunKeys.of(hyper.seed).init, example, train=False)
     params = variables["params"]
     return RunState(
+        hyper=hyper,
         step=jnp.int32(0),
         params=params,
         batch_stats=variables.get("batch_stats", {}),
-        opt_state=tx.init(params),
+        opt_state=recipe.create_optimizer(config, hyper).init(params),
         metrics=TrainMetrics.zeros(),
     )
 
 
-def prepare_batch(dataset: data.Dataset, config, keys: RunKeys, step, images, labels):
-    """Raw global batch `step` -> `(inputs, labels, mix)`: preprocessed, augmented when
+def prepare_batch(dataset: data.Dataset, config, state: RunState, images, labels):
+    """Raw global batch of the state's step -> `(inputs, labels, mix)`: preprocessed, augmented when
     `config.augment`, mixed when `config.mixup_alpha` > 0 (`mix = (partner_labels, weight)`,
     else None). On the whole global batch, so the result does not depend on the device count.
     """
+    keys, step = RunKeys.of(state.hyper.seed), state.step
     key = jax.random.fold_in(keys.augment, step) if config.augment else None
     images = dataset.preprocess(images, key=key)
     if config.mixup_alpha <= 0:
@@ -116,8 +121,8 @@ def train_step(
     mix: tuple[jax.Array, jax.Array] | None,
     restart: jax.Array,
     *,
+    config,
     apply_fn: Callable,
-    tx: optax.GradientTransformationExtraArgs,
     loss_fn: recipe.LossFn,
     axis_name: str | None,
 ) -> RunState:
@@ -131,8 +136,8 @@ def train_step(
         accuracy are then weight · (those of `labels`) + (1 − weight) · (those of the partners).
       restart: bool scalar; the running training metrics restart at this step (the first after
         a report).
+      config: the run's config: its optimizer is `recipe.create_optimizer(config, state.hyper)`.
       apply_fn: the model's `apply`.
-      tx: the run's optimizer (`recipe.create_optimizer`).
       loss_fn: the per-example loss (`recipe.create_loss`).
       axis_name: the data-parallel axis (inside shard_map), or None.
 
@@ -170,6 +175,7 @@ def train_step(
     predictions = jnp.argmax(logits, -1)
     accuracy = _mean(mean_over(lambda target: predictions == target), axis_name)
 
+    tx = recipe.create_optimizer(config, state.hyper)
     updates_tx, opt_state = tx.update(
         grads, state.opt_state, state.params, value=batch_loss, accuracy=accuracy
     )
@@ -212,9 +218,10 @@ def eval_sums(
     return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
-def summary(state: RunState, lr_schedule: optax.Schedule, l2_mode: str) -> dict[str, jax.Array]:
+def summary(state: RunState, config) -> dict[str, jax.Array]:
     """Scalars of the state for a metrics line: training means since the last report, λ in
     force, η of the last step, the parameters' L2 norm and the first non-finite step."""
+    l2_mode, lr_schedule = config.l2_mode, recipe.create_lr_schedule(config, state.hyper)
     return {
         "train_loss": state.metrics.loss_sum / state.metrics.count,
         "train_accuracy": state.metrics.accuracy_sum / state.metrics.count,

@@ -197,7 +197,9 @@ def run(
     with tqdm.tqdm(total=total_chunks, desc=label, unit="chunk", disable=not progress) as bar:
         for members in buckets:
             group_config = runs[members[0]].config(config)
-            hyper = _stack([recipe.Hyperparameters.of(runs[i].config(config)) for i in members])
+            hyper = recipe.Hyperparameters.stack(
+                [recipe.Hyperparameters.on_host(runs[i].config(config)) for i in members]
+            )
             frozen = _Frozen(group_config)
             state = _init(program, frozen, hyper)
             metrics = []
@@ -205,7 +207,7 @@ def run(
                 # The chunk's own window of the evaluation steps, so that one compiled program
                 # serves runs of any length.
                 window = jnp.asarray(is_eval[start : start + chunk_steps + 1])
-                state, chunk = _chunk(program, frozen, state, hyper, window)
+                state, chunk = _chunk(program, frozen, state, window)
                 metrics.append(jax.device_get(chunk))
                 bar.update(1)
             # Row k of the stacked metrics holds the evaluation after step k + 1.
@@ -228,20 +230,6 @@ def _group_key(config: ml_collections.ConfigDict) -> tuple:
         config.lr_schedule,
         config.autol2.patience,
         config.autol2.check_every,
-    )
-
-
-# The dtypes of `recipe.Hyperparameters`' fields on device, in order.
-_HYPER_DTYPES = (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, *(jnp.float32,) * 3)
-
-
-def _stack(hypers: Sequence[recipe.Hyperparameters]) -> recipe.Hyperparameters:
-    """Members' hyperparameters as arrays with a leading member axis (traced by the program)."""
-    return recipe.Hyperparameters(
-        *(
-            jnp.asarray(np.stack(values), dtype)
-            for values, dtype in zip(zip(*hypers, strict=True), _HYPER_DTYPES, strict=True)
-        )
     )
 
 
@@ -278,19 +266,13 @@ class _Program:
             _PROGRAMS[key] = _create_program(config)
         return _PROGRAMS[key]
 
-    def member_step(self, config, state, hyper, restart) -> steps.RunState:
+    def member_step(self, config, state: steps.RunState, restart) -> steps.RunState:
         """One step of one member (vmapped over members by `_chunk`)."""
-        keys = steps.RunKeys.of(hyper.seed)
         indices = data.batch_indices(
-            hyper.seed, state.step, self.batch_size, self.train_images.shape[0]
+            state.hyper.seed, state.step, self.batch_size, self.train_images.shape[0]
         )
         images, labels, mix = steps.prepare_batch(
-            self.dataset,
-            config,
-            keys,
-            state.step,
-            self.train_images[indices],
-            self.train_labels[indices],
+            self.dataset, config, state, self.train_images[indices], self.train_labels[indices]
         )
         new = steps.train_step(
             state,
@@ -298,15 +280,16 @@ class _Program:
             labels,
             mix,
             restart,
+            config=config,
             apply_fn=self.model.apply,
-            tx=recipe.create_optimizer(config, hyper),
             loss_fn=self.loss_fn,
             axis_name=None,
         )
         # A finished member stays frozen while its bucket's longer runs go on.
-        return jax.tree.map(lambda n, o: jnp.where(state.step < hyper.steps, n, o), new, state)
+        running = state.step < state.hyper.steps
+        return jax.tree.map(lambda n, o: jnp.where(running, n, o), new, state)
 
-    def evaluate(self, config, state, hyper) -> dict[str, jax.Array]:
+    def evaluate(self, config, state: steps.RunState) -> dict[str, jax.Array]:
         """The metrics of one member (vmapped by `_chunk`)."""
         count = self.test_labels.shape[0]
         loss_sum, correct = steps.eval_sums(
@@ -318,7 +301,7 @@ class _Program:
             loss_fn=self.loss_fn,
             axis_name=None,
         )
-        summary = steps.summary(state, recipe.create_lr_schedule(config, hyper), config.l2_mode)
+        summary = steps.summary(state, config)
         return {
             "train_loss": summary["train_loss"],
             "train_accuracy": summary["train_accuracy"],
@@ -371,35 +354,33 @@ class _Frozen:
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _init(program: _Program, frozen: _Frozen, hyper: recipe.Hyperparameters) -> steps.RunState:
     """The step-0 states of a bucket's members, stacked."""
-
-    def init_one(hyper):
-        tx = recipe.create_optimizer(frozen.config, hyper)
-        keys = steps.RunKeys.of(hyper.seed)
-        return steps.init_state(program.model, tx, keys.init, program.dataset.input_shape)
-
-    return jax.vmap(init_one)(hyper)
+    init = functools.partial(
+        steps.init_state,
+        frozen.config,
+        model=program.model,
+        input_shape=program.dataset.input_shape,
+    )
+    return jax.vmap(init)(hyper)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _chunk(program: _Program, frozen: _Frozen, state, hyper, is_eval):
+def _chunk(program: _Program, frozen: _Frozen, state: steps.RunState, is_eval: jax.Array):
     """The next len(is_eval) − 1 steps of a bucket; metrics (len(is_eval) − 1, bucket) each.
 
     `is_eval` (chunk + 1,) bool: entry k says whether to evaluate after the chunk's k-th step
     (its first entry, whether the step before the chunk was evaluated, restarts the training
     means at the chunk's first step).
     """
-    train = jax.vmap(functools.partial(program.member_step, frozen.config), in_axes=(0, 0, None))
+    train = jax.vmap(functools.partial(program.member_step, frozen.config), in_axes=(0, None))
     evaluate = jax.vmap(functools.partial(program.evaluate, frozen.config))
-    bucket = hyper.l2.shape[0]
+    bucket = state.step.shape[0]
     skipped = {name: jnp.full((bucket,), jnp.nan, jnp.float32) for name in _METRICS}
 
     def body(state, flags):
         restart, evaluate_after = flags
-        state = train(state, hyper, restart)
+        state = train(state, restart)
         # The predicate is shared by all members, so this stays a real branch.
-        metrics = jax.lax.cond(
-            evaluate_after, lambda s: evaluate(s, hyper), lambda _: skipped, state
-        )
+        metrics = jax.lax.cond(evaluate_after, evaluate, lambda _: skipped, state)
         return state, metrics
 
     return jax.lax.scan(body, state, (is_eval[:-1], is_eval[1:]))

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -43,7 +42,6 @@ class Trainer:
     mesh: jax.sharding.Mesh
     dataset: data.Dataset
     model: Any
-    lr_schedule: optax.Schedule
     init_state: Callable[[], steps.RunState]
     sharded_train_step: Callable[[steps.RunState, jax.Array, jax.Array], steps.RunState]
     summarize: Callable[[steps.RunState], dict]
@@ -156,23 +154,21 @@ def create_trainer(
     if dataset is None:
         dataset = load_dataset(config)
     model = recipe.create_model(config, dataset.num_classes, axis_name=AXIS)
-    hyper = recipe.Hyperparameters.of(config)
-    lr_schedule = recipe.create_lr_schedule(config, hyper)
-    tx = recipe.create_optimizer(config, hyper)
     loss_fn = recipe.create_loss(config)
     eval_batch_size = config.eval_batch_size
     if dataset.test is not None:
         padded_test_size = -(-len(dataset.test) // len(devices)) * len(devices)
         eval_batch_size = min(eval_batch_size, padded_test_size)
     mesh = jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
-    keys = steps.RunKeys.of(config.seed)
 
+    # The run's numbers are an argument, not constants: the step computes with them as the
+    # sweep's vmapped step does (XLA would otherwise fold them, e.g. λ/3 into λ·(1/3)).
     @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
-    def init_state() -> steps.RunState:
-        return steps.init_state(model, tx, keys.init, dataset.input_shape)
+    def init(hyper: recipe.Hyperparameters) -> steps.RunState:
+        return steps.init_state(config, hyper, model, dataset.input_shape)
 
     train = functools.partial(
-        steps.train_step, apply_fn=model.apply, tx=tx, loss_fn=loss_fn, axis_name=AXIS
+        steps.train_step, config=config, apply_fn=model.apply, loss_fn=loss_fn, axis_name=AXIS
     )
     mixing = config.mixup_alpha > 0
     per_device_train = jax.shard_map(
@@ -186,7 +182,7 @@ def create_trainer(
 
     @functools.partial(jax.jit, donate_argnums=0)
     def sharded_train_step(state: steps.RunState, images: jax.Array, labels: jax.Array):
-        images, labels, mix = steps.prepare_batch(dataset, config, keys, state.step, images, labels)
+        images, labels, mix = steps.prepare_batch(dataset, config, state, images, labels)
         restart = state.step % config.eval_every == 0
         return per_device_train(state, images, labels, restart, *([mix] if mixing else []))
 
@@ -206,12 +202,9 @@ def create_trainer(
         mesh=mesh,
         dataset=dataset,
         model=model,
-        lr_schedule=lr_schedule,
-        init_state=init_state,
+        init_state=lambda: init(recipe.Hyperparameters.of(config)),
         sharded_train_step=sharded_train_step,
-        summarize=jax.jit(
-            functools.partial(steps.summary, lr_schedule=lr_schedule, l2_mode=config.l2_mode)
-        ),
+        summarize=jax.jit(functools.partial(steps.summary, config=config)),
         eval_batch_size=eval_batch_size,
         _eval_sums=eval_sums,
     )

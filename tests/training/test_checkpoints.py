@@ -32,7 +32,7 @@ def test_only_the_newest_keep_checkpoints_stay_and_the_newest_is_restored(tmp_pa
         checkpoints.save(step, {"w": jnp.full(3, float(step))})
     checkpoints.wait()
     assert sorted(int(name) for name in os.listdir(tmp_path / "checkpoints")) == [30, 40]
-    state, step = checkpoints.restore_latest({"w": jnp.zeros(3)})
+    state, step, _ = checkpoints.restore_latest({"w": jnp.zeros(3)})
     checkpoints.close()
     assert step == 40
     np.testing.assert_array_equal(state["w"], [40.0, 40.0, 40.0])
@@ -41,7 +41,7 @@ def test_only_the_newest_keep_checkpoints_stay_and_the_newest_is_restored(tmp_pa
 def test_empty_checkpoint_directory_restores_the_target(tmp_path):
     checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
     target = {"w": jnp.ones(2)}
-    state, step = checkpoints.restore_latest(target)
+    state, step, _ = checkpoints.restore_latest(target)
     checkpoints.close()
     assert step is None and state is target
 
@@ -87,7 +87,7 @@ def test_a_step_moved_aside_twice_keeps_both_copies(tmp_path):
         checkpoints.save(20, {"w": jnp.full(3, 20.0 + attempt)})
         checkpoints.wait()
         _corrupt(tmp_path / "checkpoints" / "20")
-        state, step = checkpoints.restore_latest(target)
+        state, step, _ = checkpoints.restore_latest(target)
         assert step == 10
         np.testing.assert_array_equal(state["w"], [10.0, 10.0, 10.0])
     checkpoints.close()

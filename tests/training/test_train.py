@@ -214,7 +214,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
     assert steps and steps[-1] == bad_step - 1
     assert f"step {bad_step - 1}" in str(error.value)
     restored = ocp.StandardCheckpointer().restore(
-        tmp_path / "checkpoints" / str(steps[-1]) / "default"
+        tmp_path / "checkpoints" / str(steps[-1]) / "state"
     )
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(restored["params"]))
     assert not os.path.exists(tmp_path / "metrics.jsonl") or not training.read_metrics(tmp_path)
@@ -223,7 +223,8 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
 def test_resumed_metrics_log_drops_later_and_torn_lines(tmp_path):
     lines = [json.dumps({"step": step, "train_loss": 1.0 / step}) + "\n" for step in (10, 20, 30)]
     (tmp_path / "metrics.jsonl").write_text("".join(lines) + '{"step": 40, "train_lo')
-    log = rundir.MetricsLog(str(tmp_path), start_step=20)
+    checkpointed = [{"step": 10, "train_loss": 0.1}, {"step": 20, "train_loss": 0.05}]
+    log = rundir.MetricsLog(str(tmp_path), start_step=20, checkpointed=checkpointed)
     log.write({"step": 30, "train_loss": 0.5})
     log.close()
     assert training.read_metrics(tmp_path) == [
@@ -256,14 +257,14 @@ def _tensorboard_scalars(directory, tag: str) -> dict[int, float]:
 
 def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(tmp_path):
     # A run killed before its first checkpoint starts again at step 0 over its own events.
-    log = rundir.MetricsLog(str(tmp_path), start_step=0)
+    log = rundir.MetricsLog(str(tmp_path), start_step=0, checkpointed=[])
     for step in (10, 20, 30):
         log.write({"step": step, "train_loss": 1.0})
     log.close()
     next_second = int(time.time()) + 1  # event files are named by the second: a second file
     while time.time() < next_second:
         time.sleep(0.01)
-    log = rundir.MetricsLog(str(tmp_path), start_step=0)
+    log = rundir.MetricsLog(str(tmp_path), start_step=0, checkpointed=[])
     log.write({"step": 10, "train_loss": 0.5})
     log.close()
     events = tmp_path / rundir.TENSORBOARD_DIR
