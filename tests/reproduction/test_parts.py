@@ -15,30 +15,52 @@ import re
 import numpy as np
 import pytest
 
-from l2reg import relations, reproduction, sweep
+from l2reg import relations, reproduction, training
 from l2reg.reproduction import L2Grid, Preset, TStarGrid, parts
+from l2reg.training import sweep
+from l2reg.training.rundir import Curves
 
 C = 5.0  # the world's t*·λ·η: every t* ≥ 50 steps, where steps and 1 + step agree
 LR = 0.5
 
 
-def world_curve(config: sweep.Config, eval_at=()) -> sweep.Curves:
+def run_config():
+    """The grids' trainer config: plain SGD (the runners here train nothing)."""
+    config = training.default_config()
+    config.optimizer = "sgd"
+    return config
+
+
+def make_curves(steps, accuracy, l2) -> Curves:
+    """Curves of a world run: its test accuracy and λ at `steps` (the rest filler)."""
+    ones = np.ones_like(steps, dtype=float)
+    return Curves(steps, 1 - accuracy, accuracy, 1 - accuracy, accuracy, l2 * ones, ones, ones)
+
+
+def reproduce_with(runner, workdir, settings, **kwargs):
+    """`reproduction.reproduce` with every part trained by `runner`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Preset, "runner", lambda self, part, workdir, name: runner)
+        return reproduction.reproduce(workdir, settings, **kwargs)
+
+
+def world_curve(config: sweep.Run, eval_at=()) -> Curves:
     # Evenly spaced in log step, like the sweeps' evaluations but without rounding to whole
     # steps, so that the estimator's smoothing sees no change of density; and, like a sweep,
     # at the steps of `eval_at` that the run reaches.
     extra = np.asarray(eval_at, dtype=float)
-    steps = np.union1d(np.geomspace(1, config.num_steps, 400), extra[extra <= config.num_steps])
+    steps = np.union1d(np.geomspace(1, config.steps, 400), extra[extra <= config.steps])
     l2 = np.full_like(steps, config.l2)
-    if isinstance(config.l2_mode, sweep.AutoL2):
-        tau = 100.0 if config.lr_schedule == "constant" else 1e6
+    if config.l2_mode == "autol2":
+        tau = 100.0 if config.lr_schedule in (None, "constant") else 1e6
         accuracy = 0.95 * (1 - np.exp(-steps / tau))
-        l2[steps > 1000] = max(config.l2 / 100, config.l2_mode.min_l2)
+        l2[steps > 1000] = max(config.l2 / 100, dict(config.autol2).get("min_l2", 0.0))
     elif config.l2 == 0:
         accuracy = 0.6 + 0.2 * (1 - np.exp(-steps / 200))
     else:
         distance = np.log10(config.l2 * config.lr * steps / C) / 0.5
         accuracy = 0.6 + 0.3 * np.exp(-0.5 * distance**2)
-    return sweep.Curves(steps, accuracy, 1 - accuracy, l2, np.ones_like(steps))
+    return make_curves(steps, accuracy, l2)
 
 
 class WorldRunner:
@@ -55,13 +77,13 @@ class WorldRunner:
 
 SETTINGS = Preset(
     t_star=TStarGrid(
-        setup=None,
+        config=run_config(),
         lrs=(0.5, 1.0, 2.0),
         l2_lrs=tuple(np.geomspace(1e-3, 1e-1, 5).tolist()),
         run_length=6 * C,  # peaks at a sixth of each run
     ),
     l2=L2Grid(
-        setup=None,
+        config=run_config(),
         lrs=(LR,),
         l2s=(0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
         num_steps=4000,
@@ -79,9 +101,7 @@ SETTINGS = Preset(
 def world(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("world"))
     runner = WorldRunner()
-    results = reproduction.reproduce(
-        workdir, SETTINGS, name="world", seeds=range(2), t_star_runner=runner, l2_runner=runner
-    )
+    results = reproduce_with(runner, workdir, SETTINGS, name="world", seeds=range(2))
     return workdir, results, runner
 
 
@@ -202,19 +222,18 @@ class SweepLikeWorld:
     def __call__(self, name, configs, eval_at=()):
         curves = []
         for config in configs:
-            steps = sweep.eval_steps(config.num_steps, 12, eval_at)
+            steps = sweep.eval_steps(config.steps, 12, eval_at)
             if config.l2 == 0:
                 accuracy = 0.6 + 0.2 * (1 - np.exp(-steps / 200))
             else:
                 l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
                 accuracy = peaked_accuracy(l2_lr, steps)
-            ones = np.ones(steps.shape)
-            curves.append(sweep.Curves(steps, accuracy, 1 - accuracy, config.l2 * ones, ones))
+            curves.append(make_curves(steps, accuracy, config.l2))
         return curves
 
 
 BUDGET_GRID = L2Grid(
-    setup=None,
+    config=run_config(),
     lrs=(LR,),
     l2s=(0.0, *np.geomspace(1e-4, 1e-1, 31).tolist()),
     num_steps=6000,
@@ -256,7 +275,7 @@ def test_a_budget_that_was_not_evaluated_is_an_error_not_an_earlier_reading():
 
     with raises_exactly(
         "step 600 was not evaluated (the nearest evaluations are at steps 562 and 681); "
-        "add it to the evaluations (sweep.run's eval_at)."
+        "add it to the evaluations (sweep.run's eval_at)"
     ):
         parts.l2_part(BUDGET_GRID, [0], IgnoresEvalAt())
 
@@ -264,16 +283,20 @@ def test_a_budget_that_was_not_evaluated_is_an_error_not_an_earlier_reading():
 def test_momentum_enters_through_the_effective_learning_rate():
     # t* = C/(λ·η/(1−μ)) in this world: c = t*·λ·η/(1−μ) = C, as relations.py defines it.
     run = SweepLikeWorld(momentum=0.9)
-    grid = TStarGrid(setup=None, lrs=(0.05, 0.1, 0.2), l2_lrs=(1e-4, 1e-3, 1e-2), run_length=30)
+    grid = TStarGrid(
+        config=run_config(), lrs=(0.05, 0.1, 0.2), l2_lrs=(1e-4, 1e-3, 1e-2), run_length=30
+    )
     fit, runs = parts.t_star_part(grid, [0], run)
     for point, (config, _) in zip(fit["points"], runs, strict=True):
         assert point["l2"] * relations.effective_lr(point["lr"], 0.9) == pytest.approx(
             point["l2_lr"]
         )
-        assert config.num_steps == round(30 / point["l2_lr"])
+        assert config.steps == round(30 / point["l2_lr"])
     assert fit["slope"] == pytest.approx(-1.0, abs=0.03)
     assert fit["c"] == pytest.approx(C, rel=0.1)
-    results, _ = parts.l2_part(BUDGET_GRID, [0], run)
+    momentum = run_config()
+    momentum.optimizer, momentum.momentum = "momentum", 0.9  # the probe's η/(1−μ) reads it
+    results, _ = parts.l2_part(dataclasses.replace(BUDGET_GRID, config=momentum), [0], run)
     prediction = results["l2_prediction"]
     effective = relations.effective_lr(LR, 0.9)
     assert prediction["effective_lr"] == pytest.approx(effective)
@@ -296,11 +319,10 @@ class OneLiveL2Lr(SweepLikeWorld):
             return super().__call__(name, configs, eval_at)
         curves = []
         for config in configs:
-            steps = np.geomspace(1, config.num_steps, 200)
+            steps = np.geomspace(1, config.steps, 200)
             l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
             accuracy = peaked_accuracy(l2_lr, steps, 0.9 if np.isclose(l2_lr, self.live) else 0.65)
-            ones = np.ones(steps.shape)
-            curves.append(sweep.Curves(steps, accuracy, 1 - accuracy, config.l2 * ones, ones))
+            curves.append(make_curves(steps, accuracy, config.l2))
         return curves
 
 
@@ -316,16 +338,14 @@ def test_part_one_with_one_fitted_l2_lr_has_no_fit_and_misses_its_goal(
     lrs, momentum, live, tmp_path
 ):
     run = OneLiveL2Lr(live, momentum)
-    grid = TStarGrid(setup=None, lrs=lrs, l2_lrs=(1e-3, 1e-2, 1e-1), run_length=30)
+    grid = TStarGrid(config=run_config(), lrs=lrs, l2_lrs=(1e-3, 1e-2, 1e-1), run_length=30)
     fit, _ = parts.t_star_part(grid, [0, 1], run)
     assert [p["l2_lr"] for p in fit["points"] if p["used"]] == [live] * 6
     assert fit["slope"] is None and fit["c"] is None and fit["slope_stderr"] is None
     assert fit["per_seed_slope"]["values"] == [None, None]
     assert not fit["met"]
     settings = dataclasses.replace(SETTINGS, t_star=grid)
-    reproduction.reproduce(
-        str(tmp_path), settings, name="world", seeds=[0, 1], t_star_runner=run, l2_runner=run
-    )
+    reproduce_with(run, str(tmp_path), settings, name="world", seeds=[0, 1])
     report = (tmp_path / "report.md").read_text()
     assert "Fitted slope (all seeds pooled): n/a ± n/a, c = n/a" in report
     assert "Goal: slope in [-1.1, -0.9]: **missed**" in report
@@ -338,7 +358,7 @@ class DivergedBaseline(WorldRunner):
         curves = super().__call__(name, configs, eval_at)
         return [
             curve._replace(test_accuracy=np.full_like(curve.test_accuracy, np.nan))
-            if config.l2 == 0 and isinstance(config.l2_mode, sweep.FixedL2)
+            if config.l2 == 0 and config.l2_mode == "fixed"
             else curve
             for config, curve in zip(configs, curves, strict=True)
         ]
@@ -350,9 +370,7 @@ def test_undefined_figures_are_null_in_strict_json_and_n_a_in_the_report(tmp_pat
     t_star = dataclasses.replace(SETTINGS.t_star, lrs=(LR,), l2_lrs=(1e-2, 1e-1))
     settings = dataclasses.replace(SETTINGS, t_star=t_star)
     run = DivergedBaseline()
-    reproduction.reproduce(
-        str(tmp_path), settings, name="world", seeds=[0], t_star_runner=run, l2_runner=run
-    )
+    reproduce_with(run, str(tmp_path), settings, name="world", seeds=[0])
 
     def no_constants(name):
         raise AssertionError(f"results.json holds {name}, which JSON does not allow")
@@ -433,7 +451,7 @@ L2S_MESSAGE = (
             "seeds must be an integer in [1, 100], got 100000000000",
         ),
         (
-            lambda: dataclasses.replace(SETTINGS, trainer_config="mlp_digits", trainer_evals=3),
+            lambda: dataclasses.replace(SETTINGS, driver="trainer", trainer_evals=3),
             [0],
             "budgets [1000] are not trainer evaluations: with num_steps=4000 and "
             "trainer_evals=3 the trainer evaluates every 1333 steps, so each budget must be a "
@@ -448,14 +466,14 @@ L2S_MESSAGE = (
         (
             lambda: SETTINGS,
             [2**31],
-            "seed must be an integer in [-2147483648, 2147483647], got 2147483648 in "
-            f"{sweep.Config(1e-3 / 0.5, 0.5, 2**31, round(6 * C / 1e-3))}.",
+            "config.seed must be an integer in [-2147483648, 2147483647], got 2147483648 (in "
+            f"{sweep.Run(1e-3 / 0.5, 0.5, 2**31, round(6 * C / 1e-3), l2_mode='fixed')})",
         ),
         (
             t_star_grid(run_length=1e12),
             [0],
-            "num_steps must be an integer in [1, 2147483647], got 1000000000000000 in "
-            f"{sweep.Config(1e-3 / 0.5, 0.5, 0, 10**15)}.",
+            "config.steps must be an integer in [1, 2147483647], got 1000000000000000 (in "
+            f"{sweep.Run(1e-3 / 0.5, 0.5, 0, 10**15, l2_mode='fixed')})",
         ),
     ],
     ids=[
@@ -489,12 +507,5 @@ L2S_MESSAGE = (
 def test_bad_settings_are_one_line_errors_before_any_training(settings, seeds, message, tmp_path):
     workdir = tmp_path / "new"
     with raises_exactly(message):
-        reproduction.reproduce(
-            str(workdir),
-            settings(),
-            name="bad",
-            seeds=seeds,
-            t_star_runner=MustNotTrain(),
-            l2_runner=MustNotTrain(),
-        )
+        reproduce_with(MustNotTrain(), str(workdir), settings(), name="bad", seeds=seeds)
     assert not workdir.exists()

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 
 from experiments import reproduce
-from l2reg import relations, reproduction, sweep
+from l2reg import relations, reproduction
 from l2reg.reproduction import parts
+from l2reg.training import sweep
+
+QUICK = reproduction.Preset.from_config(reproduce.preset_config("quick"))
+
+
+def run_quick(workdir):
+    return reproduction.reproduce(workdir, QUICK, name="quick", seeds=range(QUICK.seeds))
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("reproduce"))
-    results = reproduce.reproduce(workdir, dataset="", preset="quick", seeds=None)
-    return workdir, results
+    return workdir, run_quick(workdir)
 
 
 @pytest.mark.slow
@@ -75,7 +81,7 @@ def test_quick_results_are_consistent(quick):
     assert prediction["ratio"] == pytest.approx(
         prediction["predicted_l2"] / prediction["grid_best_l2"]
     )
-    grid = reproduce.PRESETS["quick"].l2
+    grid = QUICK.l2
     assert prediction["compute_fraction"] == pytest.approx(
         prediction["probe_steps"] / (grid.num_steps * len(grid.l2s))
     )
@@ -112,50 +118,49 @@ def test_rerun_reuses_the_cached_sweeps(quick, monkeypatch):
         raise AssertionError("the rerun trained again instead of reusing the cache")
 
     monkeypatch.setattr(sweep, "run", no_training)
-    again = reproduce.reproduce(workdir, dataset="", preset="quick", seeds=None)
+    again = run_quick(workdir)
     assert again["t_star_fit"]["slope"] == results["t_star_fit"]["slope"]
     assert again["autol2"]["accuracy"] == results["autol2"]["accuracy"]
 
 
-@pytest.mark.parametrize(
-    ("dataset", "preset", "seeds", "message"),
-    [
-        ("", "huge", None, "Unknown preset 'huge'"),
-        ("cifar7", "quick", None, "Unknown dataset 'cifar7'"),
-        ("", "quick", 0, r"seeds must be an integer in \[1, 100\], got 0"),
-        # Not expanded into a list of 10¹¹ seeds (a MemoryError) before being refused.
-        ("", "quick", 100_000_000_000, r"seeds must be an integer in \[1, 100\], got 100000000000"),
-    ],
-)
-def test_bad_settings_are_one_line_errors(dataset, preset, seeds, message):
-    with pytest.raises(ValueError, match=message) as error:
-        reproduce.validate(dataset, preset, seeds)
-    assert "\n" not in str(error.value)
-
-
-def test_command_line_reports_a_bad_preset_in_one_line(tmp_path):
-    completed = subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", f"--workdir={tmp_path}", "--preset=huge"],
+def launch(*arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--preset=huge"], "--preset=huge: value should be one of <quick|default|paper>"),
+        (["--preset=quick", "--seeds=0"], "reproduce: seeds must be an integer in [1, 100], got 0"),
+        # Not expanded into a list of 10¹¹ seeds (a MemoryError) before being refused.
+        (["--seeds=100000000000"], "seeds must be an integer in [1, 100], got 100000000000"),
+        (
+            ["--config=experiments/configs/reproduce_quick.py", "--config.l2.num_steps=-1"],
+            "num_steps must be an integer in [1, 2147483647], got -1",
+        ),
+        (
+            ["--config=experiments/configs/reproduce_quick.py", "--config.t_star.run.lrr=1"],
+            "lrr",
+        ),
+        (["stray"], "unexpected arguments: stray"),
+    ],
+)
+def test_command_line_reports_bad_settings_in_one_line(tmp_path, arguments, message):
+    workdir = tmp_path / "report"
+    completed = launch(f"--workdir={workdir}", *arguments)
     assert completed.returncode != 0
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert lines[-1] == "reproduce: " + (
-        "Unknown preset 'huge'; expected one of quick, default, paper."
-    )
-    assert not os.listdir(tmp_path)
+    assert message in completed.stderr
+    assert not workdir.exists()
 
 
 def test_command_line_refuses_a_workdir_that_is_a_file(tmp_path):
     (tmp_path / "report").write_text("kept")
-    completed = subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", f"--workdir={tmp_path / 'report'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = launch(f"--workdir={tmp_path / 'report'}")
     assert completed.returncode != 0
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert lines[-1] == f"reproduce: workdir '{tmp_path / 'report'}' is a file: " + (
@@ -171,17 +176,11 @@ def test_a_reproduction_that_fails_before_its_first_write_leaves_no_workdir(tmp_
         def __call__(self, part, configs, eval_at=()):
             raise FileNotFoundError("data set not prepared")
 
-    settings = reproduce.PRESETS["quick"]
     workdir = tmp_path / "new"
-    with pytest.raises(FileNotFoundError, match="not prepared"):
-        reproduction.reproduce(
-            str(workdir),
-            settings,
-            name="quick",
-            seeds=[0],
-            t_star_runner=Unprepared(),
-            l2_runner=Unprepared(),
-        )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reproduction.Preset, "runner", lambda *args: Unprepared())
+        with pytest.raises(FileNotFoundError, match="not prepared"):
+            reproduction.reproduce(str(workdir), QUICK, name="quick", seeds=[0])
     assert not workdir.exists()
 
 
@@ -194,23 +193,23 @@ def tiny_trainer_runner(workdir):
     return reproduction.TrainerRunner(str(workdir), config, "mlp_digits", evals=4)
 
 
-def test_trainer_runs_get_each_configuration_and_our_autol2_clock(tmp_path):
+def test_trainer_runs_are_the_runs_configs_evaluated_evals_times(tmp_path):
     run = tiny_trainer_runner(tmp_path)
-    authors = sweep.Config(0.2, 0.5, 3, 80, sweep.AutoL2(learning_rate=1.0, cooldown=0.2))
-    trainer = run.trainer_config(authors)
-    assert (trainer.l2, trainer.lr, trainer.seed, trainer.steps) == (0.2, 0.5, 3, 80)
-    assert trainer.l2_mode == "autol2" and trainer.eval_every == 20
-    # 0.2/(λ·1) steps on a fixed clock = cooldown/(λ·η) on the trainer's clock η = 0.5.
-    assert trainer.autol2.cooldown == pytest.approx(0.2 * 0.5)
-    assert run.trainer_config(sweep.Config(1e-3, 0.5, 0, 80)).l2_mode == "fixed"
-    with pytest.raises(ValueError, match="needs a constant schedule"):
-        run.trainer_config(authors._replace(lr_schedule="step"))
+    autol2 = sweep.Run(0.2, 0.5, 3, 80, l2_mode="autol2", autol2=(("cooldown", 0.1),))
+    config = run.trainer_config(autol2)
+    assert (config.l2, config.lr, config.seed, config.steps) == (0.2, 0.5, 3, 80)
+    assert config.l2_mode == "autol2" and config.autol2.cooldown == 0.1
+    assert config.eval_every == 20 and config.checkpoint_every == 20
+    assert run.trainer_config(sweep.Run(1e-3, 0.5, 0, 80, l2_mode="fixed")).l2_mode == "fixed"
 
 
 @pytest.mark.slow
 def test_trainer_runner_trains_through_the_trainer_and_reuses_finished_runs(tmp_path):
     run = tiny_trainer_runner(tmp_path)
-    configs = [sweep.Config(1e-3, 0.5, 0, 40), sweep.Config(0.1, 0.5, 0, 40, sweep.AutoL2())]
+    configs = [
+        sweep.Run(1e-3, 0.5, 0, 40, l2_mode="fixed"),
+        sweep.Run(0.1, 0.5, 0, 40, l2_mode="autol2"),
+    ]
     curves = run("t_star", configs)
     for curve in curves:
         np.testing.assert_array_equal(curve.steps, [10, 20, 30, 40])
