@@ -16,17 +16,22 @@ each sweep's curves are cached in `workdir/cache/` under a hash of its settings 
 library's training code (the trainer's runs likewise in `workdir/runs/`), so a rerun of the
 same code reuses finished parts.
 
+The terminal shows each part ("part 1 of 4: t* grid": its runs and member-steps, an estimate
+of the time left) and its progress bar; other libraries' INFO logging is hidden unless
+`--verbosity` is given.
+
 Presets: `quick` (about a minute, used by the tests), `default` (≤ 10 minutes on 2 CPU
 cores, 3 seeds) and `paper` (WRN-28-10 on CIFAR-10, every run through the trainer, for an
 accelerator).
 """
 
 import importlib
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from experiments import _launch
 
 PRESET_NAMES = ("quick", "default", "paper")
 
@@ -48,7 +53,8 @@ def preset_config(preset: str):
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _launch.fail("reproduce", f"unexpected arguments: {' '.join(argv[1:])}")
+    _launch.quiet_logging()
     from l2reg import data, files, reproduction
 
     config = _CONFIG.value if _CONFIG.value is not None else preset_config(_PRESET.value)
@@ -62,9 +68,9 @@ def main(argv: Sequence[str]) -> None:
             _WORKDIR.value, preset, name=name, seeds=range(preset.seeds)
         )
     except (ValueError, TypeError, data.DatasetNotPreparedError) as error:
-        sys.exit(f"reproduce: {' '.join(str(error).split())}")
-    logging.info("Wrote %s/report.md in %.0f s", _WORKDIR.value, results["elapsed_seconds"])
+        _launch.fail("reproduce", error)
+    logging.info("wrote %s/report.md in %.0f s", _WORKDIR.value, results["elapsed_seconds"])
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_launch.flags_parser("reproduce"))

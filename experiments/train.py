@@ -4,14 +4,16 @@
         [--config.lr=0.05 ...] [--overwrite] [--distributed [--coordinator_address=HOST:PORT \
         --num_processes=N --process_id=I]]
 
-Rerunning the same command resumes from the newest checkpoint in the workdir. The loop itself
-is `l2reg.training.train_and_evaluate`; this file only parses flags.
+Rerunning the same command resumes from the newest checkpoint in the workdir. Other libraries'
+INFO logging (orbax, JAX, TensorFlow) is hidden unless `--verbosity` is given (`-v 0`: INFO,
+`-v 1`: DEBUG too). The loop itself is `l2reg.training.train_and_evaluate`; this file only
+parses flags.
 """
-
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from experiments import _launch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True
@@ -41,25 +43,14 @@ _PROCESS_ID = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _fail(error: Exception) -> None:
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    sys.exit(f"error: {message}")
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    # A bad --config.key=value override raises from ml_collections (KeyError, AttributeError,
-    # TypeError, ValueError); report it in one line like every other bad input.
-    try:
-        return flags.FLAGS(argv)
-    except (KeyError, AttributeError) as error:
-        _fail(f"no config field {str(error).strip(chr(34) + chr(39))!r} (see the config file)")
-    except Exception as error:
-        _fail(error)
+def _fail(error: Exception | str) -> None:
+    _launch.fail("error", error)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _fail(f"unexpected arguments: {' '.join(argv[1:])} (every setting is a --flag)")
+    _launch.quiet_logging()
     config = _CONFIG.value
     try:
         config.keys()  # ml_collections reports a config file that fails to load on first use
@@ -88,4 +79,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_launch.flags_parser("error"))

@@ -14,8 +14,11 @@ trainer) and analysed with `l2reg.relations` (`parts`):
    learning-rate schedule) against the best fixed λ and λ = 0 at the same budget.
 
 `reproduce` runs them for a `Preset` and writes `report.md` (`report`), PNG plots and
-`results.json`. A preset is a config file (`experiments/configs/reproduce_*.py`, read by
-`Preset.from_config`); the command line is `experiments/reproduce.py`.
+`results.json`, each with the versions and machine they were computed on (`l2reg.versions`)
+and each part's training time, kept with its cache so that a rerun that reuses it reports the
+time it took when first trained. A preset is a config file
+(`experiments/configs/reproduce_*.py`, read by `Preset.from_config`); the command line is
+`experiments/reproduce.py`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+from absl import logging
 
-from l2reg import checks
+from l2reg import checks, versions
 from l2reg.files import check_folder, write_atomic
 from l2reg.reproduction import parts, report, runners
 from l2reg.reproduction.parts import L2Grid, TStarGrid
@@ -161,15 +165,22 @@ def reproduce(
     t_star_runner = settings.runner("t_star", workdir, name)
     l2_runner = settings.runner("l2", workdir, name)
     # Every run of parts 1–3 is known now: check them all before the first one trains.
-    sweep.validate(
-        settings.t_star.config,
-        [run for _, run in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)],
-    )
-    sweep.validate(
-        settings.l2.config,
-        [run for runs in parts.l2_runs(settings.l2, seeds) for run in runs],
-    )
+    t_star_runs = [
+        run for _, run in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)
+    ]
+    grid_runs, probe_runs = parts.l2_runs(settings.l2, seeds)
+    sweep.validate(settings.t_star.config, t_star_runs)
+    sweep.validate(settings.l2.config, grid_runs + probe_runs)
     check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
+    progress = runners.Progress(
+        {
+            "t_star": sum(run.steps for run in t_star_runs),
+            "l2": sum(run.steps for run in grid_runs),
+            "probe": sum(run.steps for run in probe_runs),
+            "autol2": len(parts.AUTOL2_VARIANTS) * len(seeds) * settings.l2.num_steps,
+        }
+    )
+    t_star_runner, l2_runner = progress.wrap(t_star_runner), progress.wrap(l2_runner)
     t_star, runs = parts.t_star_part(settings.t_star, seeds, t_star_runner)
     l2_parts, (by_key, _) = parts.l2_part(settings.l2, seeds, l2_runner)
     auto_parts, auto_curves = parts.autol2_part(
@@ -187,8 +198,11 @@ def reproduce(
             "preset": name,
             "seeds": seeds,
             "devices": str(jax.devices()),
+            "environment": versions.record(),
+            **progress.summary(),
             "settings": {
                 "run_length": settings.t_star.run_length,
+                "scaled_length": settings.l2.scaled_length,
                 "preset": repr(settings),
                 "t_star_config": runners.rundir.config_json(settings.t_star.config),
                 "l2_config": runners.rundir.config_json(settings.l2.config),
@@ -212,6 +226,12 @@ def reproduce(
         os.path.join(workdir, "results.json"), json.dumps(results, indent=1, allow_nan=False)
     )
     write_atomic(os.path.join(workdir, "report.md"), report.report(results))
+    if len(results["reused_parts"]) == len(progress.parts):
+        logging.info(
+            "every part reused from %s's cache: nothing trained (first trained in %s)",
+            workdir,
+            report.seconds(results["training_seconds"]),
+        )
     return results
 
 

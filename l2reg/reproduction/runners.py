@@ -7,6 +7,10 @@ rate η/(1−μ)): `SweepRunner` trains them as one vmapped sweep and caches the
 sets too large to vmap. Either way each run is the run its config defines (`sweep.Run.config`).
 `eval_at` asks for evaluations after those steps besides the runner's own schedule, where the
 runner can add them; each curve's `steps` say which evaluations were made.
+
+Each call appends a `Trained` record to the runner's `history`: whether it reused earlier
+results and how long they took to train when first trained (kept with the cache), so that a
+rerun's report keeps the original training time.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import dataclasses
 import functools
 import hashlib
 import io
+import json
 import os
 import pathlib
+import time
 import zipfile
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import ml_collections
 import numpy as np
@@ -28,6 +35,29 @@ from absl import logging
 from l2reg.files import write_atomic
 from l2reg.training import recipe, rundir, sweep
 from l2reg.training.rundir import Curves
+
+# The reproduction's runner calls, in order, with the part each belongs to: the progress bars
+# read "part 1 of 4: t* grid".
+PART_TITLES = {"t_star": "t* grid", "l2": "λ grid", "probe": "probe", "autol2": "AutoL2"}
+
+
+def part_label(name: str) -> str:
+    """'part i of 4: title' for a call named in `PART_TITLES`, `name` itself otherwise."""
+    if name not in PART_TITLES:
+        return name
+    index = list(PART_TITLES).index(name) + 1
+    return f"part {index} of {len(PART_TITLES)}: {PART_TITLES[name]}"
+
+
+class Trained(NamedTuple):
+    """One runner call: its `name`, whether it `reused` results trained earlier (all of them),
+    where (`source`: the cache file or the runs' folder), and `training_seconds`, the time its
+    runs took when they were trained (None where an older cache did not record it)."""
+
+    name: str
+    reused: bool
+    source: str
+    training_seconds: float | None
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
@@ -74,6 +104,7 @@ class SweepRunner:
     workdir: str
     config: ml_collections.ConfigDict
     evals_per_decade: int
+    history: list[Trained] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def label(self) -> str:
@@ -96,28 +127,38 @@ class SweepRunner:
         if os.path.exists(path):
             cached = _read_cache(path, len(runs))
             if cached is not None:
-                return cached
-        logging.info("Training %d runs for %s", len(runs), name)
+                curves, seconds = cached
+                self.history.append(Trained(name, True, path, seconds))
+                return curves
+        start = time.perf_counter()
         curves = sweep.run(
             self.config,
             runs,
             evals_per_decade=self.evals_per_decade,
             eval_at=eval_at,
-            progress=name,
+            progress=part_label(name),
         )
+        seconds = time.perf_counter() - start
         arrays = {
             f"{i}/{field}": value
             for i, curve in enumerate(curves)
             for field, value in curve._asdict().items()
         }
+        arrays[TRAINING_SECONDS] = np.float64(seconds)
+        self.history.append(Trained(name, False, path, seconds))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_atomic(path, buffer.getvalue())
         return curves
 
 
-def _read_cache(path: str, count: int) -> list[Curves] | None:
-    """The `count` cached curves in `path`, or None (with a warning, the file moved aside to
+# The cache entry holding the seconds its curves took to train.
+TRAINING_SECONDS = "training_seconds"
+
+
+def _read_cache(path: str, count: int) -> tuple[list[Curves], float | None] | None:
+    """The `count` cached curves in `path` and the seconds they took to train (None in a cache
+    written before that was kept), or None (with a warning, the file moved aside to
     `path.corrupt`) when it cannot be read: cut short, overwritten, or of another layout."""
     try:
         # allow_pickle=False: a cache file never runs code, whoever wrote it.
@@ -125,14 +166,14 @@ def _read_cache(path: str, count: int) -> list[Curves] | None:
             curves = [
                 Curves(*(stored[f"{i}/{field}"] for field in Curves._fields)) for i in range(count)
             ]
+            seconds = float(stored[TRAINING_SECONDS]) if TRAINING_SECONDS in stored else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         logging.warning(
             "%s cannot be read (%s): moved to %s.corrupt, retraining", path, error, path
         )
         os.replace(path, path + ".corrupt")
         return None
-    logging.info("Reusing %s", path)
-    return curves
+    return curves, seconds
 
 
 def trainer_eval_every(num_steps: int, evals: int) -> int:
@@ -152,12 +193,16 @@ class TrainerRunner:
 
     The trainer evaluates every `trainer_eval_every(steps, evals)` steps and after the last
     one; it cannot add the steps of `eval_at` off that schedule (`Preset` checks that a
-    trainer preset's budgets lie on it)."""
+    trainer preset's budgets lie on it).
+
+    A run's training time is kept next to its folder, in `{folder}.seconds.json`, written when
+    the trainer returns: a run with that file was finished before and counts as reused."""
 
     workdir: str
     config: ml_collections.ConfigDict
     config_name: str
     evals: int  # test evaluations per run (the trainer evaluates every steps // evals)
+    history: list[Trained] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def momentum(self) -> float:
@@ -180,14 +225,144 @@ class TrainerRunner:
         """The runs' curves at the trainer's evaluations (`eval_at` adds none)."""
         from l2reg.training import loop
 
-        curves = []
-        for run in tqdm.tqdm(runs, desc=name, unit="run"):
+        curves, reused, total = [], True, 0.0
+        for run in tqdm.tqdm(runs, desc=part_label(name), unit="run"):
             config = self.trainer_config(run)
             key = run_key(config.to_json_best_effort(sort_keys=True))
             folder = os.path.join(self.workdir, "runs", f"{name}-{key}")
+            record = folder + ".seconds.json"
+            start = time.perf_counter()
             loop.train_and_evaluate(config, folder)
+            if os.path.exists(record):
+                with open(record) as file:
+                    total += json.load(file)[TRAINING_SECONDS]
+            else:
+                reused = False
+                seconds = time.perf_counter() - start
+                write_atomic(record, json.dumps({TRAINING_SECONDS: seconds}))
+                total += seconds
             curves.append(rundir.read_curves(folder))
+        self.history.append(Trained(name, reused, os.path.join(self.workdir, "runs"), total))
         return curves
 
 
 Runner = SweepRunner | TrainerRunner
+
+
+def _share(part: int, total: int) -> str:
+    """`part` as a percentage of `total`, with a decimal below 1%."""
+    share = part / max(1, total)
+    return f"{share:.1%}" if share < 0.01 else f"{share:.0%}"
+
+
+@dataclasses.dataclass(eq=False)
+class Progress:
+    """The reproduction's parts as they run: a line before each (its runs and member-steps, and
+    an overall estimate of the time left from the member-steps trained so far), a line after
+    each (trained, or reused from where), and a record of each for the report.
+
+    Attributes:
+      planned: {call name: its member-steps (the sum of its runs' steps)}, of every call the
+        reproduction will make, in order; the estimate assumes that the calls not yet made
+        all train.
+      parts: one dict per finished call: its name, `part_label`, runs, member_steps, reused, source,
+        training_seconds (when first trained) and seconds (in this run).
+    """
+
+    planned: dict[str, int]
+    parts: list[dict] = dataclasses.field(default_factory=list)
+
+    def wrap(self, runner: Runner) -> Tracked:
+        """`runner` with each call announced and recorded here."""
+        return Tracked(runner, self)
+
+    def announce(self, name: str, runs: int, member_steps: int) -> None:
+        """Logs the line before a call: its size, and the estimate of the time left."""
+        trained = [p for p in self.parts if not p["reused"]]
+        steps_done = sum(p["member_steps"] for p in trained)
+        seconds_done = sum(p["seconds"] for p in trained)
+        done = {p["name"] for p in self.parts}
+        left = sum(steps for key, steps in self.planned.items() if key not in done)
+        if steps_done and seconds_done > 0:
+            estimate = (
+                f"about {left * seconds_done / steps_done:.0f} s left at the "
+                f"{steps_done / seconds_done:,.0f} member-steps/s trained so far"
+            )
+        else:
+            estimate = "time left: estimated once a part has trained"
+        logging.info(
+            "%s: %d runs, %s member-steps (%s of all); %s",
+            part_label(name),
+            runs,
+            f"{member_steps:,}",
+            _share(member_steps, sum(self.planned.values())),
+            estimate,
+        )
+
+    def record(self, name: str, runs: int, member_steps: int, trained, seconds: float) -> None:
+        """Records a finished call (`trained`: the runner's `Trained`, or None for a runner
+        that keeps no history, whose call counts as trained in `seconds`) and logs it."""
+        if trained is None:
+            trained = Trained(name, False, "", seconds)
+        part = {
+            "name": name,
+            "part": part_label(name),
+            "runs": runs,
+            "member_steps": member_steps,
+            "reused": trained.reused,
+            "source": trained.source,
+            "training_seconds": trained.training_seconds,
+            "seconds": seconds,
+        }
+        self.parts.append(part)
+        if trained.reused:
+            first = trained.training_seconds
+            logging.info(
+                "%s: reused %s (trained in %s when first run)",
+                part["part"],
+                trained.source,
+                "an unrecorded time" if first is None else f"{first:.0f} s",
+            )
+        else:
+            logging.info("%s: trained in %.0f s", part["part"], seconds)
+
+    def summary(self) -> dict:
+        """The parts and their totals: `training_seconds` (None if a reused part's time was
+        not recorded) and `reused_parts`, the labels of the parts reused."""
+        times = [p["training_seconds"] for p in self.parts]
+        return {
+            "parts": self.parts,
+            "training_seconds": None if None in times else float(sum(times)),
+            "reused_parts": [p["part"] for p in self.parts if p["reused"]],
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Tracked:
+    """A runner whose calls a `Progress` announces and records; its label and momentum are the
+    runner's."""
+
+    runner: Runner
+    progress: Progress
+
+    @property
+    def label(self) -> str:
+        return self.runner.label
+
+    @property
+    def momentum(self) -> float:
+        return self.runner.momentum
+
+    def __call__(
+        self, name: str, runs: Sequence[sweep.Run], eval_at: Sequence[int] = ()
+    ) -> list[Curves]:
+        member_steps = sum(run.steps for run in runs)
+        self.progress.announce(name, len(runs), member_steps)
+        history = getattr(self.runner, "history", None)
+        calls = len(history) if history is not None else 0
+        start = time.perf_counter()
+        curves = self.runner(name, runs, eval_at=eval_at)
+        seconds = time.perf_counter() - start
+        trained = history[-1] if history is not None and len(history) > calls else None
+        self.progress.record(name, len(runs), member_steps, trained, seconds)
+        return curves

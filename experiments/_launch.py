@@ -1,0 +1,91 @@
+"""What the launchers share: absl flag parsing that fails in one line and lets --help exit 0, and
+a quiet terminal.
+
+A training run's terminal is its progress bar and a few lines of its own ("resuming from the
+checkpoint of step 300", "wrote report.md"). The libraries under it log far more at INFO:
+orbax about every checkpoint it writes (≈ 130 lines in a 10-second run), JAX about the
+backends it did not find, TensorFlow's C++ runtime about its devices. `quiet_logging` hides
+INFO records that do not come from l2reg or experiments, by a filter on absl's handler (every
+Python logger reaches it: absl's, orbax's and JAX's alike), so that their warnings and errors
+still show and the launchers keep logging through absl as the library does. Giving
+`--verbosity` (`-v`) brings everything back: `-v 0` absl's INFO, `-v 1` DEBUG as well.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+
+from absl import flags
+from absl import logging as absl_logging
+
+# Our own INFO lines are printed without absl's "I1203 10:06:35.347 139686 loop.py:105]"
+# prefix, as a program's messages; warnings and errors keep it (--showprefixforinfo restores it).
+flags.FLAGS.set_default("showprefixforinfo", False)
+
+
+def fail(program: str, error: Exception | str) -> None:
+    """Exits with status 1 and `program: message` on one line."""
+    message = " ".join(str(error).split())
+    sys.exit(f"{program}: {message}")
+
+
+def flags_parser(program: str):
+    """An absl `flags_parser` for `app.run`: a bad flag or `--config.key=value` override is a
+    one-line error, and a help flag exits 0.
+
+    absl's help flags (--help, --helpshort, --helpfull, --helpxml) print the help and then call
+    sys.exit(1) from inside the parser, while bad flags raise flags.Error; so an exit with
+    status 1 during parsing is a help request that succeeded. A bad override raises from
+    ml_collections (KeyError or AttributeError for an unknown field, TypeError or ValueError
+    for a bad value).
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except SystemExit as exit_:
+            sys.exit(0 if exit_.code == 1 else exit_.code)
+        except (KeyError, AttributeError) as error:
+            field = str(error).strip("\"'")
+            fail(program, f"no config field {field!r} (see the config file)")
+        except Exception as error:  # flags.Error, and a bad override's TypeError or ValueError
+            fail(program, error)
+
+    return parse
+
+
+def _package_folders() -> tuple[str, ...]:
+    """The folders of the l2reg and experiments packages, found without importing l2reg."""
+    folders = [os.path.dirname(os.path.abspath(__file__))]
+    spec = importlib.util.find_spec("l2reg")
+    if spec is not None and spec.submodule_search_locations:
+        folders += [os.path.abspath(folder) for folder in spec.submodule_search_locations]
+    return tuple(os.path.join(folder, "") for folder in folders)
+
+
+class OwnInfoOnly(logging.Filter):
+    """Passes warnings and worse from anywhere, and records below WARNING only from the source
+    files under `folders` (absl logs every caller's records as the one 'absl' logger, so the
+    logger's name cannot tell them apart; the calling file can)."""
+
+    def __init__(self, folders: tuple[str, ...]):
+        super().__init__()
+        self.folders = folders
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.pathname.startswith(self.folders)
+
+
+def quiet_logging() -> None:
+    """Unless --verbosity (-v) was given: hides other libraries' INFO logging (an `OwnInfoOnly`
+    filter on absl's handler) and TensorFlow's C++ INFO lines (TF_CPP_MIN_LOG_LEVEL=1, where
+    it is not set). Call at the start of `main`, after absl has parsed the flags."""
+    if flags.FLAGS["verbosity"].present:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(existing, OwnInfoOnly) for existing in handler.filters):
+        handler.addFilter(OwnInfoOnly(_package_folders()))
