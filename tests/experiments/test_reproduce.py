@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import reproduce
+from experiments.configs import reproduce_quick
 from l2reg import relations, reproduction
 from l2reg.reproduction import parts
 from l2reg.training import sweep
 
-QUICK = reproduction.Preset.from_config(reproduce.preset_config("quick"))
+QUICK = reproduction.Preset.from_config(reproduce_quick.get_config())
 
 
 def run_quick(workdir):
