@@ -84,13 +84,13 @@ class Preset:
         for name, grid_type in (("t_star", TStarGrid), ("l2", L2Grid)):
             if not isinstance(getattr(self, name), grid_type):
                 raise ValueError(
-                    f"{name} must be a {grid_type.__name__}, got {getattr(self, name)!r}."
+                    f"{name} must be a {grid_type.__name__}, got {getattr(self, name)!r}"
                 )
         checks.integer("seeds", self.seeds, maximum=MAX_SEEDS)
         checks.integer("evals_per_decade", self.evals_per_decade)
         checks.integer("trainer_evals", self.trainer_evals)
         if self.driver not in DRIVERS:
-            raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}.")
+            raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}")
         if self.driver == "sweep":
             return
         every = trainer_eval_every(self.l2.num_steps, self.trainer_evals)
@@ -99,7 +99,7 @@ class Preset:
             raise ValueError(
                 f"budgets {off} are not trainer evaluations: with num_steps="
                 f"{self.l2.num_steps} and trainer_evals={self.trainer_evals} the trainer "
-                f"evaluates every {every} steps, so each budget must be a multiple of {every}."
+                f"evaluates every {every} steps, so each budget must be a multiple of {every}"
             )
 
     @classmethod
@@ -157,11 +157,11 @@ def reproduce(
 
     start = time.time()
     if not isinstance(settings, Preset):
-        raise ValueError(f"settings must be a Preset, got {settings!r}.")
+        raise ValueError(f"settings must be a Preset, got {settings!r}")
     checks.integer("the number of seeds", len(seeds), maximum=MAX_SEEDS)
     seeds = list(seeds)
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}.")
+        raise ValueError(f"seeds must be distinct, got {seeds}")
     t_star_runner = settings.runner("t_star", workdir, name)
     l2_runner = settings.runner("l2", workdir, name)
     # Every run of parts 1–3 is known now: check them all before the first one trains.

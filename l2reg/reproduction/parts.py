@@ -30,17 +30,8 @@ GAIN_GOAL = 0.015  # best λ > 0 beats λ = 0 by this much accuracy
 COLLAPSE_MARGIN = 0.1
 
 
-def _check_number(name: str, value: Any, allowed: str, predicate) -> None:
-    """A one-line ValueError unless `value` is a real number (not a bool) for which
-    `predicate` holds; `allowed` says what is, e.g. 'finite and > 0'."""
-    try:
-        checks.number(name, value, predicate, allowed)
-    except ValueError as error:  # this module's messages end with a full stop
-        raise ValueError(f"{error}.") from None
-
-
 def _check_positive(name: str, value: Any) -> None:
-    _check_number(name, value, "finite and > 0", lambda x: math.isfinite(x) and x > 0)
+    checks.number(name, value, lambda x: math.isfinite(x) and x > 0, "finite and > 0")
 
 
 def _check_rates(name: str, values: Any, *, at_least: int = 1) -> None:
@@ -50,15 +41,15 @@ def _check_rates(name: str, values: Any, *, at_least: int = 1) -> None:
         _check_positive(f"each of {name}", value)
     if len(set(values)) != len(values) or len(values) < at_least:
         raise ValueError(
-            f"{name} must hold {at_least} or more distinct values, got {values!r}."
+            f"{name} must hold {at_least} or more distinct values, got {values!r}"
             if at_least > 1
-            else f"{name} must hold distinct values (at least one), got {values!r}."
+            else f"{name} must hold distinct values (at least one), got {values!r}"
         )
 
 
 def _check_config(config: Any) -> None:
     if config is not None and not isinstance(config, ml_collections.ConfigDict):
-        raise ValueError(f"config must be a trainer ConfigDict or None, got {config!r}.")
+        raise ValueError(f"config must be a trainer ConfigDict or None, got {config!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +118,11 @@ class L2Grid:
         _check_rates("lrs", self.lrs)
         l2s = tuple(self.l2s)
         for l2 in l2s:
-            _check_number("each of l2s", l2, "finite and ≥ 0", lambda x: 0 <= x < math.inf)
+            checks.number("each of l2s", l2, lambda x: 0 <= x < math.inf, "finite and ≥ 0")
         if len(l2s) < 2 or l2s[0] != 0 or np.any(np.diff(l2s) <= 0):
             raise ValueError(
                 "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least "
-                f"one λ > 0, got {l2s!r}."
+                f"one λ > 0, got {l2s!r}"
             )
         checks.integer("num_steps", self.num_steps, maximum=checks.INT32_MAX)
         budgets = tuple(self.budgets)
@@ -143,7 +134,7 @@ class L2Grid:
         ):
             raise ValueError(
                 f"budgets must be strictly increasing integers in [1, num_steps] ending at "
-                f"num_steps={self.num_steps}, got {budgets!r}."
+                f"num_steps={self.num_steps}, got {budgets!r}"
             )
         for name in ("scaled_length", "probe_l2", "probe_length", "autol2_l2"):
             _check_positive(name, getattr(self, name))

@@ -408,10 +408,10 @@ def t_star_grid(**changes):
 
 BUDGETS_MESSAGE = (
     "budgets must be strictly increasing integers in [1, num_steps] ending at num_steps=4000, "
-    "got {}."
+    "got {}"
 )
 L2S_MESSAGE = (
-    "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least one λ > 0, got {}."
+    "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least one λ > 0, got {}"
 )
 
 
@@ -426,25 +426,25 @@ L2S_MESSAGE = (
         (l2_grid(l2s=(0.0, 1e-1, 1e-2)), [0], L2S_MESSAGE.format((0.0, 0.1, 0.01))),
         (l2_grid(l2s=(1e-3, 1e-2)), [0], L2S_MESSAGE.format((0.001, 0.01))),
         (l2_grid(l2s=(0.0,)), [0], L2S_MESSAGE.format((0.0,))),
-        (l2_grid(l2s=(0.0, float("nan"))), [0], "each of l2s must be finite and ≥ 0, got nan."),
+        (l2_grid(l2s=(0.0, float("nan"))), [0], "each of l2s must be finite and ≥ 0, got nan"),
         (l2_grid(num_steps=0), [0], "num_steps must be an integer in [1, 2147483647], got 0"),
         (
             l2_grid(lrs=(0.5, 0.5)),
             [0],
-            "lrs must hold distinct values (at least one), got (0.5, 0.5).",
+            "lrs must hold distinct values (at least one), got (0.5, 0.5)",
         ),
-        (l2_grid(lrs=(-0.5,)), [0], "each of lrs must be finite and > 0, got -0.5."),
-        (l2_grid(probe_l2=float("inf")), [0], "probe_l2 must be finite and > 0, got inf."),
-        (l2_grid(probe_length=0), [0], "probe_length must be finite and > 0, got 0."),
-        (l2_grid(scaled_length=-1.0), [0], "scaled_length must be finite and > 0, got -1.0."),
-        (l2_grid(autol2_l2=True), [0], "autol2_l2 must be finite and > 0, got True."),
+        (l2_grid(lrs=(-0.5,)), [0], "each of lrs must be finite and > 0, got -0.5"),
+        (l2_grid(probe_l2=float("inf")), [0], "probe_l2 must be finite and > 0, got inf"),
+        (l2_grid(probe_length=0), [0], "probe_length must be finite and > 0, got 0"),
+        (l2_grid(scaled_length=-1.0), [0], "scaled_length must be finite and > 0, got -1.0"),
+        (l2_grid(autol2_l2=True), [0], "autol2_l2 must be finite and > 0, got True"),
         (
             t_star_grid(l2_lrs=(1e-2,)),
             [0],
-            "l2_lrs must hold 2 or more distinct values, got (0.01,).",
+            "l2_lrs must hold 2 or more distinct values, got (0.01,)",
         ),
-        (t_star_grid(lrs=()), [0], "lrs must hold distinct values (at least one), got ()."),
-        (t_star_grid(run_length=float("nan")), [0], "run_length must be finite and > 0, got nan."),
+        (t_star_grid(lrs=()), [0], "lrs must hold distinct values (at least one), got ()"),
+        (t_star_grid(run_length=float("nan")), [0], "run_length must be finite and > 0, got nan"),
         (
             lambda: dataclasses.replace(SETTINGS, seeds=100_000_000_000),
             [0],
@@ -455,9 +455,9 @@ L2S_MESSAGE = (
             [0],
             "budgets [1000] are not trainer evaluations: with num_steps=4000 and "
             "trainer_evals=3 the trainer evaluates every 1333 steps, so each budget must be a "
-            "multiple of 1333.",
+            "multiple of 1333",
         ),
-        (lambda: SETTINGS, [0, 0], "seeds must be distinct, got [0, 0]."),
+        (lambda: SETTINGS, [0, 0], "seeds must be distinct, got [0, 0]"),
         (
             lambda: SETTINGS,
             range(100_000_000_000),
