@@ -1,39 +1,50 @@
-r"""Suggests λ for a training budget from one cheap large-λ probe run (the paper's recipe).
+r"""Suggests λ for a training budget from cheap large-λ probe runs (the paper's recipe).
 
   python -m experiments.suggest_l2 --config=experiments/configs/mlp_digits_noisy.py \
-      --budget_steps=2000 --workdir=/tmp/suggest --probe_l2=3e-3 [--probe_length=3]
+      --budget_steps=30000 --workdir=/tmp/suggest [--probe_l2=3e-3] [--max_probe_steps=N]
 
-Trains the config once at `--probe_l2` (fixed, coupled L2, constant learning rate) for
+Trains the config at a large fixed λ (coupled L2, constant learning rate) for
 `probe_length/(λη)` steps through the trainer (it resumes from its checkpoints when rerun),
-measures c = t*·λη and suggests λ_opt = c/(η·T); η is the config's effective learning rate
-η/(1−μ). The algorithm is `l2reg.reproduction.probe`, the same code as the reproduction's
-part 3; this file only parses flags.
+measures c = t*·λη from the probe's peak and suggests λ_opt = c/(η·T); η is the config's
+effective learning rate η/(1−μ).
 
-The probe must be large for the config at hand: t* ≈ c/(λη) must fall well inside it. The
-default `--probe_l2=0.02` is the authors' probe for WRN-28-10 on CIFAR-10; on
-`mlp_digits_noisy` (η = 0.5) use about 3e-3. Writes `workdir/suggestion.json` and
-`workdir/probe.png`. Without a clear peak the tool says so, suggests no λ and says what to
-change.
+Without `--probe_l2` the tool chooses the probe's λ: it starts large (λη = 0.5, or as large
+as `--evals` evaluations allow) and lowers λ by 3 until a probe shows a clear peak, printing
+each λ it tried and what the probe showed, all the probes within `--max_probe_steps` steps
+(default: 10% of `--budget_steps`). Writes `workdir/suggestion.json` and `workdir/probe.png`;
+without a clear peak it says so, suggests no λ and says what to change. The algorithm is
+`l2reg.reproduction.probe.suggest`, the same code as the reproduction's part 3; this file only
+parses flags. Other libraries' INFO logging is hidden unless `--verbosity` is given.
 """
 
-import json
 import os
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import _launch
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Trainer config file (experiments/configs/*.py).", lock_config=False
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the probe run and the suggestion.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the probe runs and the suggestion.")
 _BUDGET = flags.DEFINE_integer("budget_steps", None, "Training budget T, in steps.")
-_PROBE_L2 = flags.DEFINE_float("probe_l2", 0.02, "λ of the probe run (large: it peaks early).")
+_PROBE_L2 = flags.DEFINE_float(
+    "probe_l2",
+    None,
+    "λ of a single probe run (large: it peaks early; the authors' for WRN-28-10 on CIFAR-10 "
+    "is 0.02). Unset: searched from large to small.",
+)
+_MAX_PROBE_STEPS = flags.DEFINE_integer(
+    "max_probe_steps",
+    None,
+    "Without --probe_l2: the search's steps in all probes (default: 10% of --budget_steps).",
+)
 _PROBE_LENGTH = flags.DEFINE_float(
     "probe_length", 3.0, "Probe length in units of 1/(λη); t* ≈ c/(λη) must fall well inside."
 )
 _EVALS = flags.DEFINE_integer(
-    "evals", 60, "Test evaluations during the probe (≥ 10; the probe needs as many steps)."
+    "evals", 60, "Test evaluations per probe (≥ 10; a probe needs as many steps)."
 )
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Discard a probe of other settings already in --workdir."
@@ -41,84 +52,44 @@ _OVERWRITE = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir", "budget_steps"])
 
 
-def suggest(
-    config,
-    workdir: str,
-    budget_steps: int,
-    probe_l2: float,
-    probe_length: float,
-    evals: int,
-    *,
-    overwrite: bool = False,
-) -> dict:
-    """Runs (or resumes) the probe in `workdir/probe`, writes `suggestion.json` and `probe.png`
-    and returns the suggestion record."""
-    from l2reg import checks, files, training
-    from l2reg.reproduction import probe
-
-    checks.integer("budget_steps", budget_steps)
-    training.validate(config)
-    probe.check(config, probe_l2, probe_length, evals)
-    files.check_folder(workdir)
-    run_config = probe.probe_config(config, probe_l2, probe_length, evals)
-    probe_dir = os.path.join(workdir, "probe")
-    training.train_and_evaluate(run_config, probe_dir, overwrite=overwrite)
-    curve = training.read_curves(probe_dir)
-    lr = probe.probe_lr(config)
-    measured = probe.measure(curve, probe_l2, lr)
-    record = {
-        "config": config.to_dict(),
-        "effective_lr": lr,
-        "probe_l2": probe_l2,
-        "probe_steps": run_config.steps,
-        **measured,
-        "c": measured["c"] if measured["clear_peak"] else None,
-        "budget_steps": budget_steps,
-        "suggested_l2": probe.suggestion(measured, lr, budget_steps),
-        "compute_fraction": run_config.steps / budget_steps,
-    }
-    probe.plot(curve, measured, os.path.join(workdir, "probe.png"))
-    files.write_atomic(
-        os.path.join(workdir, "suggestion.json"), json.dumps(record, indent=1, default=str)
-    )
-    return record
-
-
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        _launch.fail("suggest_l2", f"unexpected arguments: {' '.join(argv[1:])}")
+    _launch.quiet_logging()
     from l2reg import training
+    from l2reg.reproduction import probe
 
     try:
-        record = suggest(
+        record = probe.suggest(
             _CONFIG.value,
             _WORKDIR.value,
             _BUDGET.value,
             _PROBE_L2.value,
             _PROBE_LENGTH.value,
             _EVALS.value,
+            max_probe_steps=_MAX_PROBE_STEPS.value,
             overwrite=_OVERWRITE.value,
         )
     except (ValueError, TypeError, OSError, training.NonFiniteLossError) as error:
-        sys.exit(f"suggest_l2: {' '.join(str(error).split())}")
+        _launch.fail("suggest_l2", error)
     peak = record["probe"]
+    cost = f"probe cost {100 * record['compute_fraction']:.1f}% of the budget"
     if record["clear_peak"]:
         print(
-            f"Probe λ = {record['probe_l2']:g}, η = {record['effective_lr']:g}: t* = "
+            f"Probe λ = {record['probe_l2']:.3g}, η = {record['effective_lr']:g}: t* = "
             f"{peak['t_star']:.0f} steps (peak {peak['peak_accuracy']:.3f}), c = "
             f"{record['c']:.3g}.\nSuggested λ for {record['budget_steps']} steps: "
-            f"{record['suggested_l2']:.3g}  (probe cost {100 * record['compute_fraction']:.1f}% "
-            "of the budget)."
+            f"{record['suggested_l2']:.3g}  ({cost})."
         )
     else:
         print(
             f"The probe's test accuracy has no clear peak (maximum at {peak['t_star']:.0f} of "
             f"{record['probe_steps']} steps, falling {peak['drop_after_peak']:.3f} after it), "
-            f"so relation 1 gives no t* here and no λ is suggested. {record['hint']} See "
-            "probe.png."
+            f"so relation 1 gives no t* here and no λ is suggested ({cost}). {record['hint']} "
+            "See probe.png."
         )
-    logging.info("Wrote %s", os.path.join(_WORKDIR.value, "suggestion.json"))
+    logging.info("wrote %s", os.path.join(_WORKDIR.value, "suggestion.json"))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_launch.flags_parser("suggest_l2"))

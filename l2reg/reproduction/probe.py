@@ -3,22 +3,36 @@
 Relation 1 says test accuracy peaks at t* ≈ c/(λη), so a run at a large λ peaks early: one run
 at `probe_l2` (fixed, coupled L2, constant learning rate) for `probe_length/(λη)` steps
 measures c = t*·λ·η, and relation 3 turns it into λ_opt = c/(η·T) for a budget of T steps. η is
-the effective learning rate η/(1−μ) under momentum μ. `experiments/suggest_l2.py` runs the probe
-through the trainer; the reproduction's part 3 runs the same probe (`probe_run`) in a sweep and
-reads it with the same `measure`.
+the effective learning rate η/(1−μ) under momentum μ. `suggest` runs the probe through the
+trainer (`experiments/suggest_l2.py` is its command line); the reproduction's part 3 runs the
+same probe (`probe_run`) in a sweep and reads it with the same `measure`.
+
+A probe's λ must suit the network: too large and it cannot learn before L2 shrinks it, too small
+and t* lies beyond a cheap probe. Without a given λ, `suggest` searches for one (`search_l2s`):
+from a large λη down by a factor 3 at a time, until a probe shows a clear peak, all the probes
+together within a compute budget (by default 10% of the training budget T).
 """
 
+import json
 import math
+import os
 
 import ml_collections
+from absl import logging
 
-from l2reg import checks, relations
+from l2reg import checks, files, relations
 from l2reg.training import recipe
 from l2reg.training.rundir import Curves
 from l2reg.training.sweep import Run
 
 # The fewest test evaluations of a probe whose curve can show a peak and a fall after it.
 MIN_EVALS = 10
+# The search for a probe λ: the largest λη it starts from (the first probe is shorter when
+# `evals` allows it: `search_l2s`), the factor it lowers λ by after a probe without a clear
+# peak, and the fraction of the budget T its probes may take in all by default.
+SEARCH_START_L2_LR = 0.5
+SEARCH_FACTOR = 3.0
+SEARCH_COMPUTE_FRACTION = 0.1
 
 
 def effective_lr(config: ml_collections.ConfigDict) -> float:
@@ -134,21 +148,185 @@ def no_peak_hint(peak: relations.Peak, first_step: float) -> str:
     )
 
 
-def plot(curve: Curves, measured: dict, path: str) -> None:
-    """The probe's test accuracy, smoothed, with t* and its interval marked when clear."""
-    from l2reg import files
+def search_l2s(lr: float, probe_length: float, evals: int, max_probe_steps: int) -> list[float]:
+    """The probe λ a search tries, in order, as many as fit in `max_probe_steps` in all.
 
+    The first has λη = min(SEARCH_START_L2_LR, probe_length/evals), the largest whose probe
+    lasts at least `evals` steps; each next one is SEARCH_FACTOR times smaller (its probe as
+    many times longer). `lr` is the effective η of the probe (`probe_lr`).
+    """
+    l2_lr = min(SEARCH_START_L2_LR, probe_length / evals)
+    l2s, total = [], 0
+    while True:
+        steps = probe_steps(l2_lr / lr, probe_length, lr)
+        if total + steps > max_probe_steps or steps > checks.INT32_MAX:
+            return l2s
+        l2s.append(l2_lr / lr)
+        total += steps
+        l2_lr /= SEARCH_FACTOR
+
+
+def suggest(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    budget_steps: int,
+    probe_l2: float | None = None,
+    probe_length: float = 3.0,
+    evals: int = 60,
+    *,
+    max_probe_steps: int | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Probes `config` through the trainer and suggests λ for a budget of `budget_steps`.
+
+    With `probe_l2`, one probe at that λ in `workdir/probe`; without, a search (`search_l2s`)
+    from a large λ down until a probe shows a clear peak, each in `workdir/probes/{λ}`, within
+    `max_probe_steps` steps in all (default: SEARCH_COMPUTE_FRACTION of the budget). Finished
+    probes are reused when rerun. Every check runs before the first probe trains.
+
+    Writes `workdir/suggestion.json` (the record returned) and `workdir/probe.png`.
+
+    Returns:
+      The record: the config, the effective η, the probe used (probe_l2, probe_steps, its
+      `measure`ment: probe, clear_peak, c (None without a clear peak), hint), every probe
+      `tried` (λ, steps, clear_peak, t_star, peak_accuracy, outcome), budget_steps,
+      suggested_l2 (None without a clear peak) and compute_fraction (all probes' steps / T).
+    """
+    from l2reg import training
+
+    checks.integer("budget_steps", budget_steps)
+    checks.integer("max_probe_steps", max_probe_steps, none_ok=True)
+    training.validate(config)
+    lr = probe_lr(config)
+    if probe_l2 is not None:
+        l2s = [probe_l2]
+    else:
+        if max_probe_steps is None:
+            max_probe_steps = max(1, round(SEARCH_COMPUTE_FRACTION * budget_steps))
+        checks.integer("evals", evals, minimum=MIN_EVALS)
+        checks.number(
+            "probe_length", probe_length, lambda x: math.isfinite(x) and x > 0, "finite and > 0"
+        )
+        l2s = search_l2s(lr, probe_length, evals, max_probe_steps)
+        if not l2s:
+            first = min(SEARCH_START_L2_LR, probe_length / evals) / lr
+            raise ValueError(
+                f"max_probe_steps must be ≥ {probe_steps(first, probe_length, lr)} (the first "
+                f"probe of the search, λ = {first:.3g}), got {max_probe_steps}: raise "
+                "--max_probe_steps or --budget_steps, or give --probe_l2"
+            )
+    for l2 in l2s:
+        check(config, l2, probe_length, evals)
+    files.check_folder(workdir)
+    tried = []
+    for l2 in l2s:
+        run_config = probe_config(config, l2, probe_length, evals)
+        folder = (
+            os.path.join(workdir, "probe")
+            if probe_l2 is not None
+            else os.path.join(workdir, "probes", f"l2={l2:.4g}")
+        )
+        training.train_and_evaluate(run_config, folder, overwrite=overwrite)
+        curve = training.read_curves(folder)
+        measured = measure(curve, l2, lr)
+        peak = measured["probe"]
+        outcome = (
+            f"clear peak at t* = {peak['t_star']:.0f} (accuracy {peak['peak_accuracy']:.3f}), "
+            f"c = {measured['c']:.3g}"
+            if measured["clear_peak"]
+            else _outcome(relations.Peak(**peak), float(curve.steps[0]))
+        )
+        tried.append(
+            {
+                "probe_l2": l2,
+                "probe_steps": run_config.steps,
+                "clear_peak": measured["clear_peak"],
+                "t_star": peak["t_star"],
+                "peak_accuracy": peak["peak_accuracy"],
+                "outcome": outcome,
+                "curve": curve,
+            }
+        )
+        logging.info(
+            "probe λ = %.3g (λη = %.3g, %d steps): %s", l2, l2 * lr, run_config.steps, outcome
+        )
+        if measured["clear_peak"]:
+            break
+    probe_steps_total = sum(t["probe_steps"] for t in tried)
+    if probe_l2 is None and not measured["clear_peak"]:
+        measured["hint"] = (
+            f"No probe showed a clear peak within max_probe_steps={max_probe_steps} "
+            f"({_tried(l2s)}); the next probe, at λ = "
+            f"{l2s[-1] / SEARCH_FACTOR:.3g}, would take "
+            f"{probe_steps(l2s[-1] / SEARCH_FACTOR, probe_length, lr)} steps more: raise "
+            "--max_probe_steps (or --budget_steps), or give --probe_l2."
+        )
+    record = {
+        "config": config.to_dict(),
+        "effective_lr": lr,
+        "probe_l2": tried[-1]["probe_l2"],
+        "probe_l2_searched": probe_l2 is None,
+        "probe_steps": tried[-1]["probe_steps"],
+        **measured,
+        "c": measured["c"] if measured["clear_peak"] else None,
+        "tried": [{k: v for k, v in t.items() if k != "curve"} for t in tried],
+        "max_probe_steps": max_probe_steps,
+        "budget_steps": budget_steps,
+        "suggested_l2": suggestion(measured, lr, budget_steps),
+        "compute_fraction": probe_steps_total / budget_steps,
+    }
+    plot(
+        [(t["probe_l2"], t["curve"]) for t in tried],
+        measured,
+        os.path.join(workdir, "probe.png"),
+    )
+    files.write_atomic(
+        os.path.join(workdir, "suggestion.json"), json.dumps(record, indent=1, default=str)
+    )
+    return record
+
+
+def _tried(l2s: list[float]) -> str:
+    if len(l2s) == 1:
+        return f"λ = {l2s[0]:.3g} tried"
+    return f"λ from {l2s[0]:.3g} down to {l2s[-1]:.3g} tried"
+
+
+def _outcome(peak: relations.Peak, first_step: float) -> str:
+    """A probe without a clear peak, in a few words, by where it peaked (as `no_peak_hint`)."""
+    if peak.t_star <= first_step:
+        return "no clear peak: best at its first evaluation (λ too large to learn)"
+    if not peak.is_clear(min_drop=0.0):
+        return f"no clear peak: still rising at its end (accuracy {peak.final_accuracy:.3f})"
+    return f"no clear peak: flat after its maximum at step {peak.t_star:.0f}"
+
+
+def plot(probes: list[tuple[float, Curves]], measured: dict, path: str) -> None:
+    """The probes' test accuracy against step: each (λ, curve) of `probes` in the order
+    tried, the last one (whose `measure`ment is `measured`) bold and smoothed, with t* and its
+    interval marked only when its peak is clear."""
     plt = files.pyplot()
-    figure, axis = plt.subplots(figsize=(5.5, 3.5))
-    axis.plot(curve.steps, curve.test_accuracy, "o-", markersize=3, label="probe")
+    figure, axis = plt.subplots(figsize=(6, 3.8))
+    for l2, curve in probes[:-1]:
+        axis.plot(
+            curve.steps, curve.test_accuracy, "-", linewidth=1, alpha=0.6, label=f"λ = {l2:.3g}"
+        )
+    l2, curve = probes[-1]
+    axis.plot(
+        curve.steps, curve.test_accuracy, "o-", color="C3", markersize=3, label=f"λ = {l2:.3g}"
+    )
     smoothed = relations.smooth_curve(curve.steps, curve.test_accuracy, 0.1)
     axis.plot(curve.steps, smoothed, "k:", label="smoothed")
     peak = measured["probe"]
     if measured["clear_peak"]:
         axis.axvspan(peak["low"], peak["high"], color="C1", alpha=0.2)
         axis.axvline(peak["t_star"], color="C1", label=f"t* = {peak['t_star']:.0f}")
+        title = f"probe λ = {l2:.3g}: clear peak at t* = {peak['t_star']:.0f}"
     else:
-        axis.set_title("no clear peak: no t*", fontsize=9)
+        title = f"probe λ = {l2:.3g}: no clear peak, so no t* and no suggestion"
+    if len(probes) > 1:
+        title += f" ({len(probes)} probes tried, larger λ first)"
+    axis.set_title(title, fontsize=9)
     axis.set(xscale="log", xlabel="step", ylabel="test accuracy")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7)
     files.save_figure(figure, path)

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from experiments import suggest_l2
-from experiments.configs import mlp_digits
+from experiments.configs import mlp_digits, mlp_digits_noisy
+from l2reg.reproduction import probe
 
 
 def small_config():
@@ -21,7 +21,7 @@ def test_suggestion_follows_from_the_probe(tmp_path):
     config = small_config()
     # λ = 0.3, η/(1−μ) = 0.01/(1 − 0.9) = 0.1: the probe lasts 3/(0.3·0.1) = 100 steps and,
     # with c of order 1 (relation 1), should peak a third of the way in and then fall.
-    record = suggest_l2.suggest(
+    record = probe.suggest(
         config, str(tmp_path), budget_steps=10_000, probe_l2=0.3, probe_length=3.0, evals=20
     )
     assert os.path.getsize(tmp_path / "probe.png") > 0
@@ -41,7 +41,7 @@ def test_suggestion_follows_from_the_probe(tmp_path):
 def test_probe_still_rising_at_its_end_suggests_no_l2(tmp_path):
     # λ = 1e-3: 1/(λη) = 10,000 steps, so a probe of 0.01/(λη) = 100 steps ends long before
     # L2 acts and its test accuracy is still rising from chance.
-    record = suggest_l2.suggest(
+    record = probe.suggest(
         small_config(),
         str(tmp_path),
         budget_steps=10_000,
@@ -113,7 +113,7 @@ def test_bad_arguments_are_one_line_errors(
     budget, probe_l2, probe_length, evals, message, tmp_path
 ):
     with pytest.raises(ValueError, match=re.escape(message)) as error:
-        suggest_l2.suggest(small_config(), str(tmp_path), budget, probe_l2, probe_length, evals)
+        probe.suggest(small_config(), str(tmp_path), budget, probe_l2, probe_length, evals)
     assert "\n" not in str(error.value)
     assert not os.listdir(tmp_path)
 
@@ -122,21 +122,72 @@ def test_bad_config_or_workdir_is_a_one_line_error_before_the_probe(tmp_path):
     config = small_config()
     config.lr = 0.0
     with pytest.raises(ValueError, match=r"^config\.lr must be finite and > 0, got 0\.0$"):
-        suggest_l2.suggest(config, str(tmp_path), 100, 0.1, 3.0, 20)
+        probe.suggest(config, str(tmp_path), 100, 0.1, 3.0, 20)
     assert not os.listdir(tmp_path)
     (tmp_path / "taken").write_text("kept")
     with pytest.raises(ValueError, match=r"^workdir '.*taken' is a file: it must be a folder"):
-        suggest_l2.suggest(small_config(), str(tmp_path / "taken"), 100, 0.1, 3.0, 20)
+        probe.suggest(small_config(), str(tmp_path / "taken"), 100, 0.1, 3.0, 20)
     assert os.listdir(tmp_path) == ["taken"]
 
 
 @pytest.mark.slow
 def test_a_probe_of_other_settings_is_kept_unless_overwrite(tmp_path):
     config = small_config()
-    suggest_l2.suggest(config, str(tmp_path), 10_000, 0.3, 3.0, 10)
+    probe.suggest(config, str(tmp_path), 10_000, 0.3, 3.0, 10)
     first = (tmp_path / "suggestion.json").read_text()
     with pytest.raises(ValueError, match="--overwrite"):
-        suggest_l2.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10)
+        probe.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10)
     assert (tmp_path / "suggestion.json").read_text() == first
-    record = suggest_l2.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10, overwrite=True)
+    record = probe.suggest(config, str(tmp_path), 10_000, 0.6, 3.0, 10, overwrite=True)
     assert record["probe_l2"] == 0.6
+
+
+def noisy_config():
+    """The default reproduction's setup (η = 0.5, where a probe at λ = 3e-3 peaks), narrower."""
+    config = mlp_digits_noisy.get_config()
+    config.model_options.widths = (64, 64)
+    return config
+
+
+@pytest.mark.slow
+def test_without_probe_l2_the_search_lowers_l2_until_a_clear_peak(tmp_path):
+    record = probe.suggest(noisy_config(), str(tmp_path), budget_steps=30_000)
+    tried = record["tried"]
+    # λη from 0.05 (3/evals: 60 steps) down by 3 until the probe peaks; every λ before the
+    # last one showed no clear peak, and together they stay within 10% of the budget.
+    assert [t["probe_l2"] for t in tried] == pytest.approx([0.1 / 3**k for k in range(len(tried))])
+    assert [t["clear_peak"] for t in tried] == [False] * (len(tried) - 1) + [True]
+    assert record["probe_l2_searched"] is True and record["probe_l2"] == tried[-1]["probe_l2"]
+    assert sum(t["probe_steps"] for t in tried) <= 3_000
+    assert record["compute_fraction"] == pytest.approx(
+        sum(t["probe_steps"] for t in tried) / 30_000
+    )
+    # The clear peak is relation 1's: c = t*·λη of order 1, and λ = c/(ηT).
+    assert 0.3 < record["c"] < 3
+    assert record["suggested_l2"] == pytest.approx(record["c"] / (0.5 * 30_000))
+    stored = json.loads((tmp_path / "suggestion.json").read_text())
+    assert stored["tried"] == tried
+    assert os.path.getsize(tmp_path / "probe.png") > 0
+
+
+@pytest.mark.slow
+def test_a_search_out_of_budget_suggests_nothing_and_says_what_to_raise(tmp_path):
+    # 10% of 2000 steps holds the first probe (60 steps) only, too large a λ to learn.
+    record = probe.suggest(noisy_config(), str(tmp_path), budget_steps=2_000)
+    assert [t["probe_steps"] for t in record["tried"]] == [60]
+    assert record["clear_peak"] is False and record["suggested_l2"] is None
+    assert record["hint"] == (
+        "No probe showed a clear peak within max_probe_steps=200 (λ = 0.1 tried); the next "
+        "probe, at λ = 0.0333, would take 180 steps more: raise --max_probe_steps (or "
+        "--budget_steps), or give --probe_l2."
+    )
+
+
+def test_a_search_budget_below_its_first_probe_is_a_one_line_error(tmp_path):
+    message = (
+        "max_probe_steps must be ≥ 60 (the first probe of the search, λ = 0.1), got 59: raise "
+        "--max_probe_steps or --budget_steps, or give --probe_l2"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        probe.suggest(noisy_config(), str(tmp_path), budget_steps=2_000, max_probe_steps=59)
+    assert not os.listdir(tmp_path)

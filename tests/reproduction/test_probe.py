@@ -176,3 +176,31 @@ def test_hint_without_a_clear_peak_depends_on_where_the_curve_peaked(shape, advi
     hint = probe.no_peak_hint(shape, first_step=5.0)
     assert hint.endswith(advice)
     assert "\n" not in hint
+
+
+def test_search_starts_large_lowers_by_three_and_stays_within_its_steps():
+    # η = 0.5, probe_length 3, 60 evaluations: λη starts at 3/60 = 0.05 (60 steps), then 180,
+    # 540 and 1620 steps; 2400 in all.
+    l2s = probe.search_l2s(0.5, 3.0, 60, max_probe_steps=2_400)
+    assert l2s == pytest.approx([0.1, 0.1 / 3, 0.1 / 9, 0.1 / 27])
+    assert [probe.probe_steps(l2, 3.0, 0.5) for l2 in l2s] == [60, 180, 540, 1620]
+    assert probe.search_l2s(0.5, 3.0, 60, max_probe_steps=2_399) == pytest.approx(l2s[:3])
+    assert probe.search_l2s(0.5, 3.0, 60, max_probe_steps=59) == []
+    # Few evaluations let the search start at λη = 0.5 itself.
+    assert probe.search_l2s(1.0, 6.0, 10, max_probe_steps=12) == pytest.approx([0.5])
+
+
+def test_plot_marks_t_star_only_for_a_clear_peak(tmp_path, monkeypatch):
+    steps = np.arange(1.0, 101.0)
+    curve = Curves(steps, *(np.linspace(0.1, 0.9, 100),) * 7)  # still rising at its end
+    measured = probe.measure(curve, 0.1, 1.0)
+    assert not measured["clear_peak"]
+    drawn = []
+    monkeypatch.setattr(
+        probe.files, "save_figure", lambda figure, path: drawn.append(figure.axes[0])
+    )
+    probe.plot([(0.3, curve), (0.1, curve)], measured, str(tmp_path / "probe.png"))
+    (axis,) = drawn
+    labels = axis.get_legend_handles_labels()[1]
+    assert labels == ["λ = 0.3", "λ = 0.1", "smoothed"]
+    assert axis.get_title().startswith("probe λ = 0.1: no clear peak, so no t*")
