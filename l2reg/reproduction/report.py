@@ -456,9 +456,10 @@ def report(results: dict) -> str:
         "![accuracy vs λ](accuracy_vs_l2.png)",
         "",
         _caption(
-            "Left: where a solid curve rises above its dotted λ = 0 line, L2 helps at that budget "
-            "(the gain in the table), and its peak moves to smaller λ as T grows (relation 3). "
-            "Right: each λ read at the same λ·η·T; a flat curve is relation 1's prediction."
+            "Look, on the left, at where a solid curve rises above its dotted λ = 0 line: there L2 "
+            "helps at that budget (the gain in the table); its peak moves to smaller λ as T grows "
+            "(relation 3). On the right each λ is read at the same λ·η·T: a flat curve is "
+            "relation 1's prediction."
         ),
         "",
         "## 3. Predicting λ_opt",

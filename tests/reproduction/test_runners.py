@@ -1,6 +1,7 @@
 """The runners' caches: reused for the same settings and code, never across a code change."""
 
 import numpy as np
+import pytest
 
 from experiments.configs import mlp_digits
 from l2reg.reproduction import SweepRunner, TrainerRunner, runners
@@ -104,3 +105,33 @@ def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, 
     expected = RUNS[1].config(CONFIG)
     expected.eval_every, expected.checkpoint_every = 30 // 4, 30 // 4
     assert configs[2].to_dict() == expected.to_dict()
+
+
+def test_history_says_what_was_reused_and_keeps_the_first_training_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "run", fake_training([]))
+    runner = SweepRunner(str(tmp_path / "sweep"), CONFIG, evals_per_decade=4)
+    runner("t_star", RUNS)
+    runner("t_star", RUNS)
+    trained, reused = runner.history
+    assert (trained.reused, reused.reused) == (False, True)
+    assert reused.source == trained.source and reused.source.endswith(".npz")
+    assert reused.training_seconds == trained.training_seconds > 0
+
+    monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: None)
+    monkeypatch.setattr(rundir, "read_curves", lambda workdir: None)
+    runner = TrainerRunner(str(tmp_path / "trainer"), CONFIG, "mlp_digits", evals=4)
+    runner("probe", RUNS)
+    runner("probe", RUNS)
+    runner("probe", [*RUNS[:1], sweep.Run(3e-3, 0.5, 0, 40)])  # one run new: not all reused
+    assert [call.reused for call in runner.history] == [False, True, False]
+    assert runner.history[1].training_seconds == pytest.approx(runner.history[0].training_seconds)
+
+
+def test_part_labels_count_the_four_parts():
+    assert [runners.part_label(name) for name in runners.PART_TITLES] == [
+        "part 1 of 4: t* grid",
+        "part 2 of 4: λ grid",
+        "part 3 of 4: probe",
+        "part 4 of 4: AutoL2",
+    ]
+    assert runners.part_label("part") == "part"
