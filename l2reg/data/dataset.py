@@ -169,6 +169,9 @@ def batch_indices(seed, step, batch_size: int, num_examples: int) -> jax.Array:
             raise ValueError(f"{label}={value!r} must be a positive int")
     if batch_size > num_examples:
         raise ValueError(f"batch_size={batch_size} exceeds num_examples={num_examples}")
+    if isinstance(step, int | np.integer) and not 0 <= step <= np.iinfo(np.int32).max:
+        # A traced step cannot be checked here; a concrete one can, before it wraps around.
+        raise ValueError(f"step must be an integer in [0, {np.iinfo(np.int32).max}], got {step}")
     epoch, position = jnp.divmod(jnp.asarray(step, jnp.int32), num_examples // batch_size)
     key = jax.random.fold_in(jax.random.key(seed), epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)

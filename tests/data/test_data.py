@@ -232,12 +232,13 @@ def test_batches_resume_where_they_left_off(digits):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: data.load("imagenet"), "unknown data set 'imagenet'; known: digits, mnist1d"),
+        (lambda: data.load("imagenet"), "data set must be one of ('digits', 'mnist1d', "),
         (lambda: data.load("digits", test_size=100), "test_size=100 applies to mnist1d only"),
         (lambda: data.load("mnist1d", test_size=15), "test_size=15 must be"),
         (lambda: data.load("cifar10", manual_dir="/x"), "manual_dir='/x' applies to imagenet"),
         (lambda: data.batch_indices(0, 0, 101, 100), "batch_size=101 exceeds num_examples=100"),
         (lambda: data.batch_indices(0, 0, 0, 100), "batch_size=0 must be a positive int"),
+        (lambda: data.batch_indices(0, -1, 10, 100), "step must be an integer in [0, 2147483647]"),
         (lambda: data.Augmentation(padding_mode="wrap"), "padding_mode='wrap' is not one of"),
         (lambda: data.mixup(jax.random.key(0), jnp.ones((2, 3)), jnp.ones(2), 0.0), "alpha=0.0"),
     ],

@@ -215,7 +215,7 @@ def test_trainer_runner_trains_through_the_trainer_and_reuses_finished_runs(tmp_
         np.testing.assert_array_equal(curve.steps, [10, 20, 30, 40])
         assert np.all((curve.test_accuracy >= 0) & (curve.test_accuracy <= 1))
     np.testing.assert_allclose(curves[0].l2, 1e-3, rtol=1e-6)
-    assert len(os.listdir(tmp_path / "runs")) == 2
+    assert len([path for path in (tmp_path / "runs").iterdir() if path.is_dir()]) == 2
     again = run("t_star", configs)
     np.testing.assert_array_equal(again[1].test_accuracy, curves[1].test_accuracy)
-    assert len(os.listdir(tmp_path / "runs")) == 2
+    assert len([path for path in (tmp_path / "runs").iterdir() if path.is_dir()]) == 2
