@@ -8,7 +8,7 @@ shrink, as the infinite-width theory predicts; the label noise makes a small λ 
     python -m experiments.train --config=experiments/configs/mlp_digits_noisy.py \
         --workdir=/tmp/digits_noisy
     python -m experiments.suggest_l2 --config=experiments/configs/mlp_digits_noisy.py \
-        --budget_steps=2000 --workdir=/tmp/suggest
+        --budget_steps=30000 --workdir=/tmp/suggest
 """
 
 from ml_collections import config_dict
