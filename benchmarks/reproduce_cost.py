@@ -105,10 +105,10 @@ def main() -> None:
 
     print(f"matmul rate: {rate / 1e9:.1f} GFLOP/s (float32, 2048², {jax.devices()[0]})")
     print(f"{'part':10s} {'seconds':>8s} {'GFLOP':>9s} {'GFLOP/s':>8s} {'of rate':>8s}")
-    for name in seconds:
-        achieved = work[name] / seconds[name]
+    for part in seconds:
+        achieved = work[part] / seconds[part]
         print(
-            f"{name:10s} {seconds[name]:8.1f} {work[name] / 1e9:9.1f} {achieved / 1e9:8.1f} "
+            f"{part:10s} {seconds[part]:8.1f} {work[part] / 1e9:9.1f} {achieved / 1e9:8.1f} "
             f"{achieved / rate:8.1%}"
         )
     other = total - sum(seconds.values())

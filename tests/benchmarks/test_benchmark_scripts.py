@@ -308,5 +308,6 @@ def test_reproduce_cost_script_times_the_parts_against_the_matmul_rate(tmp_path)
     assert set(results["seconds"]) == {"t_star", "l2", "probe", "autol2"}
     assert all(value > 0 for value in results["gflop"].values())
     assert results["runs"] == {"t_star": 2, "l2": 2, "probe": 1, "autol2": 4}
+    assert results["preset"] == "tiny"
     assert 0 < results["fraction_of_matmul_rate"] < 1
     assert results["total_seconds"] >= sum(results["seconds"].values())
