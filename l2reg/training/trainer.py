@@ -9,6 +9,7 @@ not depend on the number of devices beyond float rounding.
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -115,6 +116,39 @@ def test_means(sums: jax.Array, count: int) -> dict[str, float]:
     return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
 
 
+# A training step holds the state, its updated copy while the old one is donated, and the
+# gradients: about three times the state's bytes, before any activation.
+STATE_COPIES = 3
+
+
+def device_memory(device: jax.Device) -> int:
+    """Bytes one device can hold: its allocator's limit on an accelerator, the machine's
+    physical memory on a CPU."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(config, model, input_shape: tuple[int, ...], device: jax.Device) -> None:
+    """Raises a one-line ValueError when the run's state (parameters, batch statistics and
+    optimizer state, from their shapes alone: nothing is allocated) cannot fit on `device`
+    `STATE_COPIES` times over."""
+    shapes = jax.eval_shape(
+        lambda hyper: steps.init_state(config, hyper, model, input_shape),
+        recipe.Hyperparameters.of(config),
+    )
+    state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes))
+    available = device_memory(device)
+    if STATE_COPIES * state_bytes > available:
+        raise ValueError(
+            f"config.model and config.model_options must describe a model whose training state "
+            f"fits in memory: {config.model} with {recipe.model_options(config)} needs at least "
+            f"{STATE_COPIES * state_bytes / 2**30:.3g} GiB ({state_bytes / 2**30:.3g} GiB of "
+            f"state, {STATE_COPIES}× in a step), {device.platform} has {available / 2**30:.3g} GiB"
+        )
+
+
 def load_dataset(config: ml_collections.ConfigDict) -> data.Dataset:
     """The data set of `config`, checked against the config's batch size and augmentation."""
     dataset = data.load(config.dataset, data_dir=config.data_dir, **config.data_options)
@@ -154,6 +188,7 @@ def create_trainer(
     if dataset is None:
         dataset = load_dataset(config)
     model = recipe.create_model(config, dataset.num_classes, axis_name=AXIS)
+    check_memory(config, model, dataset.input_shape, devices[0])
     loss_fn = recipe.create_loss(config)
     eval_batch_size = config.eval_batch_size
     if dataset.test is not None:

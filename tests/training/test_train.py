@@ -632,3 +632,15 @@ def test_wide_resnet_step_lowers_to_nhwc_bfloat16_convolutions_on_donated_float3
     assert "stride = [2, 2]" in "".join(forward)
     # Nothing in the step calls back to the host.
     assert "custom_call" not in text
+
+
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
+    small_config, tmp_path
+):
+    # 10⁷ × 10⁷ weights: shapes alone tell, nothing is allocated and no workdir is left.
+    small_config.model_options.widths = (10_000_000, 10_000_000)
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^config.model and config.model_options must") as error:
+        training.train_and_evaluate(small_config, str(workdir))
+    assert "\n" not in str(error.value) and "GiB" in str(error.value)
+    assert not workdir.exists()
