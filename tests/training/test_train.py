@@ -634,9 +634,7 @@ def test_wide_resnet_step_lowers_to_nhwc_bfloat16_convolutions_on_donated_float3
     assert "custom_call" not in text
 
 
-def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
-    small_config, tmp_path
-):
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(small_config, tmp_path):
     # 10⁷ × 10⁷ weights: shapes alone tell, nothing is allocated and no workdir is left.
     small_config.model_options.widths = (10_000_000, 10_000_000)
     workdir = tmp_path / "run"
