@@ -49,8 +49,14 @@ def flags_parser(program: str):
         except SystemExit as exit_:
             sys.exit(0 if exit_.code == 1 else exit_.code)
         except (KeyError, AttributeError) as error:
-            field = str(error).strip("\"'")
-            fail(program, f"no config field {field!r} (see the config file)")
+            # ml_collections' message (an AttributeError may wrap the KeyError): the field,
+            # quoted, then perhaps "Did you mean ...?" on a line of its own.
+            while error.args and isinstance(error.args[0], Exception):
+                error = error.args[0]
+            text = str(error.args[0]) if error.args else str(error)
+            field, _, hint = text.partition("\n")
+            hint = f"; {hint.strip()[0].lower()}{hint.strip()[1:]}" if hint.strip() else ""
+            fail(program, f"no config field {field.strip(chr(34) + chr(39))!r}{hint}")
         except Exception as error:  # flags.Error, and a bad override's TypeError or ValueError
             fail(program, error)
 

@@ -8,7 +8,7 @@ Needs CIFAR-10 prepared with TFDS in `data_dir` (`tfds.builder('cifar10').downlo
 
 from ml_collections import config_dict
 
-from l2reg.training.config import default_config
+from l2reg.training.defaults import default_config
 
 
 def get_config() -> config_dict.ConfigDict:

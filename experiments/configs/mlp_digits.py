@@ -7,7 +7,7 @@ The offline end-to-end run: 3,000 steps in about ten seconds on two CPU cores (c
 
 from ml_collections import config_dict
 
-from l2reg.training.config import default_config
+from l2reg.training.defaults import default_config
 
 
 def get_config() -> config_dict.ConfigDict:

@@ -13,7 +13,7 @@ shrink, as the infinite-width theory predicts; the label noise makes a small λ 
 
 from ml_collections import config_dict
 
-from l2reg.training.config import default_config
+from l2reg.training.defaults import default_config
 
 
 def get_config() -> config_dict.ConfigDict:

@@ -8,7 +8,7 @@ Measured with this setup (standard parameterization, biases, batch 100, η = 0.1
 
 from ml_collections import config_dict
 
-from l2reg.training.config import default_config
+from l2reg.training.defaults import default_config
 
 
 def get_config() -> config_dict.ConfigDict:

@@ -8,7 +8,7 @@ MLP with cross-entropy on mnist1d, which shows relation 2.
 from ml_collections import config_dict
 
 from experiments.configs import mlp_digits_noisy
-from l2reg.training.config import default_config
+from l2reg.training.defaults import default_config
 
 
 def get_config() -> config_dict.ConfigDict:

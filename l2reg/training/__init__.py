@@ -10,30 +10,44 @@ Needs the `experiments` extra (`pip install 'l2reg[experiments]'`); the core pac
 (`l2reg.autol2`, `l2reg.add_l2`, `l2reg.relations`) does not.
 """
 
-try:
-    import ml_collections  # noqa: F401
-    import orbax.checkpoint  # noqa: F401
-    import tensorboardX  # noqa: F401
-    import tqdm  # noqa: F401
-except ImportError as error:
-    raise ImportError(
-        f"l2reg.training needs the 'experiments' extra ({error.name} is missing): "
-        "pip install 'l2reg[experiments]'"
-    ) from error
+import importlib
+import importlib.util
 
-from l2reg.training.config import default_config, validate
-from l2reg.training.loop import NonFiniteLossError, train_and_evaluate
-from l2reg.training.rundir import Curves, read_curves, read_metrics
-from l2reg.training.trainer import Trainer, create_trainer
+# The extra's packages, looked up without importing them (orbax alone imports JAX).
+for _package in ("ml_collections", "orbax.checkpoint", "tensorboardX", "tqdm"):
+    try:
+        _found = importlib.util.find_spec(_package) is not None
+    except ImportError:  # a missing parent package (orbax for orbax.checkpoint)
+        _found = False
+    if not _found:
+        raise ImportError(
+            f"l2reg.training needs the 'experiments' extra ({_package} is missing): "
+            "pip install 'l2reg[experiments]'",
+            name=_package,
+        )
 
-__all__ = [
-    "Curves",
-    "NonFiniteLossError",
-    "Trainer",
-    "create_trainer",
-    "default_config",
-    "read_curves",
-    "read_metrics",
-    "train_and_evaluate",
-    "validate",
-]
+# The public names and their modules, imported on first use (PEP 562): a config file imports
+# `l2reg.training.defaults` without loading JAX.
+_EXPORTS = {
+    "default_config": "l2reg.training.defaults",
+    "validate": "l2reg.training.config",
+    "NonFiniteLossError": "l2reg.training.loop",
+    "train_and_evaluate": "l2reg.training.loop",
+    "Curves": "l2reg.training.rundir",
+    "read_curves": "l2reg.training.rundir",
+    "read_metrics": "l2reg.training.rundir",
+    "Trainer": "l2reg.training.trainer",
+    "create_trainer": "l2reg.training.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    try:
+        return importlib.import_module(f"l2reg.training.{name}")  # a submodule
+    except ModuleNotFoundError as error:
+        if error.name != f"l2reg.training.{name}":
+            raise
+        raise AttributeError(f"module 'l2reg.training' has no attribute {name!r}") from None

@@ -177,7 +177,7 @@ def create_trainer(
     Every bad input raises a one-line ValueError here, before any training or file I/O.
 
     Args:
-      config: a config like those in experiments/configs (`config.default_config()`).
+      config: a config like those in experiments/configs (`l2reg.training.default_config()`).
       devices: the devices of the 1-D data mesh; all devices of all hosts by default.
       dataset: an already loaded `l2reg.data.Dataset` to use instead of `config.dataset`.
       validated: the caller has validated `config` for these devices already.

@@ -56,3 +56,47 @@ def test_a_training_run_shows_its_bar_and_its_own_lines_only(tmp_path):
     verbose = launch(*TRAIN, f"--workdir={tmp_path / 'verbose'}", "--verbosity=0")
     assert verbose.returncode == 0
     assert len(terminal_lines(verbose.stdout)) > 30
+
+
+@pytest.mark.parametrize(
+    ("launcher", "arguments", "message"),
+    [
+        ("experiments.train", ["--bogus_flag"], "error: Unknown command line flag 'bogus_flag'"),
+        (
+            "experiments.train",
+            ["--config.lrr=1"],
+            """error: no config field 'lrr'; did you mean "lr" instead of "lrr"?""",
+        ),
+        (
+            "experiments.suggest_l2",
+            ["--budget_steps=100", "--config.lrr=1"],
+            """suggest_l2: no config field 'lrr'; did you mean "lr" instead of "lrr"?""",
+        ),
+        ("experiments.reproduce", ["--seeds=x"], "reproduce: flag --seeds=x: invalid literal"),
+    ],
+)
+def test_a_bad_flag_is_one_line_before_jax_is_imported(tmp_path, launcher, arguments, message):
+    # Structural rather than timed: the config file and the flags are read with ml_collections
+    # and absl alone, so the error comes before JAX, TensorFlow or orbax would load.
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            launcher,
+            "--config=experiments/configs/mlp_digits.py",
+            f"--workdir={tmp_path / 'run'}",
+            *arguments,
+        ],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 1
+    imported = [line.rsplit("|", 1)[-1].strip() for line in finished.stderr.splitlines()]
+    assert not {"jax", "tensorflow", "orbax.checkpoint", "neural_tangents"} & set(imported)
+    lines = [line for line in finished.stderr.splitlines() if not line.startswith("import time")]
+    assert lines == [message] or (message in lines[-1] and len(lines) == 1), lines
+    assert not (tmp_path / "run").exists()

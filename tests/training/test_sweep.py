@@ -467,7 +467,7 @@ def no_work(monkeypatch):
         (
             sweep.Run(1e-3, 1.0, 0, 10, autol2=(("warmup", 3),)),
             "config.autol2 must have exactly the fields of "
-            "l2reg.training.config.default_config(): unknown config.autol2.warmup",
+            "l2reg.training.default_config(): unknown config.autol2.warmup",
         ),
     ],
 )
