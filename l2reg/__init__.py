@@ -11,11 +11,9 @@ The optax transforms are the library's front door::
 `l2reg.relations` holds the paper's empirical relations (t* ≈ c/(λη)).
 """
 
-import importlib
+from l2reg import lazy
 
-# The public names and the module each comes from, imported on first use (PEP 562), so that
-# `import l2reg.training.defaults` (what a config file needs) loads no JAX: a launcher can
-# report a bad flag before the heavy imports.
+# The public names and their modules, imported on first use (`lazy.exports`).
 _EXPORTS = {
     "AddL2State": "l2reg.transforms",
     "AutoL2State": "l2reg.transforms",
@@ -26,22 +24,6 @@ _EXPORTS = {
     "current_l2": "l2reg.transforms",
 }
 __all__ = [*_EXPORTS, "relations"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    try:
-        return importlib.import_module(f"l2reg.{name}")  # a submodule: l2reg.relations, ...
-    except ModuleNotFoundError as error:
-        if error.name != f"l2reg.{name}":
-            raise
-        raise AttributeError(f"module 'l2reg' has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
-
-
+__getattr__, __dir__ = lazy.exports("l2reg", _EXPORTS)
 # The one source of the version: setup.py reads it from this line.
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ The names below load their module (and JAX, neural-tangents) on first use, so th
 `theory.figure_settings` can check a launcher's flags without them.
 """
 
-import importlib
+from l2reg import lazy
 
 _HOMES = {
     "hessian_min_eig": "theory.hessian",
@@ -27,11 +27,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'theory' has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+__getattr__, __dir__ = lazy.exports("theory", _HOMES)

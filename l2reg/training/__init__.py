@@ -10,8 +10,9 @@ Needs the `experiments` extra (`pip install 'l2reg[experiments]'`); the core pac
 (`l2reg.autol2`, `l2reg.add_l2`, `l2reg.relations`) does not.
 """
 
-import importlib
 import importlib.util
+
+from l2reg import lazy
 
 # The extra's packages, looked up without importing them (orbax alone imports JAX).
 for _package in ("ml_collections", "orbax.checkpoint", "tensorboardX", "tqdm"):
@@ -26,8 +27,8 @@ for _package in ("ml_collections", "orbax.checkpoint", "tensorboardX", "tqdm"):
             name=_package,
         )
 
-# The public names and their modules, imported on first use (PEP 562): a config file imports
-# `l2reg.training.defaults` without loading JAX.
+# The public names and their modules, imported on first use (`l2reg.lazy`): a config file
+# imports `l2reg.training.defaults` without loading JAX.
 _EXPORTS = {
     "default_config": "l2reg.training.defaults",
     "validate": "l2reg.training.config",
@@ -42,12 +43,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    try:
-        return importlib.import_module(f"l2reg.training.{name}")  # a submodule
-    except ModuleNotFoundError as error:
-        if error.name != f"l2reg.training.{name}":
-            raise
-        raise AttributeError(f"module 'l2reg.training' has no attribute {name!r}") from None
+__getattr__, __dir__ = lazy.exports("l2reg.training", _EXPORTS)
