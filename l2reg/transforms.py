@@ -157,7 +157,7 @@ def validate_autol2(
     """Raises the one-line ValueError that `autol2` raises for its first bad argument.
 
     Concrete values are checked against the ranges documented in `autol2`; traced ones only
-    for being real scalars. A caller that traces them (as `l2reg.sweep` does, so that one
+    for being real scalars. A caller that traces them (as `l2reg.training.sweep` does, so that one
     compiled program serves many values) calls this on the concrete values first.
     """
     _check("l2_init", l2_init, _finite_at_least_zero, "a finite scalar ≥ 0")

@@ -1,6 +1,7 @@
-"""Tests of l2reg.train as two processes under `jax.distributed`, each with two CPU devices.
+"""Tests of the trainer (l2reg.training) as two processes under `jax.distributed`, each with two
+CPU devices.
 
-The processes run tests/train/multihost_worker.py, or the launcher `python -m experiments.train
+The processes run tests/training/multihost_worker.py, or the launcher `python -m experiments.train
 --distributed`, on one shared workdir; their 4-device mesh must give the metrics of one process
 on the four forced CPU devices of tests/conftest.py.
 """

@@ -1,4 +1,5 @@
-"""Tests of l2reg.train in-process, on the four forced CPU devices of tests/conftest.py."""
+"""Tests of the trainer (l2reg.training) in-process, on the four forced CPU devices of
+tests/conftest.py."""
 
 import dataclasses
 import functools
