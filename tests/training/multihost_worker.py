@@ -1,6 +1,7 @@
 """One process of a multi-process training run on CPU, launched by test_multihost.py.
 
-    python tests/train/multihost_worker.py --coordinator_address=localhost:PORT --num_processes=2 \
+    python tests/training/multihost_worker.py --coordinator_address=localhost:PORT \
+        --num_processes=2 \
         --process_id=0 --workdir=DIR --config='{"steps": 40}' [--alternate_devices]
 
 Runs `l2reg.training.train_and_evaluate` on experiments/configs/mlp_digits.py updated with the
