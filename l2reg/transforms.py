@@ -213,7 +213,13 @@ def _add_scaled_params(updates: optax.Updates, params: optax.Params, l2) -> opta
             return update
         return update + jnp.asarray(l2, param.dtype) * param
 
-    return jax.tree.map(add, updates, params, is_leaf=lambda x: x is None)
+    is_leaf = lambda x: x is None
+    if jax.tree.structure(updates, is_leaf=is_leaf) != jax.tree.structure(params, is_leaf=is_leaf):
+        raise ValueError(
+            "updates must have the structure of params (one gradient per parameter), got "
+            f"{jax.tree.structure(updates)} for params {jax.tree.structure(params)}"
+        )
+    return jax.tree.map(add, updates, params, is_leaf=is_leaf)
 
 
 def _maybe_masked(transform, mask: MaskOrFn):

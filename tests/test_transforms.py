@@ -526,3 +526,14 @@ def test_update_without_params_is_a_one_line_error(make, extra):
     with pytest.raises(ValueError, match="need the parameters") as error:
         tx.update(params, tx.init(params), **extra)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("transform", [l2reg.add_l2(1e-3), l2reg.autol2(1e-3, 0.1)])
+def test_updates_unlike_the_params_are_one_line_errors(transform):
+    params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+    with pytest.raises(ValueError) as error:
+        optax.with_extra_args_support(transform).update(
+            {"w": jnp.ones(3)}, transform.init(params), params, value=1.0
+        )
+    message = str(error.value)
+    assert message.startswith("updates must have the structure of params") and "\n" not in message
