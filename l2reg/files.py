@@ -1,16 +1,18 @@
-"""Result files written whole or not at all: a crash never leaves half a file behind."""
+"""Result files written whole or not at all, and sets of them all new or all as they were: a
+crash or a full disk never leaves half a file behind, nor new files beside old ones."""
 
 import contextlib
+import errno
 import io
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 _Created = TypeVar("_Created")
 
-__all__ = ["check_folder", "errors_naming", "pyplot", "save_figure", "write_atomic"]
+__all__ = ["check_folder", "errors_naming", "pyplot", "save_figure", "write_all", "write_atomic"]
 
 
 def check_folder(path: str, name: str = "workdir") -> None:
@@ -67,10 +69,9 @@ def errors_naming(path: str) -> Iterator[None]:
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
-    """Writes `data` (str as UTF-8) to `path`, replacing it only once the new file is complete.
+    """Writes `data` (str as UTF-8) to `path`, replacing it only once the new file is complete:
+    `write_all({path: data})`.
 
-    The data go to a temporary file in the same folder, flushed to disk, then `os.replace`d
-    onto `path`; on any error the temporary file is removed and `path` is left as it was.
     A new file gets the permissions `open(path, "w")` would give (0o666 less the umask); a
     replaced file keeps its permission bits.
 
@@ -78,11 +79,48 @@ def write_atomic(path: str, data: bytes | str) -> None:
       OSError: the file cannot be written (a full disk, a read-only folder); it names `path`
         rather than the temporary file, and `path` is left as it was.
     """
+    write_all({path: data})
+
+
+def write_all(files: Mapping[str, bytes | str]) -> None:
+    """Writes every file of `files` (path → contents, str as UTF-8), replacing none of them until
+    all are complete: a run's outputs are all new or all as they were.
+
+    Each file's contents go to a temporary file in the path's own folder (made if missing),
+    flushed to disk; only once every one is written are they `os.replace`d onto their paths, in
+    order. On any error before that the temporary files are removed and every path is left as
+    it was. The replacements are renames within a folder, which a full disk does not stop; a
+    process killed during them (microseconds) can leave the first of the files new and the rest
+    old. Permissions are those of `write_atomic`.
+
+    Raises:
+      OSError: a file cannot be written (a full disk, a read-only folder); one line naming its
+        path (not the temporary file's) and the cause, with the original errno.
+    """
+    temporaries = {}  # path → its complete temporary file, until replaced
+    try:
+        for path, data in files.items():
+            temporaries[path] = _write_temporary(path, data)
+        for path in list(temporaries):
+            with errors_naming(path):
+                os.replace(temporaries[path], path)
+            del temporaries[path]
+    finally:
+        for temporary in temporaries.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _write_temporary(path: str, data: bytes | str) -> str:
+    """Writes `data` to a new temporary file beside `path`, flushed to disk; returns its name.
+    On an error the temporary file is removed and the OSError names `path`."""
     folder = os.path.dirname(path) or "."
     # Opened with mode 0o666, which the kernel masks with the umask as it does for open(); the
     # umask cannot be read without setting it, a race with other threads creating files.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     with errors_naming(path):
+        if os.path.isdir(path):  # found now, rather than once the files before it are replaced
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         os.makedirs(folder, exist_ok=True)
         temporary, handle = _create_unique(
             folder, "-" + os.path.basename(path), lambda name: os.open(name, flags, 0o666)
@@ -94,10 +132,10 @@ def write_atomic(path: str, data: bytes | str) -> None:
                 file.write(data.encode() if isinstance(data, str) else data)
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)
             raise
+    return temporary
 
 
 def pyplot():

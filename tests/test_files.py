@@ -1,8 +1,11 @@
-"""Tests for l2reg.files: atomic writes, folder checks."""
+"""Tests for l2reg.files: atomic writes of a file and of a set of files, folder checks."""
 
 import errno
+import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -101,3 +104,96 @@ def test_errors_naming_keeps_the_kind_of_error_and_names_the_path():
     with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] .*: 'run/config.json'$"):
         with files.errors_naming("run/config.json"):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+
+def _outputs(folder, version: str) -> dict[str, str]:
+    return {
+        str(folder / name): f"{name} {version}" for name in ("report.md", "results.json", "a.png")
+    }
+
+
+def test_write_all_writes_every_file_and_leaves_no_temporary(tmp_path):
+    files.write_all(_outputs(tmp_path, "old"))
+    files.write_all({**_outputs(tmp_path, "new"), str(tmp_path / "plots" / "b.png"): b"\x89PNG"})
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "plots", "report.md", "results.json"]
+    assert (tmp_path / "results.json").read_text() == "results.json new"
+    assert (tmp_path / "plots" / "b.png").read_bytes() == b"\x89PNG"
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_write_all_on_a_full_disk_keeps_every_old_file(tmp_path, monkeypatch, failing):
+    files.write_all(_outputs(tmp_path, "old"))
+    before = {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)}
+    written = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor):  # the k-th file's data meet a full disk (ENOSPC names no file)
+        written.append(descriptor)
+        if len(written) == failing:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    failed = list(_outputs(tmp_path, "new"))[failing - 1]
+    with pytest.raises(
+        OSError, match=rf"^\[Errno 28\] No space left on device: '{failed}'$"
+    ) as error:
+        files.write_all(_outputs(tmp_path, "new"))
+    assert error.value.errno == errno.ENOSPC and error.value.filename == failed
+    assert {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)} == before
+
+
+def test_write_all_refuses_a_folder_in_the_way_before_replacing_anything(tmp_path):
+    files.write_all(_outputs(tmp_path, "old"))
+    (tmp_path / "results.json").unlink()
+    (tmp_path / "results.json").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"Is a directory: '.*/results.json'$"):
+        files.write_all(_outputs(tmp_path, "new"))
+    assert (tmp_path / "report.md").read_text() == "report.md old"
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "report.md", "results.json"]
+
+
+# Run in a user and mount namespace of its own (no root needed where user namespaces are on):
+# a 64 KiB tmpfs with the old outputs, then new ones of which the second does not fit.
+_FULL_TMPFS = r"""
+import errno, json, os, sys
+from l2reg import files
+folder = sys.argv[1]
+names = ["report.md", "results.json", "a.png"]
+files.write_all({os.path.join(folder, name): name + " old" for name in names})
+new = {os.path.join(folder, name): name + " new" for name in names}
+new[os.path.join(folder, "results.json")] = b"x" * 128 * 1024
+try:
+    files.write_all(new)
+except OSError as error:
+    outcome = {"errno": error.errno, "message": str(error)}
+else:
+    outcome = {"errno": None}
+outcome["files"] = {name: open(os.path.join(folder, name)).read() for name in os.listdir(folder)}
+print(json.dumps(outcome))
+"""
+
+
+def test_write_all_on_a_real_full_disk_keeps_every_old_file(tmp_path):
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount = 'mount -t tmpfs -o size=64k tmpfs "$0" || exit 99; exec "$1" -c "$2" "$0"'
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount]
+    try:
+        finished = subprocess.run(
+            [*command, str(folder), sys.executable, _FULL_TMPFS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare command")
+    if finished.returncode == 99 or finished.stderr.startswith("unshare:"):
+        pytest.skip(f"cannot mount a tmpfs here: {finished.stderr.strip()}")
+    assert finished.returncode == 0, finished.stderr
+    outcome = json.loads(finished.stdout)
+    assert outcome["errno"] == errno.ENOSPC
+    assert outcome["message"] == f"[Errno 28] No space left on device: '{folder}/results.json'"
+    assert outcome["files"] == {
+        name: f"{name} old" for name in ("report.md", "results.json", "a.png")
+    }
