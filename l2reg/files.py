@@ -1,5 +1,5 @@
 """Result files written whole or not at all, and sets of them all new or all as they were: a
-crash or a full disk never leaves half a file behind, nor new files beside old ones."""
+crash never leaves half a file behind, nor does a full disk leave new files beside old ones."""
 
 import contextlib
 import errno
