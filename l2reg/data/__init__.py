@@ -40,6 +40,7 @@ __all__ = [
     "mixup",
     "noisy_labels",
     "permute",
+    "split_validation",
 ]
 
 EMBEDDED = ("digits", "mnist1d")
@@ -55,9 +56,15 @@ def check_options(
     test_size: int | None = None,
     label_noise: float = 0.0,
     label_noise_seed: int = 0,
+    validation_size: int = 0,
+    validation_seed: int = 0,
 ) -> None:
     """Raises the one-line ValueError that `load(name, ...)` would for these options, without
-    loading anything (the keywords are `load`'s: an unknown one is a TypeError)."""
+    loading anything (the keywords are `load`'s: an unknown one is a TypeError).
+
+    A validation split as large as the training split can only be refused by `load`, which
+    knows the split's size.
+    """
     if name not in NAMES:
         raise ValueError(f"data set must be one of {NAMES}, got {name!r}")
     if test_size is not None and name != "mnist1d":
@@ -67,9 +74,15 @@ def check_options(
     checks.number("label_noise", label_noise, lambda x: 0 <= x < 1, "in [0, 1)")
     if label_noise and name in STREAMED:
         raise ValueError(f"label_noise applies to in-memory data sets only, not {name!r}")
-    checks.integer(
-        "label_noise_seed", label_noise_seed, minimum=checks.INT32_MIN, maximum=checks.INT32_MAX
-    )
+    # Seeds of numpy.random.default_rng, which takes no negative seed.
+    checks.integer("label_noise_seed", label_noise_seed, minimum=0, maximum=checks.INT32_MAX)
+    checks.integer("validation_size", validation_size, minimum=0)
+    if validation_size and name in STREAMED:
+        raise ValueError(
+            f"validation_size={validation_size!r} applies to in-memory data sets only, "
+            f"not {name!r}: it must be 0"
+        )
+    checks.integer("validation_seed", validation_seed, minimum=0, maximum=checks.INT32_MAX)
 
 
 def load(
@@ -81,6 +94,8 @@ def load(
     test_size: int | None = None,
     label_noise: float = 0.0,
     label_noise_seed: int = 0,
+    validation_size: int = 0,
+    validation_seed: int = 0,
 ) -> Dataset:
     """Loads the data set `name` (one of NAMES).
 
@@ -94,10 +109,16 @@ def load(
       test_size: mnist1d only: size of an independently generated test set (see `mnist1d`).
       label_noise: fraction of the training labels moved, once and for all, to another class
         drawn uniformly (`noisy_labels`); the test labels stay clean. In-memory data sets only.
-      label_noise_seed: which labels are moved, and where.
+      label_noise_seed: which labels are moved, and where, an integer in [0, 2**31 − 1].
+      validation_size: examples carved out of the training split into `Dataset.validation`
+        (`split_validation`), after the label noise: their labels are as noisy as the training
+        labels. 0 (the default) leaves the training split whole and `validation` None.
+        In-memory data sets only, less than the training split's size.
+      validation_seed: which examples form the validation split, an integer in [0, 2**31 − 1].
 
     Raises:
-      ValueError: unknown name, or an option that does not apply to `name`.
+      ValueError: unknown name, an option that does not apply to `name`, or a validation split
+        not smaller than the training split.
       DatasetNotPreparedError (a ValueError): a TFDS data set is not prepared in `data_dir`
         and `download` is False, or preparing it failed.
     """
@@ -107,12 +128,52 @@ def load(
         test_size=test_size,
         label_noise=label_noise,
         label_noise_seed=label_noise_seed,
+        validation_size=validation_size,
+        validation_seed=validation_seed,
     )
     dataset = _load_clean(name, data_dir, download, manual_dir, test_size)
-    if not label_noise:
-        return dataset
-    labels = noisy_labels(dataset.train.labels, dataset.num_classes, label_noise, label_noise_seed)
-    return dataclasses.replace(dataset, train=Split(dataset.train.images, labels))
+    if label_noise:
+        labels = noisy_labels(
+            dataset.train.labels, dataset.num_classes, label_noise, label_noise_seed
+        )
+        dataset = dataclasses.replace(dataset, train=Split(dataset.train.images, labels))
+    if validation_size:
+        dataset = split_validation(dataset, validation_size, validation_seed)
+    return dataset
+
+
+def split_validation(dataset: Dataset, size: int, seed: int) -> Dataset:
+    """`dataset` with `size` examples of its training split moved to its validation split.
+
+    The examples are the first `size` of `numpy.random.default_rng(seed).permutation(N)`, N the
+    training split's size; both splits keep the examples in their stored order. The training
+    statistics (`mean`, `std`) are recomputed on the examples left for training, so that
+    nothing of the validation split enters the training run.
+
+    Raises:
+      ValueError: `size` is not an integer in [1, N − 1], or the data set streams.
+    """
+    if dataset.train is None:
+        raise ValueError(
+            f"validation_size applies to in-memory data sets only, not {dataset.name!r}"
+        )
+    num_train = len(dataset.train)
+    if not checks.is_integer(size) or not 0 < size < num_train:
+        raise ValueError(
+            f"validation_size={size!r} must be an integer in [1, {num_train - 1}]: less than the "
+            f"{num_train} training examples of {dataset.name!r}"
+        )
+    order = np.random.default_rng(seed).permutation(num_train)
+    validation, train = np.sort(order[:size]), np.sort(order[size:])
+    images, labels = dataset.train.images, dataset.train.labels
+    mean, std = channel_stats(images[train])
+    return dataclasses.replace(
+        dataset,
+        train=Split(images[train], labels[train]),
+        validation=Split(images[validation], labels[validation]),
+        mean=mean,
+        std=std,
+    )
 
 
 def noisy_labels(labels: np.ndarray, num_classes: int, fraction: float, seed: int) -> np.ndarray:

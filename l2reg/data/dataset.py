@@ -9,6 +9,7 @@ import numpy as np
 from jax import lax
 
 PADDING_MODES = ("reflect", "constant")
+SPLITS = ("train", "test", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,8 @@ class Dataset:
       stream: for data sets too large for memory, a function
         `(split_name, batch_size, seed, start_step, augment) -> iterator of Split` (see
         `batches`).
+      validation: a `Split` carved out of the training data (`l2reg.data.split_validation`),
+        disjoint from `train`, or None (no validation split).
     """
 
     name: str
@@ -115,6 +118,7 @@ class Dataset:
     std: np.ndarray
     augmentation: Augmentation | None = None
     stream: Callable[..., Iterator[Split]] | None = None
+    validation: Split | None = None
 
     def preprocess(self, images: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """Raw images (N, *input_shape) -> float32, augmented when `key` is given, normalized.
@@ -130,7 +134,8 @@ class Dataset:
     def batches(
         self, split: str, *, batch_size: int, seed: int, start_step: int = 0, augment: bool = True
     ) -> Iterator[Split]:
-        """Iterator of raw global batches of `split` ('train' or 'test') from `start_step`.
+        """Iterator of raw global batches of `split` ('train', 'test' or 'validation') from
+        `start_step`.
 
         Endless, except for a streamed test split, which runs once (its last batch partial).
 
@@ -139,9 +144,11 @@ class Dataset:
         streamed training split, which is augmented as it is decoded (False gives the test
         view); in-memory batches are raw, augmented on device by `preprocess`.
         """
-        if split not in ("train", "test"):
-            raise ValueError(f"split={split!r} is not 'train' or 'test'")
-        if self.stream is not None:
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is not one of {SPLITS}")
+        if split == "validation" and self.validation is None:
+            raise ValueError(f"data set {self.name!r} has no validation split")
+        if self.stream is not None and split != "validation":
             return self.stream(split, batch_size, seed, start_step, augment)
         return _in_memory_batches(getattr(self, split), batch_size, seed, start_step)
 

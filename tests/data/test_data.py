@@ -284,3 +284,109 @@ def test_loaded_label_noise_flips_only_training_labels_deterministically(digits)
     )
     with pytest.raises(ValueError, match=r"^label_noise must be in \[0, 1\), got 1.5$"):
         data.load("digits", label_noise=1.5)
+
+
+# ------------------------------------------------------------------------------------------
+# The validation split.
+# ------------------------------------------------------------------------------------------
+
+
+def _rows(split: data.Split) -> list[tuple[bytes, int]]:
+    return sorted(
+        (image.tobytes(), int(label))
+        for image, label in zip(split.images, split.labels, strict=True)
+    )
+
+
+def test_validation_split_is_carved_disjointly_from_the_training_split(digits):
+    split = data.load("digits", validation_size=300, validation_seed=5)
+    assert (len(split.train), len(split.validation), len(split.test)) == (1200, 300, 297)
+    assert digits.validation is None
+    # The union of the two is the original training split, example for example; digits has
+    # no duplicate image with the same label, so disjoint rows are disjoint examples.
+    assert _rows(digits.train) == sorted(_rows(split.train) + _rows(split.validation))
+    assert not {row for row, _ in _rows(split.train)} & {row for row, _ in _rows(split.validation)}
+    np.testing.assert_array_equal(split.test.images, digits.test.images)
+    # The examples are those of the seed's permutation, in their stored order.
+    order = np.random.default_rng(5).permutation(1500)
+    np.testing.assert_array_equal(
+        split.validation.labels, digits.train.labels[np.sort(order[:300])]
+    )
+    np.testing.assert_array_equal(split.train.images, digits.train.images[np.sort(order[300:])])
+    # The training statistics are those of the examples left for training.
+    mean, std = data.channel_stats(split.train.images)
+    np.testing.assert_array_equal(split.mean, mean)
+    np.testing.assert_array_equal(split.std, std)
+    batch = next(split.batches("validation", batch_size=100, seed=0))
+    assert set(_rows(batch)) <= set(_rows(split.validation))
+
+
+def test_validation_split_is_a_function_of_its_seed(digits):
+    first = data.load("digits", validation_size=100, validation_seed=7)
+    again = data.load("digits", validation_size=100, validation_seed=7)
+    other = data.load("digits", validation_size=100, validation_seed=8)
+    np.testing.assert_array_equal(again.validation.images, first.validation.images)
+    np.testing.assert_array_equal(again.train.labels, first.train.labels)
+    assert _rows(other.validation) != _rows(first.validation)
+
+
+def test_validation_labels_are_as_noisy_as_the_training_labels(digits):
+    noisy = data.load("digits", label_noise=0.2, label_noise_seed=3)
+    split = data.load(
+        "digits", label_noise=0.2, label_noise_seed=3, validation_size=500, validation_seed=1
+    )
+    # Carved after the noise: the same examples with the same (noisy) labels, split in two.
+    assert _rows(noisy.train) == sorted(_rows(split.train) + _rows(split.validation))
+    clean = dict(_rows(digits.train))
+    flipped = [label != clean[image] for image, label in _rows(split.validation)]
+    assert 0.1 < np.mean(flipped) < 0.3  # 20% of the labels moved, about as many here
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"validation_size": -1}, "validation_size must be an integer ≥ 0, got -1"),
+        ({"validation_size": 2.5}, "validation_size must be an integer ≥ 0, got 2.5"),
+        ({"validation_size": True}, "validation_size must be an integer ≥ 0, got True"),
+        (
+            {"validation_seed": -1},
+            "validation_seed must be an integer in [0, 2147483647], got -1",
+        ),
+        (
+            {"validation_seed": 2**31},
+            "validation_seed must be an integer in [0, 2147483647], got 2147483648",
+        ),
+        # numpy.random.default_rng takes no negative seed: refused up front, as for validation.
+        (
+            {"label_noise": 0.1, "label_noise_seed": -1},
+            "label_noise_seed must be an integer in [0, 2147483647], got -1",
+        ),
+    ],
+)
+def test_bad_validation_options_are_refused_before_loading(options, message):
+    for call in (data.check_options, data.load):
+        with pytest.raises(ValueError) as error:
+            call("digits", **options)
+        assert str(error.value) == message
+
+
+def test_a_validation_split_must_leave_training_examples():
+    message = (
+        "validation_size={} must be an integer in [1, 1499]: less than the 1500 training "
+        "examples of 'digits'"
+    )
+    for size in (1500, 2000):
+        with pytest.raises(ValueError) as error:
+            data.load("digits", validation_size=size)
+        assert str(error.value) == message.format(size)
+    assert len(data.load("digits", validation_size=1499).train) == 1
+
+
+def test_a_streamed_data_set_has_no_validation_split():
+    message = (
+        "validation_size=100 applies to in-memory data sets only, not 'imagenet2012': it must be 0"
+    )
+    with pytest.raises(ValueError) as error:
+        data.check_options("imagenet2012", validation_size=100)
+    assert str(error.value) == message
+    data.check_options("imagenet2012", validation_size=0, validation_seed=3)
