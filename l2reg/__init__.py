@@ -7,8 +7,9 @@ The optax transforms are the library's front door::
     )
     updates, state = optimizer.update(grads, state, params, value=loss)
 
-`l2reg.TrainState` is flax's Linen TrainState with the loss passed on to the optimizer;
-`l2reg.relations` holds the paper's empirical relations (t* ≈ c/(λη)).
+`l2reg.anytime_l2` is the λ schedule that relation 3 calls optimal at every step (for
+`l2reg.add_l2`); `l2reg.TrainState` is flax's Linen TrainState with the loss passed on to the
+optimizer; `l2reg.relations` holds the paper's empirical relations (t* ≈ c/(λη)).
 """
 
 from l2reg import lazy
@@ -20,6 +21,7 @@ _EXPORTS = {
     "RecordTracker": "l2reg.transforms",
     "TrainState": "l2reg.train_state",
     "add_l2": "l2reg.transforms",
+    "anytime_l2": "l2reg.schedules",
     "autol2": "l2reg.transforms",
     "current_l2": "l2reg.transforms",
 }
