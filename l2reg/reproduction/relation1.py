@@ -9,8 +9,9 @@ the slope over a grid of analysis choices, and `section` writes the report's par
   (a finite `validation_accuracy`), on test accuracy otherwise, so that the curve t* is read
   from is not the one the figures are reported on whenever it can be.
 - **Exclusions** come from what the fit does not measure: (a) a run that cannot fit its
-  training labels (its highest training accuracy more than `FIT_MARGIN` below the best run's
-  of its replica) sits in the collapsed regime the paper leaves out; (b) a run whose smoothed
+  training labels (its highest training accuracy more than `FIT_MARGIN` below 1 − the
+  label-noise fraction, what fitting the clean labels alone gives) sits in the collapsed
+  regime the paper leaves out; (b) a run whose smoothed
   argmax is its last evaluation has no observed peak; (c) a run without a finite selection
   accuracy has no t*.
 - **Verdict.** `relations.fit_t_star` pooled over every replica's kept runs: the slope with its
@@ -97,9 +98,10 @@ RULES = "\n".join(
         "accuracy when the runs have a validation split and on test accuracy otherwise; the "
         "split used is named with the result. η is the effective η/(1−μ) throughout.",
         "- **Exclusions**, from what the fit does not measure: (a) a run whose highest "
-        "training accuracy (the mean between evaluations) is more than "
-        f"{FIT_MARGIN * 100:g} points below the best run's of its replica cannot fit its "
-        "training labels; (b) a run whose t* is its last evaluation has no observed peak and "
+        "training accuracy (the mean between evaluations) stays more than "
+        f"{FIT_MARGIN * 100:g} points below 1 − the label-noise fraction (the accuracy of a "
+        "model that fits every clean training label and none of the flipped ones) cannot fit "
+        "its training labels; (b) a run whose t* is its last evaluation has no observed peak and "
         "is never fitted; (c) a run without a finite selection accuracy has no t*.",
         "- **Verdict.** log t* = log c + slope·log(λη) by least squares over the kept runs of "
         "every replica, with the slope's 95% Student-t interval (n − 2 degrees of freedom); "
@@ -259,14 +261,15 @@ def _highest_training_accuracy(points: list[Point]) -> np.ndarray:
     return np.array(highest)
 
 
-def _fits_training(points: list[Point], replica_of: np.ndarray, margin: float | None) -> np.ndarray:
-    """Rule (a): whether each run's highest training accuracy is within `margin` of the best
-    run's of its replica (every run with margin None; never a run without a finite value)."""
+def _fits_training(points: list[Point], label_noise: float, margin: float | None) -> np.ndarray:
+    """Rule (a): whether each run fits the clean share of its training labels, its highest
+    training accuracy at least (1 − label_noise) − `margin` (every run with margin None; never
+    a run without a finite value). A run that fits every clean label and none of the flipped
+    ones has a training accuracy of 1 − label_noise; one that also memorizes them, more."""
     if margin is None:
         return np.ones(len(points), dtype=bool)
     highest = _highest_training_accuracy(points)
-    best = np.array([highest[replica_of == r].max() for r in replica_of])
-    return np.isfinite(highest) & (highest >= best - margin)
+    return np.isfinite(highest) & (highest >= 1.0 - label_noise - margin)
 
 
 def _reasons(
@@ -327,12 +330,12 @@ def _in_goal(slope: float | None) -> bool:
     return slope is not None and GOAL[0] <= slope <= GOAL[1]
 
 
-def _analysis_grid(points: list[Point], replica_of: np.ndarray, peaks_by_smoothing: dict) -> dict:
+def _analysis_grid(points: list[Point], label_noise: float, peaks_by_smoothing: dict) -> dict:
     """The slope in every cell of FIT_MARGINS × SMOOTHINGS × CLEAR_PEAK_RULES, rule (b) and (c)
     in each, and the summary over the cells."""
     cells = []
     for margin in FIT_MARGINS:
-        fits = _fits_training(points, replica_of, margin)
+        fits = _fits_training(points, label_noise, margin)
         for smoothing in SMOOTHINGS:
             peaks = peaks_by_smoothing[smoothing]
             kept = np.array([r is None for r in _reasons(points, peaks, fits)])
@@ -426,13 +429,15 @@ def _scaled_budget(points: list[Point], run_length: float) -> dict:
     }
 
 
-def analyse(points: Sequence[Point], *, run_length: float) -> dict:
+def analyse(points: Sequence[Point], *, run_length: float, label_noise: float = 0.0) -> dict:
     """Relation 1 by `RULES`: t* of every run, exclusions, the pooled and per-replica fits,
     the analysis grid, c, and relation 2's T ∝ 1/(λη) half.
 
     Args:
       points: every run of the grid, each replica's runs together or not (order is kept).
       run_length: each run's length in units of 1/(λη) steps, > 0 (the grid's).
+      label_noise: the fraction of the training labels flipped, in [0, 1) (rule (a)'s
+        threshold is 1 − label_noise − FIT_MARGIN).
 
     Returns:
       A JSON-ready dict (non-finite numbers as None): 'selection_split' ('validation' or
@@ -455,12 +460,13 @@ def analyse(points: Sequence[Point], *, run_length: float) -> dict:
         run_length is not > 0; before anything is computed.
     """
     points = _check_points(points, run_length)
+    checks.number("label_noise", label_noise, lambda x: 0 <= x < 1, "in [0, 1)")
     split = selection_split(points)
     replicas = list(dict.fromkeys(Replica(*p.replica) for p in points))
     replica_of = np.array([replicas.index(Replica(*p.replica)) for p in points])
     peaks_by_smoothing = {s: _peaks(points, split, s) for s in {SMOOTHING, *SMOOTHINGS}}
     peaks = peaks_by_smoothing[SMOOTHING]
-    fits = _fits_training(points, replica_of, FIT_MARGIN)
+    fits = _fits_training(points, label_noise, FIT_MARGIN)
     reasons = _reasons(points, peaks, fits)
     kept = np.array([reason is None for reason in reasons])
     if CLEAR_PEAK:
@@ -509,6 +515,7 @@ def analyse(points: Sequence[Point], *, run_length: float) -> dict:
         "rules": {
             "goal": list(GOAL),
             "fit_margin": FIT_MARGIN,
+            "label_noise": float(label_noise),
             "smoothing": SMOOTHING,
             "clear_peak": CLEAR_PEAK,
             "fit_margins": list(FIT_MARGINS),
@@ -529,7 +536,7 @@ def analyse(points: Sequence[Point], *, run_length: float) -> dict:
         },
         "goal": list(GOAL),
         "met": _in_goal(fit["slope"]),
-        "analysis_grid": _analysis_grid(points, replica_of, peaks_by_smoothing),
+        "analysis_grid": _analysis_grid(points, label_noise, peaks_by_smoothing),
         "c": {**stats.interval(c), "median": float(np.median(c)) if c else None},
         "scaled_budget": _scaled_budget(points, float(run_length)),
     }

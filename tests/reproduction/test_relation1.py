@@ -149,16 +149,24 @@ def test_a_run_that_cannot_fit_its_training_data_is_kept_only_without_the_fit_ru
             assert cell["runs"] == runs and cell["slope"] == pytest.approx(-1.0, abs=1e-6), cell
 
 
-def test_the_fit_rule_compares_with_the_best_run_of_the_same_replica():
-    # Replica 1 fits to 0.75 at best, every run of it: it is not compared with replica 0's 1.0.
+def test_the_fit_rule_is_relative_to_the_clean_share_of_the_labels():
+    # With 20% of the labels flipped, fitting the clean ones alone gives 0.8: a run at 0.75
+    # fits (within the 0.1 margin), while the same run without label noise does not. The
+    # threshold does not depend on the other runs: one memorizing run (1.0) changes nothing.
     grid = [
-        exact_point(r, lr, l2_lr, train=1.0 if r == REPLICAS[0] else 0.75)
+        exact_point(r, lr, l2_lr, train=1.0 if l2_lr == L2_LRS[0] else 0.75)
         for r in REPLICAS[:2]
         for lr in LRS
         for l2_lr in L2_LRS
     ]
-    result = relation1.analyse(grid, run_length=RUN_LENGTH)
-    assert all(p["excluded"] is None for p in result["points"])
+    noisy = relation1.analyse(grid, run_length=RUN_LENGTH, label_noise=0.2)
+    assert all(p["excluded"] is None for p in noisy["points"])
+    clean = relation1.analyse(grid, run_length=RUN_LENGTH)
+    assert [p["excluded"] for p in clean["points"]] == [
+        None if p.l2_lr == L2_LRS[0] else relation1.CANNOT_FIT for p in grid
+    ]
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\), got 1.5"):
+        relation1.analyse(grid, run_length=RUN_LENGTH, label_noise=1.5)
 
 
 def test_validation_accuracy_chooses_t_star_when_present_and_test_otherwise():
