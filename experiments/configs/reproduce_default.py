@@ -1,45 +1,90 @@
-"""The default reproduction: every part on the noisy-label digits setup (`mlp_digits_noisy`),
-3 seeds, as vmapped sweeps (≤ 10 minutes on 2 CPU cores).
+"""The default reproduction (≤ 10 minutes on 2 CPU cores): relation 1 and λ selection on the
+calibration setup (`mlp_digits_noisy`: digits, bias-free NTK MLP, MSE, 20% label noise), and λ
+selection on the held-out batch-norm MLP on mnist1d (`mlp_mnist1d_batchnorm`), 3 data draws × 1
+seed. The `study` preset adds seeds, longer budgets and a second held-out setup.
 
     python -m experiments.reproduce --workdir=/tmp/reproduce
     python -m experiments.reproduce --config=experiments/configs/reproduce_default.py \
-        --config.seeds=5 --workdir=/tmp/reproduce
+        --config.seeds=2 --workdir=/tmp/reproduce
 
-Fields (read by `l2reg.reproduction.Preset.from_config`): `t_star` and `l2` hold each grid's
-fields (`l2reg.reproduction.TStarGrid`, `L2Grid`) with the trainer config of its runs as `run`.
+Fields (read by `l2reg.reproduction.Preset.from_config`): `t_star` holds relation 1's grid
+(`l2reg.reproduction.TStarGrid`) with the trainer config of its runs as `run`; `setups` holds
+each setup's fields (`l2reg.reproduction.Setup`), its trainer config as `run`.
 """
 
 import numpy as np
 from ml_collections import config_dict
 
-from experiments.configs import mlp_digits_noisy
+from experiments.configs import mlp_digits_noisy, mlp_mnist1d_batchnorm
+
+# Every setup's validation split: 300 digits of the 1,500 training ones (20%), 800 of
+# mnist1d's 4,000.
+DIGITS_VALIDATION = 300
+MNIST1D_VALIDATION = 800
+# The probe and AutoL2 start at the same λη on every setup (the calibration setup's
+# 3e-3 × 0.5), so that nothing is chosen per held-out setup.
+PROBE_L2_LR = 1.5e-3
+# λ grids: thirds of a decade.
+THIRDS = np.round(10.0 ** (np.arange(-15, -4) / 3), 12)  # 1e-5 … 2.15e-2
+
+
+def calibration(validation: int = DIGITS_VALIDATION) -> config_dict.ConfigDict:
+    config = mlp_digits_noisy.get_config()
+    config.data_options.validation_size = validation
+    return config
+
+
+def digits_setup(budgets=(150, 500, 1_700, 6_000)) -> config_dict.ConfigDict:
+    return config_dict.ConfigDict(
+        {
+            "role": "calibration",
+            "run": calibration(),
+            "lr": 0.5,
+            "l2s": (0.0, *THIRDS.tolist()),
+            "budgets": budgets,
+            "probe_l2": PROBE_L2_LR / 0.5,
+            "probe_length": 3.0,
+            "autol2_l2": PROBE_L2_LR / 0.5,
+            "small_l2": 1e-4,
+            "cooldown_in_t_star": 1.0,
+        }
+    )
+
+
+def mnist1d_setup(budgets=(100, 300, 1_000, 3_000)) -> config_dict.ConfigDict:
+    run = mlp_mnist1d_batchnorm.get_config()
+    run.data_options.validation_size = MNIST1D_VALIDATION
+    return config_dict.ConfigDict(
+        {
+            "role": "held-out",
+            "run": run,
+            "lr": 0.3,
+            "l2s": (0.0, *THIRDS[3:10].tolist()),  # 1e-4 … 1e-2
+            "budgets": budgets,
+            "probe_l2": PROBE_L2_LR / 0.3,
+            "probe_length": 3.0,
+            "autol2_l2": PROBE_L2_LR / 0.3,
+            "small_l2": 1e-4,
+            "cooldown_in_t_star": 1.0,
+        }
+    )
 
 
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.t_star = config_dict.ConfigDict(
         {
-            "run": mlp_digits_noisy.get_config(),
-            "lrs": (0.5, 1.0, 2.0),
+            "run": calibration(),
+            "lrs": (0.5, 2.0),
             "l2_lrs": tuple(np.geomspace(2e-4, 2e-2, 5).tolist()),
             "run_length": 3.0,
         }
     )
-    config.l2 = config_dict.ConfigDict(
-        {
-            "run": mlp_digits_noisy.get_config(),
-            "lrs": (0.5, 2.0),
-            "l2s": (0.0, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3),
-            "num_steps": 6_000,
-            "budgets": (600, 2_000, 6_000),
-            # Read at 1/(λη), near t*: runs of this setup collapse after their peak.
-            "scaled_length": 1.0,
-            "probe_l2": 3e-3,
-            "probe_length": 3.0,
-            "autol2_l2": 3e-3,
-        }
+    config.setups = config_dict.ConfigDict(
+        {"digits_mse": digits_setup(), "mnist1d_batchnorm": mnist1d_setup()}
     )
-    config.seeds = 3
+    config.draws = 3
+    config.seeds = 1
     config.evals_per_decade = 12
     config.driver = "sweep"
     config.trainer_evals = 100

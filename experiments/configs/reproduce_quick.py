@@ -1,45 +1,32 @@
 """The quick reproduction, a smoke test of every part (about a minute on 2 CPU cores, used by
-the tests): part 1 on the clean-label NTK MLP with MSE on digits, parts 2–4 on a batch-norm
-MLP with cross-entropy on mnist1d, which shows relation 2.
+the tests): the default preset's calibration setup, smaller and shorter, and as its held-out
+setup the same model at another learning rate (so that its compiled steps are reused), 1 data
+draw × 2 seeds.
 
     python -m experiments.reproduce --preset=quick --workdir=/tmp/reproduce_quick
 """
 
 from ml_collections import config_dict
 
-from experiments.configs import mlp_digits_noisy
-from l2reg.training.defaults import default_config
+from experiments.configs import reproduce_default
 
 
 def get_config() -> config_dict.ConfigDict:
-    clean = mlp_digits_noisy.get_config()
-    clean.model_options.widths = (128, 128)
-    clean.data_options = config_dict.ConfigDict()
-    batch_norm = default_config()
-    batch_norm.dataset = "mnist1d"
-    batch_norm.model_options = config_dict.ConfigDict(
-        {"widths": (64, 64), "use_bias": False, "normalization": "batch"}
-    )
-    batch_norm.optimizer = "sgd"
-    config = config_dict.ConfigDict()
-    config.t_star = config_dict.ConfigDict(
-        {"run": clean, "lrs": (0.5, 1.0, 2.0), "l2_lrs": (1e-3, 3e-3, 1e-2), "run_length": 3.0}
-    )
-    config.l2 = config_dict.ConfigDict(
-        {
-            "run": batch_norm,
-            "lrs": (0.3,),
-            "l2s": (0.0, 1e-3, 1e-2, 1e-1),
-            "num_steps": 1_500,
-            "budgets": (300, 1_500),
-            "scaled_length": 10.0,
-            "probe_l2": 1e-1,
-            "probe_length": 3.0,
-            "autol2_l2": 1e-1,
-        }
-    )
-    config.seeds = 1
+    config = reproduce_default.get_config()
+    config.t_star.run.model_options.widths = (64, 64)
+    config.t_star.lrs = (0.5, 2.0)
+    config.t_star.l2_lrs = (3e-3, 1e-2, 3e-2)
+    digits = reproduce_default.digits_setup(budgets=(100, 300, 1_000))
+    digits.run.model_options.widths = (64, 64)
+    digits.l2s = (0.0, 1e-4, 1e-3, 3e-3, 1e-2)
+    digits.probe_l2 = 1e-2
+    faster = digits.copy_and_resolve_references()
+    faster.role = "held-out"
+    faster.lr = 1.0
+    faster.probe_l2 = 5e-3
+    faster.autol2_l2 = 5e-3
+    config.setups = config_dict.ConfigDict({"digits_mse": digits, "digits_mse_faster": faster})
+    config.draws = 1
+    config.seeds = 2
     config.evals_per_decade = 8
-    config.driver = "sweep"
-    config.trainer_evals = 100
     return config

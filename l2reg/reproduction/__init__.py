@@ -1,24 +1,23 @@
-r"""The paper's empirical relations reproduced end to end: report, plots, numbers.
+r"""The paper's empirical relations reproduced end to end, and λ chosen without a grid search.
 
-Four parts, each trained by a runner (`runners`: one vmapped `l2reg.training.sweep`, or the
-trainer) and analysed with `l2reg.relations` (`parts`):
+Two parts, each trained by runners (`runners`: one vmapped `l2reg.training.sweep` per data
+draw, or the trainer) over replicas (`stats.Replica`: data draw × seed):
 
-1. t* vs λη: a grid over decades of λη and several learning rates, each run `run_length/(λη)`
-   steps; t* by the robust estimator, the fitted power law, and the accuracy curves against
-   λ·η·t (they collapse when relation 1 holds).
-2. Accuracy vs λ: at fixed budgets T (λ_opt(T) is the peak) and with T ∝ 1/(λη); λ = 0 for
-   comparison.
-3. Predicting λ_opt: c from one cheap large-λ probe run, λ_pred = c/(ηT), against the grid's
-   best λ at T.
-4. AutoL2 (our defaults, the authors' released settings, a floor at λ_pred, a step
-   learning-rate schedule) against the best fixed λ and λ = 0 at the same budget.
+1. **Relation 1** (`relation1`), on the calibration setup: t* against λη over decades of λη
+   and several learning rates, each run `run_length/(λη)` steps, read and fitted by a protocol
+   fixed in advance (validation accuracy, exclusion rules, the slope over a grid of analysis
+   choices), and relation 2's T ∝ 1/(λη) half from the same runs.
+2. **λ selection** (`selection`), on every setup (the calibration setup first, then the held-out
+   ones): a dense λ grid read at budgets over 1.5 decades or more (relation 2 and relation 3:
+   k = λ_opt·η·T), one probe per replica, the predicted λ, and L2 schedules built on the
+   relations, each against the envelope of the best fixed λ at each budget.
 
 `reproduce` runs them for a `Preset` and writes `report.md` (`report`), PNG plots and
-`results.json`, each with the versions and machine they were computed on (`l2reg.versions`)
-and each part's training time, kept with its cache so that a rerun that reuses it reports the
-time it took when first trained. A preset is a config file
-(`experiments/configs/reproduce_*.py`, read by `Preset.from_config`); the command line is
-`experiments/reproduce.py`.
+`results.json`, all or none of them (`l2reg.files.write_all`), each with the versions and
+machine they were computed on (`l2reg.versions`) and each call's training time, kept with its
+cache so that a rerun that reuses it reports the time it took when first trained. A preset is a
+config file (`experiments/configs/reproduce_*.py`, read by `Preset.from_config`); the command
+line is `experiments/reproduce.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,58 +35,82 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from l2reg import checks, versions
-from l2reg.files import check_folder, write_atomic
-from l2reg.reproduction import parts, report, runners
-from l2reg.reproduction.parts import L2Grid, TStarGrid
+from l2reg import checks, files, relations, versions
+from l2reg.reproduction import parts, relation1, report, runners, selection, stats
+from l2reg.reproduction.parts import TStarGrid
 from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner, trainer_eval_every
+from l2reg.reproduction.selection import Setup
+from l2reg.reproduction.stats import Replica
 from l2reg.training import sweep
 
-# Seeds per configuration: a bound that catches a mistyped count before it is expanded into a
-# list of runs, far above what any preset trains.
+# Draws and seeds per configuration: bounds that catch a mistyped count before it is expanded
+# into a list of runs, far above what any preset trains.
 MAX_SEEDS = 100
+MAX_DRAWS = 100
 DRIVERS = ("sweep", "trainer")
 
 __all__ = [
+    "MAX_DRAWS",
     "MAX_SEEDS",
-    "L2Grid",
     "Preset",
     "Runner",
+    "Setup",
     "SweepRunner",
     "TStarGrid",
     "TrainerRunner",
+    "draw_config",
     "reproduce",
 ]
 
 
+def draw_config(config: ml_collections.ConfigDict, draw: int) -> ml_collections.ConfigDict:
+    """`config` for data draw `draw`: its label-noise and validation-split seeds set to `draw`
+    (the draw fixes which labels are flipped and which examples are held out)."""
+    config = config.copy_and_resolve_references()
+    config.data_options.label_noise_seed = draw
+    config.data_options.validation_seed = draw
+    return config
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """The grids of every part, and how they are trained.
+    """The grids of every part, the replicas, and how they are trained.
 
     Attributes:
-      t_star, l2: the grids of part 1 and of parts 2–4, each with its trainer config.
-      seeds: seeds per configuration, in [1, MAX_SEEDS].
-      evals_per_decade: log-spaced test evaluations per decade (sweeps), ≥ 1.
-      driver: 'sweep' trains each part's runs as one vmapped `l2reg.training.sweep`;
+      t_star: part 1's grid (relation 1), on the calibration setup's model and data.
+      setups: part 2's setups, exactly one of them with role 'calibration' (studied first: the
+        predictor's correction κ is fitted there and carried to the held-out ones).
+      draws: data draws, in [1, MAX_DRAWS]: draw d sets the label-noise and validation seeds.
+      seeds: seeds per draw, in [1, MAX_SEEDS].
+      evals_per_decade: log-spaced evaluations per decade (sweeps), ≥ 1.
+      driver: 'sweep' trains each call as one vmapped `l2reg.training.sweep` per draw;
         'trainer' trains every run with the data-parallel trainer, in `workdir/runs/`.
-      trainer_evals: test evaluations per trainer run (evenly spaced), ≥ 1; the L2 grid's
-        budgets must fall on them (multiples of num_steps // trainer_evals), since the
-        trainer cannot evaluate anywhere else.
+      trainer_evals: evaluations per trainer run (evenly spaced), ≥ 1; a setup's budgets
+        must fall on them (multiples of budgets[-1] // trainer_evals), since the trainer
+        cannot evaluate anywhere else.
     """
 
     t_star: TStarGrid
-    l2: L2Grid
+    setups: tuple[Setup, ...]
+    draws: int
     seeds: int
     evals_per_decade: int = 12
     driver: str = "sweep"
     trainer_evals: int = 100
 
     def __post_init__(self):
-        for name, grid_type in (("t_star", TStarGrid), ("l2", L2Grid)):
-            if not isinstance(getattr(self, name), grid_type):
-                raise ValueError(
-                    f"{name} must be a {grid_type.__name__}, got {getattr(self, name)!r}"
-                )
+        if not isinstance(self.t_star, TStarGrid):
+            raise ValueError(f"t_star must be a TStarGrid, got {self.t_star!r}")
+        setups = tuple(self.setups)
+        if not setups or not all(isinstance(s, Setup) for s in setups):
+            raise ValueError(f"setups must hold at least one Setup, got {setups!r}")
+        roles = [s.role for s in setups]
+        if roles.count("calibration") != 1:
+            raise ValueError(f"setups must hold exactly one 'calibration' setup, got roles {roles}")
+        names = [s.name for s in setups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"setups must have distinct names, got {names}")
+        checks.integer("draws", self.draws, maximum=MAX_DRAWS)
         checks.integer("seeds", self.seeds, maximum=MAX_SEEDS)
         checks.integer("evals_per_decade", self.evals_per_decade)
         checks.integer("trainer_evals", self.trainer_evals)
@@ -93,62 +118,125 @@ class Preset:
             raise ValueError(f"driver must be one of {DRIVERS}, got {self.driver!r}")
         if self.driver == "sweep":
             return
-        every = trainer_eval_every(self.l2.num_steps, self.trainer_evals)
-        off = [b for b in self.l2.budgets if b % every and b != self.l2.num_steps]
-        if off:
-            raise ValueError(
-                f"budgets {off} are not trainer evaluations: with num_steps="
-                f"{self.l2.num_steps} and trainer_evals={self.trainer_evals} the trainer "
-                f"evaluates every {every} steps, so each budget must be a multiple of {every}"
-            )
+        for setup in setups:
+            every = trainer_eval_every(setup.num_steps, self.trainer_evals)
+            off = [b for b in setup.budgets if b % every and b != setup.num_steps]
+            if off:
+                raise ValueError(
+                    f"setup {setup.name!r}: budgets {off} are not trainer evaluations: with "
+                    f"{setup.num_steps} steps and trainer_evals={self.trainer_evals} the "
+                    f"trainer evaluates every {every} steps, so each budget must be a "
+                    f"multiple of {every}"
+                )
+
+    @property
+    def calibration(self) -> Setup:
+        return next(s for s in self.setups if s.role == "calibration")
+
+    def replicas(self) -> list[Replica]:
+        return stats.replicas(self.draws, self.seeds)
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> Preset:
-        """The preset of a config file (`experiments/configs/reproduce_*.py`): fields
-        `t_star` and `l2` (a grid's fields, its trainer config as `run`), `seeds`,
-        `evals_per_decade`, `driver` and `trainer_evals`."""
-
-        def grid(grid_type, fields: ml_collections.ConfigDict):
-            fields = fields.to_dict()
+        """The preset of a config file (`experiments/configs/reproduce_*.py`): `t_star` (the
+        grid's fields, its trainer config as `run`), `setups` ({name: a `Setup`'s fields, its
+        trainer config as `run`}), `draws`, `seeds`, `evals_per_decade`, `driver` and
+        `trainer_evals`."""
+        fields = config.t_star.to_dict()
+        t_star = TStarGrid(
+            config=ml_collections.ConfigDict(fields.pop("run")),
+            **{k: _as_tuple(v) for k, v in fields.items()},
+        )
+        setups = []
+        for name, setup in config.setups.items():
+            fields = setup.to_dict()
             run = ml_collections.ConfigDict(fields.pop("run"))
-            return grid_type(config=run, **{k: _as_tuple(v) for k, v in fields.items()})
-
+            setups.append(
+                Setup(name=name, config=run, **{k: _as_tuple(v) for k, v in fields.items()})
+            )
+        # The calibration setup first: the held-out ones take its correction.
+        setups.sort(key=lambda s: s.role != "calibration")
         return cls(
-            t_star=grid(TStarGrid, config.t_star),
-            l2=grid(L2Grid, config.l2),
+            t_star=t_star,
+            setups=tuple(setups),
+            draws=config.draws,
             seeds=config.seeds,
             evals_per_decade=config.evals_per_decade,
             driver=config.driver,
             trainer_evals=config.trainer_evals,
         )
 
-    def runner(self, part: str, workdir: str, name: str) -> Runner:
-        """How `part` ('t_star' or 'l2') trains its runs; `name` labels the trainer's runs."""
-        grid = self.t_star if part == "t_star" else self.l2
+    def runner(self, config: ml_collections.ConfigDict, draw: int, workdir: str, name: str):
+        """How the runs of `config` in data draw `draw` are trained; `name` labels the
+        trainer's runs."""
+        config = draw_config(config, draw)
         if self.driver == "trainer":
-            return TrainerRunner(workdir, grid.config, name, self.trainer_evals)
-        return SweepRunner(workdir, grid.config, self.evals_per_decade)
+            return TrainerRunner(workdir, config, name, self.trainer_evals)
+        return SweepRunner(workdir, config, self.evals_per_decade)
 
 
 def _as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def reproduce(
-    workdir: str,
-    settings: Preset,
-    *,
-    name: str,
-    seeds: Sequence[int],
-) -> dict:
-    """Runs the four parts and writes report.md, the PNG plots and results.json in `workdir`.
+def _trainer(preset: Preset, config, workdir: str, name: str, progress: runners.Progress):
+    """`train(call, [(replica, run)], eval_at)` for `selection.study`: one runner call per data
+    draw (each draw's data differ), the curves back in the order of the runs."""
+
+    def train(call: str, runs: list[tuple[Replica, sweep.Run]], eval_at: Sequence[int]):
+        curves: list = [None] * len(runs)
+        for draw in sorted({replica.draw for replica, _ in runs}):
+            indices = [i for i, (replica, _) in enumerate(runs) if replica.draw == draw]
+            runner = progress.wrap(preset.runner(config, draw, workdir, name))
+            mine = runner(_call_name(call, draw), [runs[i][1] for i in indices], eval_at=eval_at)
+            for index, curve in zip(indices, mine, strict=True):
+                curves[index] = curve
+        return curves
+
+    return train
+
+
+def _call_name(call: str, draw: int) -> str:
+    return f"{call} (draw {draw})"
+
+
+def _planned(preset: Preset, replicas: list[Replica]) -> dict[str, int]:
+    """Every runner call the reproduction makes, in order, with its member-steps."""
+    planned: dict[str, int] = {}
+
+    def add(call, runs):
+        for replica, run in runs:
+            key = _call_name(call, replica.draw)
+            planned[key] = planned.get(key, 0) + run.steps
+
+    add("relation 1: t* grid", _t_star_runs(preset, replicas))
+    for setup in preset.setups:
+        add(f"{setup.name}: λ grid", selection.grid_runs(setup, replicas))
+        add(f"{setup.name}: probe", selection.probe_runs(setup, replicas))
+        ones = [1.0] * len(replicas)
+        add(f"{setup.name}: predicted λ", selection.predicted_runs(setup, replicas, ones, 1.0))
+        add(f"{setup.name}: schedules", selection.schedule_runs(setup, replicas, ones, 1.0))
+    return planned
+
+
+def _t_star_runs(preset: Preset, replicas: list[Replica]) -> list[tuple[Replica, sweep.Run]]:
+    momentum = runners.recipe.effective_momentum(preset.t_star.config)
+    return [
+        (replica, run)
+        for replica in replicas
+        for _, run in parts.t_star_runs(preset.t_star, [replica.seed], momentum)
+    ]
+
+
+def reproduce(workdir: str, settings: Preset, *, name: str) -> dict:
+    """Runs both parts for every replica and writes report.md, the PNG plots and results.json
+    in `workdir`, all or none of them.
 
     Args:
       workdir: the output folder, created on the first write (a run that fails before then
         leaves none); the runners keep their caches there.
-      settings: the grids of the parts.
+      settings: the preset.
       name: the preset's name, for the report.
-      seeds: the seeds of every configuration: 1 to MAX_SEEDS distinct int32 integers.
 
     Returns:
       The results, as written to results.json.
@@ -158,74 +246,92 @@ def reproduce(
     start = time.time()
     if not isinstance(settings, Preset):
         raise ValueError(f"settings must be a Preset, got {settings!r}")
-    checks.integer("the number of seeds", len(seeds), maximum=MAX_SEEDS)
-    seeds = list(seeds)
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    t_star_runner = settings.runner("t_star", workdir, name)
-    l2_runner = settings.runner("l2", workdir, name)
-    # Every run of parts 1–3 is known now: check them all before the first one trains.
-    t_star_runs = [
-        run for _, run in parts.t_star_runs(settings.t_star, seeds, t_star_runner.momentum)
+    replicas = settings.replicas()
+    # Every run whose numbers are known now is checked before the first one trains; the
+    # predicted λ and schedules (which need the probes' c) with a placeholder c.
+    t_star_runs = _t_star_runs(settings, replicas)
+    for draw in range(settings.draws):
+        sweep.validate(draw_config(settings.t_star.config, draw), [run for _, run in t_star_runs])
+        for setup in settings.setups:
+            ones = [1.0] * len(replicas)
+            runs = [
+                *selection.grid_runs(setup, replicas),
+                *selection.probe_runs(setup, replicas),
+                *selection.predicted_runs(setup, replicas, ones, 1.0),
+                *selection.schedule_runs(setup, replicas, ones, 1.0),
+            ]
+            sweep.validate(draw_config(setup.base_config(), draw), [run for _, run in runs])
+    files.check_folder(workdir)  # made on the first write, so a failed start leaves nothing
+    progress = runners.Progress(_planned(settings, replicas))
+
+    t_star_train = _trainer(settings, settings.t_star.config, workdir, name, progress)
+    t_star_curves = t_star_train("relation 1: t* grid", t_star_runs, ())
+    momentum = runners.recipe.effective_momentum(settings.t_star.config)
+    points = [
+        relation1.Point(
+            replica=replica,
+            l2=run.l2,
+            lr=run.lr,
+            effective_lr=float(relations.effective_lr(run.lr, momentum)),
+            l2_lr=l2_lr,
+            curve=curve,
+        )
+        for (replica, run), (l2_lr, _), curve in zip(
+            t_star_runs,
+            [
+                pair
+                for replica in replicas
+                for pair in parts.t_star_runs(settings.t_star, [replica.seed], momentum)
+            ],
+            t_star_curves,
+            strict=True,
+        )
     ]
-    grid_runs, probe_runs = parts.l2_runs(settings.l2, seeds)
-    sweep.validate(settings.t_star.config, t_star_runs)
-    sweep.validate(settings.l2.config, grid_runs + probe_runs)
-    check_folder(workdir)  # made on the first write, so a failed start leaves nothing behind
-    progress = runners.Progress(
-        {
-            "t_star": sum(run.steps for run in t_star_runs),
-            "l2": sum(run.steps for run in grid_runs),
-            "probe": sum(run.steps for run in probe_runs),
-            "autol2": len(parts.AUTOL2_VARIANTS) * len(seeds) * settings.l2.num_steps,
-        }
+    relation_1 = relation1.analyse(
+        points,
+        run_length=settings.t_star.run_length,
+        label_noise=settings.t_star.config.data_options.get("label_noise", 0.0),
     )
-    t_star_runner, l2_runner = progress.wrap(t_star_runner), progress.wrap(l2_runner)
-    t_star, runs = parts.t_star_part(settings.t_star, seeds, t_star_runner)
-    l2_parts, (by_key, _) = parts.l2_part(settings.l2, seeds, l2_runner)
-    auto_parts, auto_curves = parts.autol2_part(
-        settings.l2,
-        seeds,
-        l2_runner,
-        l2_parts["accuracy_vs_l2"],
-        by_key,
-        l2_parts["l2_prediction"]["predicted_l2"],
-    )
+
+    studies, study_curves, kappa = [], [], None
+    for setup in settings.setups:
+        train = _trainer(settings, setup.base_config(), workdir, name, progress)
+        relation_1_c = relation_1.get("c") if setup.role == "calibration" else None
+        result, curves = selection.study(
+            setup,
+            replicas,
+            train,
+            kappa=kappa,
+            relation_1_c=relation_1_c if isinstance(relation_1_c, dict) else None,
+        )
+        if setup.role == "calibration":
+            kappa = result["correction"]["kappa"]
+        studies.append(result)
+        study_curves.append(curves)
     # Undefined figures (a slope's standard error from two points, a difference with a
     # missing side) are None from here on: in the plots, the report and the JSON alike.
     results = _without_nan(
         {
             "preset": name,
-            "seeds": seeds,
+            "draws": settings.draws,
+            "seeds": settings.seeds,
+            "replicas": [list(r) for r in replicas],
             "devices": str(jax.devices()),
             "environment": versions.record(),
             **progress.summary(),
             "settings": {
-                "run_length": settings.t_star.run_length,
-                "scaled_length": settings.l2.scaled_length,
                 "preset": repr(settings),
                 "t_star_config": runners.rundir.config_json(settings.t_star.config),
-                "l2_config": runners.rundir.config_json(settings.l2.config),
+                "setup_configs": {
+                    s.name: runners.rundir.config_json(s.base_config()) for s in settings.setups
+                },
             },
-            "t_star_fit": t_star,
-            **l2_parts,
-            **auto_parts,
-            "elapsed_seconds": time.time() - start,
+            "relation_1": relation_1,
+            "setups": studies,
         }
     )
-    report.plot_t_star(
-        results["t_star_fit"],
-        runs,
-        os.path.join(workdir, "t_star.png"),
-        os.path.join(workdir, "collapse.png"),
-    )
-    report.plot_l2(results, by_key, seeds, os.path.join(workdir, "accuracy_vs_l2.png"))
-    report.plot_autol2(results, auto_curves, by_key, seeds, os.path.join(workdir, "autol2.png"))
     results["elapsed_seconds"] = time.time() - start
-    write_atomic(
-        os.path.join(workdir, "results.json"), json.dumps(results, indent=1, allow_nan=False)
-    )
-    write_atomic(os.path.join(workdir, "report.md"), report.report(results))
+    _write_outputs(workdir, results, points, study_curves)
     if len(results["reused_parts"]) == len(progress.parts):
         logging.info(
             "every part reused from %s's cache: nothing trained (first trained in %s)",
@@ -233,6 +339,31 @@ def reproduce(
             report.seconds(results["training_seconds"]),
         )
     return results
+
+
+def plot_name(setup_name: str) -> str:
+    """The file name of a setup's plot: 'selection-' and its name's letters and digits."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in setup_name.lower()).strip("-")
+    return f"selection-{'-'.join(filter(None, slug.split('-')))}.png"
+
+
+def _write_outputs(workdir: str, results: dict, points, study_curves) -> None:
+    """Renders every output into a staging folder, then writes them all or none
+    (`files.write_all`): a failure leaves the previous outputs as they were."""
+    staging = tempfile.mkdtemp(prefix=".outputs-", dir=workdir)
+    try:
+        relation1.plot(results["relation_1"], points, os.path.join(staging, "t_star.png"))
+        for result, curves in zip(results["setups"], study_curves, strict=True):
+            selection.plot(result, curves, os.path.join(staging, plot_name(result["setup"])))
+        outputs = {}
+        for file_name in sorted(os.listdir(staging)):
+            with open(os.path.join(staging, file_name), "rb") as file:
+                outputs[os.path.join(workdir, file_name)] = file.read()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    outputs[os.path.join(workdir, "results.json")] = json.dumps(results, indent=1, allow_nan=False)
+    outputs[os.path.join(workdir, "report.md")] = report.report(results)
+    files.write_all(outputs)
 
 
 def _without_nan(value: Any) -> Any:

@@ -1,0 +1,170 @@
+"""Tests of the λ-selection study's runs and analysis, on a synthetic trainer (no training)."""
+
+import json
+import math
+
+import ml_collections
+import numpy as np
+import pytest
+
+from l2reg.reproduction import selection, stats
+from l2reg.training import sweep
+from l2reg.training.defaults import default_config
+from l2reg.training.rundir import Curves
+
+K = 0.3  # relation 3's constant of the synthetic setup: λ_opt(T) = K/(ηT)
+C = 0.9  # relation 1's: the probe peaks at t* = C/(λη)
+LR = 0.5
+
+
+def _setup(**fields) -> selection.Setup:
+    config = default_config()
+    config.optimizer = "sgd"
+    values = {
+        "name": "synthetic",
+        "role": "calibration",
+        "config": config,
+        "lr": LR,
+        "l2s": (0.0, *np.round(10.0 ** (np.arange(-15, -4) / 3), 12).tolist()),
+        "budgets": (150, 500, 1_700, 6_000),
+        "probe_l2": 3e-3,
+        "probe_length": 3.0,
+        "autol2_l2": 3e-3,
+        "small_l2": 1e-4,
+        **fields,
+    }
+    return selection.Setup(**values)
+
+
+def _accuracy(l2: float, steps: np.ndarray) -> np.ndarray:
+    """Fixed λ: a bump in log λ centred on K/(ηt), below it λ = 0's 0.85."""
+    if l2 == 0:
+        return np.full(steps.shape, 0.85)
+    return 0.95 - 0.02 * np.log(l2 * LR * steps / K) ** 2
+
+
+def _curve(steps: np.ndarray, accuracy: np.ndarray, l2: np.ndarray, validation_shift: float):
+    fields = {name: np.full(steps.shape, np.nan) for name in Curves._fields}
+    fields.update(steps=steps, test_accuracy=accuracy, l2=l2, train_accuracy=accuracy)
+    if "validation_accuracy" in fields:
+        fields["validation_accuracy"] = accuracy + validation_shift
+    return Curves(**fields)
+
+
+def fake_train(calls: list):
+    """A trainer of synthetic curves that records every call."""
+
+    def train(name, runs, eval_at):
+        calls.append((name, runs, tuple(eval_at)))
+        curves = []
+        for replica, run in runs:
+            steps = sweep.eval_steps(run.steps, 12, eval_at).astype(float)
+            shift = 0.001 * replica.seed
+            if "probe" in name:  # a peak at C/(λη), falling after it
+                accuracy = 0.9 - 0.1 * np.log(steps * run.l2 * LR / C) ** 2
+                curves.append(_curve(steps, accuracy, np.full(steps.shape, run.l2), shift))
+            elif run.l2_mode == "fixed":
+                accuracy = _accuracy(run.l2, steps)
+                curves.append(_curve(steps, accuracy, np.full(steps.shape, run.l2), shift))
+            else:  # a schedule: 0.5 points under the envelope's 0.95
+                accuracy = np.full(steps.shape, 0.945)
+                curves.append(_curve(steps, accuracy, np.full(steps.shape, run.l2), shift))
+        return curves
+
+    return train
+
+
+REPLICAS = stats.replicas(2, 2)
+
+
+def test_study_recovers_relation_3_and_fits_the_correction_on_calibration():
+    calls = []
+    result, _ = selection.study(_setup(), REPLICAS, fake_train(calls))
+    # The grid runs every λ for T_max, evaluated after each budget.
+    name, runs, eval_at = calls[0]
+    assert name == "synthetic: λ grid"
+    assert eval_at == (150, 500, 1_700, 6_000) and len(runs) == 4 * 12
+    rows = result["relation_3"]["budgets"]
+    for row in rows:
+        # λ_opt is refined between thirds of a decade: k within 5% of K at every budget.
+        assert row["k"]["mean"] == pytest.approx(K, rel=0.05)
+    assert result["relation_3"]["l2_opt_vs_budget_slope"] == pytest.approx(-1, abs=0.05)
+    # The probe peaks at C/(λη) (to its evaluation grid), so κ = K/C.
+    assert result["probe"]["c"]["mean"] == pytest.approx(C, rel=0.1)
+    assert result["correction"]["fitted_here"]
+    assert result["correction"]["kappa"] == pytest.approx(K / C, rel=0.12)
+    # The envelope is the test accuracy of the λ best on validation: 0.95 − a rounding term.
+    assert result["envelope"]["6000"]["mean"] == pytest.approx(0.95, abs=0.002)
+    # Schedules sit 0.5 points below it: at the goal's edge, within float rounding.
+    schedule = result["schedules"]["by_schedule"]["anytime, c"]
+    assert schedule["budgets"][-1]["vs_envelope"]["mean"] == pytest.approx(-0.005, abs=0.002)
+    json.dumps(result, allow_nan=False)  # JSON-ready, NaN-free
+    assert "### synthetic (calibration)" in selection.section(result)
+
+
+def test_predicted_and_schedule_runs_use_the_probe_c_and_kappa():
+    setup = _setup()
+    replicas = REPLICAS[:2]
+    c, kappa = [0.8, 1.2], 0.25
+    predicted = selection.predicted_runs(setup, replicas, c, kappa)
+    assert [run.steps for _, run in predicted[:4]] == list(setup.budgets)
+    assert predicted[0][1].l2 == pytest.approx(0.8 / (LR * 150), rel=1e-12)
+    assert predicted[4][1].l2 == pytest.approx(kappa * 0.8 / (LR * 150), rel=1e-12)
+    runs = selection.schedule_runs(setup, replicas, c, kappa)
+    by_name = dict(
+        zip(selection.SCHEDULES, [runs[i : i + 2] for i in range(0, len(runs), 2)], strict=True)
+    )
+    (_, clock), _ = by_name["AutoL2, t*-clock"]
+    assert dict(clock.autol2)["cooldown"] == pytest.approx(0.8)
+    (_, anytime), _ = by_name["anytime, κ·c"]
+    assert anytime.l2_mode == "anytime" and anytime.anytime_c == pytest.approx(kappa * 0.8)
+    assert anytime.l2 == setup.probe_l2 and anytime.steps == setup.num_steps
+    (_, floor), _ = by_name["AutoL2, min_l2 = κ·λ_pred(T_max)"]
+    assert dict(floor.autol2)["min_l2"] == pytest.approx(kappa * 0.8 / (LR * 6_000))
+
+
+def test_held_out_setups_take_kappa_from_calibration_without_refitting():
+    setup = _setup(name="held", role="held-out")
+    with pytest.raises(ValueError, match="needs κ from the calibration setup"):
+        selection.study(setup, REPLICAS, fake_train([]))
+    calls = []
+    result, _ = selection.study(setup, REPLICAS, fake_train(calls), kappa=0.5)
+    assert result["correction"]["kappa"] == 0.5 and not result["correction"]["fitted_here"]
+    assert result["correction"]["kappa_on_this_setup"] == pytest.approx(K / C, rel=0.12)
+    assert not result["prediction"]["in_sample"]
+    predicted = next(runs for name, runs, _ in calls if "predicted" in name)
+    corrected = predicted[4][1]  # replica 0, the corrected run at the first budget
+    uncorrected = predicted[0][1]
+    assert corrected.l2 == pytest.approx(0.5 * uncorrected.l2, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": "has space"}, "must be an identifier"),
+        ({"role": "test"}, "role must be one of"),
+        ({"l2s": (1e-4, 1e-3, 1e-2, 1e-1)}, "strictly increasing finite values from 0"),
+        ({"budgets": (500, 150)}, "budgets must be strictly increasing"),
+        ({"lr": math.inf}, "lr must be finite and > 0"),
+        ({"small_l2": 2e-4}, "small_l2 must be one of the grid"),
+    ],
+)
+def test_setup_refuses_bad_fields_in_one_line(fields, message):
+    with pytest.raises(ValueError, match=message) as error:
+        _setup(**fields)
+    assert "\n" not in str(error.value)
+
+
+def test_selection_accuracy_prefers_validation():
+    steps = np.array([1.0, 2.0])
+    curve = _curve(steps, np.array([0.5, 0.6]), np.zeros(2), 0.1)
+    values, split = selection.selection_accuracy(curve)
+    assert split == "validation" and values == pytest.approx([0.6, 0.7])
+    no_split = curve._replace(validation_accuracy=np.full(2, np.nan))
+    assert selection.selection_accuracy(no_split)[1] == "test"
+
+
+def test_setup_config_is_a_configdict():
+    with pytest.raises(ValueError, match="config must be a ConfigDict"):
+        _setup(config={"lr": 1})
+    assert isinstance(_setup().base_config(), ml_collections.ConfigDict)
