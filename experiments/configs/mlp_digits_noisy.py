@@ -26,7 +26,8 @@ def get_config() -> config_dict.ConfigDict:
             "normalization": "none",
         }
     )
-    config.data_options = config_dict.ConfigDict({"label_noise": 0.2, "label_noise_seed": 0})
+    config.data_options.label_noise = 0.2
+    config.data_options.label_noise_seed = 0
     config.loss = "mse"
     config.mse_targets = "centered"  # one_hot − 1/10: the outputs shrink toward the mean
     config.optimizer = "sgd"

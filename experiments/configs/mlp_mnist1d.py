@@ -15,7 +15,7 @@ def get_config() -> config_dict.ConfigDict:
     config = default_config()
     config.model_options.widths = (128, 128)
     config.dataset = "mnist1d"
-    config.data_options = config_dict.ConfigDict({"test_size": 10_000})
+    config.data_options.test_size = 10_000
     config.eval_batch_size = 1_000
     config.steps = 80_000
     config.optimizer = "sgd"

@@ -21,11 +21,22 @@ def default_config() -> config_dict.ConfigDict:
         }
     )
     config.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
-    # Data: l2reg.data.load(dataset, data_dir=data_dir, **data_options), e.g. data_options
-    # {'label_noise': 0.2} replaces 20% of the training labels by another class.
+    # Data: l2reg.data.load(dataset, data_dir=data_dir, **data_options): test_size (mnist1d:
+    # an independent test set of that size; None: the standard one), label_noise (a fraction
+    # of the training labels moved to another class, e.g. 0.2) and its seed, validation_size
+    # (examples carved from the noisy training split into a validation split; 0: none) and
+    # its seed. A config may hold only some of these (a free-form field, checked by the data).
     config.dataset = "digits"
     config.data_dir = config_dict.placeholder(str)
-    config.data_options = config_dict.ConfigDict()
+    config.data_options = config_dict.ConfigDict(
+        {
+            "test_size": config_dict.placeholder(int),
+            "label_noise": 0.0,
+            "label_noise_seed": 0,
+            "validation_size": 0,
+            "validation_seed": 0,
+        }
+    )
     config.augment = False
     config.mixup_alpha = 0.0  # mixup weights ~ Beta(α, α); 0 turns mixup off
     # Loss: 'cross_entropy' | 'mse' (½‖f − y‖², y = one-hot or, 'centered', one-hot − 1/K).

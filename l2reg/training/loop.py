@@ -67,9 +67,11 @@ def train_and_evaluate(
     """Trains and evaluates as `config` says, resuming from the newest checkpoint in `workdir`.
 
     Writes `workdir/metrics.jsonl` (a line every `eval_every` steps and at the end, fields
-    `step, train_loss, train_accuracy, test_loss, test_accuracy, l2, lr, weight_norm,
-    steps_per_sec`; train_* are means over the steps since the previous line, l2 is the λ in
-    force after the step, steps_per_sec leaves out evaluation), TensorBoard events and orbax
+    `step, train_loss, train_accuracy, test_loss, test_accuracy, [validation_loss,
+    validation_accuracy,] l2, lr, weight_norm, steps_per_sec`; train_* are means over the steps
+    since the previous line, validation_* are there when the data set has a validation split
+    (`config.data_options.validation_size`), l2 is the λ in force after the step,
+    steps_per_sec leaves out evaluation), TensorBoard events and orbax
     checkpoints. A line's evaluation and its copies to the host are queued behind its step; the
     line is written while the next step runs (at once at a checkpoint). On SIGTERM, saves a
     checkpoint and returns; rerunning the same command continues bitwise identically.
@@ -117,7 +119,7 @@ def train_and_evaluate(
         clock, clock_step = time.perf_counter(), start
         # A report's evaluation and copies are queued behind its step, and its line is written
         # once the next step is queued: the device runs that step meanwhile.
-        pending = None  # (step, summary, test sums, test count) of a report not yet written
+        pending = None  # (step, summary, Trainer.evaluation_sums) of a report not yet written
         try:
             batches = trainer.train_batches(start)
             for step in range(start + 1, config.steps + 1):
@@ -166,10 +168,10 @@ def train_and_evaluate(
 def _start_report(trainer: trainer_lib.Trainer, step: int, state: RunState) -> tuple:
     # Dispatches the report's summary and evaluation; their copies to the host start now.
     summary = trainer.summarize(state)
-    test_sums, test_count = trainer.evaluation_sums(state)
-    for value in jax.tree.leaves((summary, test_sums)):
+    evaluation_sums = trainer.evaluation_sums(state)
+    for value in jax.tree.leaves((summary, [sums for sums, _ in evaluation_sums.values()])):
         value.copy_to_host_async()
-    return step, summary, test_sums, test_count
+    return step, summary, evaluation_sums
 
 
 def _write_report(
@@ -181,7 +183,7 @@ def _write_report(
     last_checkpoint: int | None,
 ) -> dict:
     """Waits for a report's values, checks them, writes its line; returns the host summary."""
-    step, summary, test_sums, test_count = report
+    step, summary, evaluation_sums = report
     summary = jax.device_get(summary)  # waits for the report's step
     steps_per_sec = (step - clock_step) / (time.perf_counter() - clock)
     _check_finite(summary, last_checkpoint)
@@ -189,7 +191,8 @@ def _write_report(
         "step": step,
         "train_loss": float(summary["train_loss"]),
         "train_accuracy": float(summary["train_accuracy"]),
-        **trainer_lib.test_means(test_sums, test_count),  # waits for the evaluation
+        # Waits for the evaluations: test, then validation if the data set has one.
+        **trainer_lib.evaluation_means(evaluation_sums),
         "l2": float(summary["l2"]),
         "lr": float(summary["lr"]),
         "weight_norm": float(summary["weight_norm"]),

@@ -38,7 +38,26 @@ LOCK_FILE = ".lock"
 TIMING_FIELDS = ("steps_per_sec",)
 
 
-class Curves(NamedTuple):
+class _CurveColumns(NamedTuple):
+    """The columns of `Curves`, in order."""
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+    l2: np.ndarray
+    lr: np.ndarray
+    weight_norm: np.ndarray
+    validation_loss: np.ndarray
+    validation_accuracy: np.ndarray
+
+
+# The splits whose accuracy `Curves.accuracy_at` reads.
+EVALUATED_SPLITS = ("test", "validation")
+
+
+class Curves(_CurveColumns):
     """A run's metrics at its evaluations, each of shape (num_evals,), at `steps` (1 … steps).
 
     The trainer's `metrics.jsonl` (`read_curves`) and a sweep's members (`sweep.run`) both
@@ -53,16 +72,44 @@ class Curves(NamedTuple):
       l2: λ in force after that step.
       lr: η of that step.
       weight_norm: ‖θ‖₂ over all trained parameters.
+      validation_loss: mean loss on the validation split (`l2reg.data.load`'s
+        validation_size), without the L2 term; NaN where the run has no validation split.
+      validation_accuracy: fraction of the validation split classified correctly, 0–1; NaN
+        where the run has no validation split.
+
+    The validation columns may be left out when constructing one (positionally, or by
+    keyword): they are then NaN.
     """
 
-    steps: np.ndarray
-    train_loss: np.ndarray
-    train_accuracy: np.ndarray
-    test_loss: np.ndarray
-    test_accuracy: np.ndarray
-    l2: np.ndarray
-    lr: np.ndarray
-    weight_norm: np.ndarray
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        steps,
+        train_loss,
+        train_accuracy,
+        test_loss,
+        test_accuracy,
+        l2,
+        lr,
+        weight_norm,
+        validation_loss=None,
+        validation_accuracy=None,
+    ):
+        missing = np.full(np.shape(steps), np.nan)
+        return super().__new__(
+            cls,
+            steps,
+            train_loss,
+            train_accuracy,
+            test_loss,
+            test_accuracy,
+            l2,
+            lr,
+            weight_norm,
+            missing if validation_loss is None else validation_loss,
+            missing if validation_accuracy is None else validation_accuracy,
+        )
 
     def index_at(self, step: float, *, exact: bool = False) -> int:
         """Index into the curves of the last evaluation at or before `step` steps (0 if none).
@@ -81,11 +128,15 @@ class Curves(NamedTuple):
             )
         return max(index, 0)
 
-    def accuracy_at(self, step: float, *, exact: bool = False) -> float:
-        """Test accuracy after `step` steps: the last evaluation at or before it (the first
-        evaluation if none), or with `exact` the evaluation at exactly `step` (see `index_at`).
+    def accuracy_at(self, step: float, *, exact: bool = False, split: str = "test") -> float:
+        """Accuracy on `split` ('test' or 'validation') after `step` steps: the last evaluation
+        at or before it (the first evaluation if none), or with `exact` the evaluation at
+        exactly `step` (see `index_at`). NaN for 'validation' in a run without that split.
         """
-        return float(self.test_accuracy[self.index_at(step, exact=exact)])
+        if split not in EVALUATED_SPLITS:
+            raise ValueError(f"split must be one of {EVALUATED_SPLITS}, got {split!r}")
+        accuracy = self.test_accuracy if split == "test" else self.validation_accuracy
+        return float(accuracy[self.index_at(step, exact=exact)])
 
 
 def config_json(config: ml_collections.ConfigDict) -> dict:
@@ -384,10 +435,20 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
     return records
 
 
+# Columns of `Curves` that a metrics line holds only when the run has a validation split.
+VALIDATION_FIELDS = ("validation_loss", "validation_accuracy")
+
+
 def read_curves(workdir: str) -> Curves:
-    """The run in `workdir` as `Curves` (its metrics lines, column by column)."""
+    """The run in `workdir` as `Curves` (its metrics lines, column by column); the validation
+    columns are NaN where a line has none (a run without a validation split)."""
     lines = read_metrics(workdir)
     columns = {"steps": "step", **{name: name for name in Curves._fields[1:]}}
     return Curves(
-        **{field: np.array([line[key] for line in lines]) for field, key in columns.items()}
+        **{
+            field: np.array(
+                [line.get(key, np.nan) if key in VALIDATION_FIELDS else line[key] for line in lines]
+            )
+            for field, key in columns.items()
+        }
     )

@@ -6,13 +6,15 @@ member's fields set (`Run.config`) defines, and trains through the same `recipe`
 its test-accuracy curve is the trainer's.
 
 Members with the same L2 mode, learning-rate schedule and AutoL2 patience/check_every share a
-compiled program whatever their numbers: `jax.vmap` over members (each with its own parameters,
-batch statistics and optimizer state, AutoL2's λ included) inside a `jax.lax.scan` over steps,
-run in chunks with a progress bar over chunks. They are sorted by length and trained in buckets
-of equal size, so a short run shares its bucket with runs of similar length; inside a bucket, a
-finished member is frozen until the longest one ends. Test accuracy is measured at log-spaced
-steps shared by all members (and at any further steps asked for, such as the budgets at which
-runs are compared): a real branch (`lax.cond` on an unbatched predicate) taken only there.
+compiled program whatever their numbers (AutoL2's settings
+included): `jax.vmap` over members (each with its own parameters, batch statistics and
+optimizer state, AutoL2's λ included) inside a `jax.lax.scan` over steps, run in chunks with a
+progress bar over chunks. They are sorted by length and trained in buckets of equal size, so a
+short run shares its bucket with runs of similar length; inside a bucket, a finished member is
+frozen until the longest one ends. Test accuracy (and validation accuracy, when the data set
+has a validation split) is measured at log-spaced steps shared by all members (and at any
+further steps asked for, such as the budgets at which runs are compared): a real branch
+(`lax.cond` on an unbatched predicate) taken only there.
 
 Typical use::
 
@@ -238,6 +240,8 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 _METRICS = Curves._fields[1:]
+# The config fields that a `Run` sets: a sweep's members differ only in these.
+_RUN_FIELDS = ("l2", "lr", "seed", "steps", "l2_mode", "lr_schedule", "autol2")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -252,6 +256,8 @@ class _Program:
     train_labels: jax.Array
     test_images: jax.Array  # preprocessed
     test_labels: jax.Array
+    validation_images: jax.Array | None  # preprocessed; None without a validation split
+    validation_labels: jax.Array | None
 
     @staticmethod
     def create(config: ml_collections.ConfigDict) -> "_Program":
@@ -259,7 +265,7 @@ class _Program:
         shared = {
             name: value
             for name, value in json.loads(config.to_json_best_effort(sort_keys=True)).items()
-            if name not in ("l2", "lr", "seed", "steps", "l2_mode", "lr_schedule", "autol2")
+            if name not in _RUN_FIELDS
         }
         key = json.dumps(shared, sort_keys=True)
         if key not in _PROGRAMS:
@@ -290,27 +296,41 @@ class _Program:
         return jax.tree.map(lambda n, o: jnp.where(running, n, o), new, state)
 
     def evaluate(self, config, state: steps.RunState) -> dict[str, jax.Array]:
-        """The metrics of one member (vmapped by `_chunk`)."""
-        count = self.test_labels.shape[0]
+        """The metrics of one member (vmapped by `_chunk`); the validation ones NaN without a
+        validation split."""
+        summary = steps.summary(state, config)
+        test_loss, test_accuracy = self._means(state, self.test_images, self.test_labels)
+        if self.validation_labels is None:
+            validation_loss = validation_accuracy = jnp.float32(jnp.nan)
+        else:
+            validation_loss, validation_accuracy = self._means(
+                state, self.validation_images, self.validation_labels
+            )
+        return {
+            "train_loss": summary["train_loss"],
+            "train_accuracy": summary["train_accuracy"],
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "l2": jnp.asarray(summary["l2"], jnp.float32),
+            "lr": jnp.asarray(summary["lr"], jnp.float32),
+            "weight_norm": summary["weight_norm"],
+            "validation_loss": validation_loss,
+            "validation_accuracy": validation_accuracy,
+        }
+
+    def _means(self, state: steps.RunState, images: jax.Array, labels: jax.Array):
+        """Mean loss and accuracy of one member on a whole preprocessed split."""
+        count = labels.shape[0]
         loss_sum, correct = steps.eval_sums(
             state,
-            self.test_images,
-            self.test_labels,
+            images,
+            labels,
             jnp.ones(count, jnp.float32),
             apply_fn=self.model.apply,
             loss_fn=self.loss_fn,
             axis_name=None,
         )
-        summary = steps.summary(state, config)
-        return {
-            "train_loss": summary["train_loss"],
-            "train_accuracy": summary["train_accuracy"],
-            "test_loss": loss_sum / count,
-            "test_accuracy": correct / count,
-            "l2": jnp.asarray(summary["l2"], jnp.float32),
-            "lr": jnp.asarray(summary["lr"], jnp.float32),
-            "weight_norm": summary["weight_norm"],
-        }
+        return loss_sum / count, correct / count
 
 
 # Programs by the JSON of their shared config fields: a rerun reuses the compiled steps.
@@ -326,6 +346,7 @@ def _create_program(config: ml_collections.ConfigDict) -> _Program:
             f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} training "
             f"examples of {dataset.name!r}"
         )
+    validation = dataset.validation
     return _Program(
         dataset=dataset,
         model=recipe.create_model(config, dataset.num_classes, axis_name=None),
@@ -335,6 +356,8 @@ def _create_program(config: ml_collections.ConfigDict) -> _Program:
         train_labels=jnp.asarray(dataset.train.labels, jnp.int32),
         test_images=jnp.asarray(dataset.preprocess(dataset.test.images)),
         test_labels=jnp.asarray(dataset.test.labels, jnp.int32),
+        validation_images=None if validation is None else dataset.preprocess(validation.images),
+        validation_labels=None if validation is None else jnp.asarray(validation.labels, jnp.int32),
     )
 
 

@@ -34,9 +34,10 @@ class Trainer:
     `sharded_train_step(state, images, labels)` is jitted, donates `state` and includes
     `steps.prepare_batch` (preprocessing, and on device augmentation and mixup as the config
     says); `train_batches(step)` gives its global batches from a step on, sharded over the
-    mesh. `eval_batch_size` is `config.eval_batch_size` capped, for a test set held in memory,
-    at its size rounded up to a multiple of the device count: a larger batch would only add
-    padding, and the results do not depend on it.
+    mesh. `eval_batch_size` is `config.eval_batch_size` capped, for evaluated splits held in
+    memory (test, and validation if the data set has one), at the larger one's size rounded up
+    to a multiple of the device count: a larger batch would only add padding, and the results
+    do not depend on it.
     """
 
     config: ml_collections.ConfigDict
@@ -78,26 +79,35 @@ class Trainer:
                 batch = next(batches)
             yield self._shard(batch.images, batch.labels)
 
-    def _test_batches(self) -> Iterator[data.Split]:
+    @property
+    def evaluated_splits(self) -> tuple[str, ...]:
+        """The splits a report evaluates: 'test', then 'validation' if the data set has one."""
+        return ("test", "validation") if self.dataset.validation is not None else ("test",)
+
+    def _eval_batches(self, split: str) -> Iterator[data.Split]:
         batch_size = self.eval_batch_size
-        if self.dataset.test is None:  # streamed: one pass, the last batch partial
-            yield from self.dataset.batches("test", batch_size=batch_size, seed=self.config.seed)
+        held = getattr(self.dataset, split)
+        if held is None:  # streamed: one pass, the last batch partial
+            yield from self.dataset.batches(split, batch_size=batch_size, seed=self.config.seed)
             return
-        test = self.dataset.test
-        for start in range(0, len(test), batch_size):
+        for start in range(0, len(held), batch_size):
             stop = start + batch_size
-            yield data.Split(test.images[start:stop], test.labels[start:stop])
+            yield data.Split(held.images[start:stop], held.labels[start:stop])
 
     def evaluate(self, state: steps.RunState) -> dict[str, float]:
-        """Mean loss and accuracy on the whole test split."""
-        return test_means(*self.evaluation_sums(state))
+        """Mean loss and accuracy on the whole test split (`test_loss`, `test_accuracy`), and on
+        the validation split if there is one (`validation_loss`, `validation_accuracy`)."""
+        return evaluation_means(self.evaluation_sums(state))
 
-    def evaluation_sums(self, state: steps.RunState) -> tuple[jax.Array, int]:
-        """`[summed loss, correct count]` over the test split, a device array dispatched without
-        waiting for it, and the number of test examples."""
+    def evaluation_sums(self, state: steps.RunState) -> dict[str, tuple[jax.Array, int]]:
+        """For each of `evaluated_splits`: `[summed loss, correct count]` over the split, a
+        device array dispatched without waiting for it, and the number of its examples."""
+        return {split: self._split_sums(state, split) for split in self.evaluated_splits}
+
+    def _split_sums(self, state: steps.RunState, split: str) -> tuple[jax.Array, int]:
         batch_size = self.eval_batch_size
         sums, count = jnp.zeros(2, jnp.float32), 0
-        for batch in self._test_batches():
+        for batch in self._eval_batches(split):
             # A short last batch is padded to the compiled size and masked out by zero weights.
             size = len(batch.labels)
             padding = [(0, batch_size - size)]
@@ -110,10 +120,14 @@ class Trainer:
         return sums, count
 
 
-def test_means(sums: jax.Array, count: int) -> dict[str, float]:
-    """`{'test_loss', 'test_accuracy'}` from `Trainer.evaluation_sums`' results (waits)."""
-    loss_sum, correct = np.asarray(sums, np.float64)
-    return {"test_loss": float(loss_sum / count), "test_accuracy": float(correct / count)}
+def evaluation_means(sums: dict[str, tuple[jax.Array, int]]) -> dict[str, float]:
+    """`{'test_loss', 'test_accuracy'[, 'validation_loss', 'validation_accuracy']}` from
+    `Trainer.evaluation_sums`' results (waits for them)."""
+    means = {}
+    for split, (split_sums, count) in sums.items():
+        loss_sum, correct = np.asarray(split_sums, np.float64)
+        means.update({f"{split}_loss": loss_sum / count, f"{split}_accuracy": correct / count})
+    return {name: float(value) for name, value in means.items()}
 
 
 # A training step holds the state, its updated copy while the old one is donated, and the
@@ -192,8 +206,10 @@ def create_trainer(
     loss_fn = recipe.create_loss(config)
     eval_batch_size = config.eval_batch_size
     if dataset.test is not None:
-        padded_test_size = -(-len(dataset.test) // len(devices)) * len(devices)
-        eval_batch_size = min(eval_batch_size, padded_test_size)
+        largest = max(
+            len(split) for split in (dataset.test, dataset.validation) if split is not None
+        )
+        eval_batch_size = min(eval_batch_size, -(-largest // len(devices)) * len(devices))
     mesh = jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
     # The run's numbers are an argument, not constants: the step computes with them as the

@@ -51,6 +51,39 @@ def test_metrics_lines_have_the_documented_fields(small_config, tmp_path):
     assert os.listdir(tmp_path / "tensorboard")
 
 
+def test_metrics_lines_hold_the_validation_split_when_there_is_one(small_config, tmp_path):
+    small_config.data_options.validation_size = 200
+    small_config.data_options.validation_seed = 1
+    lines = run(small_config, tmp_path / "validated")
+    assert list(lines[0]) == [
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "validation_loss",
+        "validation_accuracy",
+        "l2",
+        "lr",
+        "weight_norm",
+        "steps_per_sec",
+    ]
+    curves = training.read_curves(tmp_path / "validated")
+    np.testing.assert_array_equal(
+        curves.validation_accuracy, [line["validation_accuracy"] for line in lines]
+    )
+    assert np.all((curves.validation_accuracy >= 0) & (curves.validation_accuracy <= 1))
+    assert np.all(np.isfinite(curves.validation_loss))
+    # 200 examples: every accuracy is a multiple of 1/200.
+    counts = curves.validation_accuracy * 200
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-9)
+    small_config.data_options.validation_size = 0
+    run(small_config, tmp_path / "plain")
+    plain = training.read_curves(tmp_path / "plain")
+    assert np.all(np.isnan(plain.validation_accuracy) & np.isnan(plain.validation_loss))
+    assert len(plain.validation_loss) == len(plain.steps) == 4
+
+
 def test_same_config_and_seed_give_bitwise_identical_metrics(small_config, tmp_path):
     first = run(small_config, tmp_path / "first")
     second = run(small_config, tmp_path / "second")
@@ -373,6 +406,12 @@ BAD_INPUTS = [
     ("dataset", "imagenet21k", r"imagenet21k"),
     ("data_options.test_sizes", 10, r"^config.data_options must hold only .*, got 'test_sizes'$"),
     ("data_options.label_noise", 1.5, r"^label_noise must be in \[0, 1\), got 1.5$"),
+    ("data_options.validation_size", -1, r"^validation_size must be an integer ≥ 0, got -1$"),
+    (
+        "data_options.validation_size",
+        1500,
+        r"^validation_size=1500 must be an integer in \[1, 1499\]: less than the 1500 training",
+    ),
     ("batch_size", 2000, r"config.batch_size=2000 exceeds the 1500 training examples"),
     ("augment", True, r"config.augment=True, but data set 'digits' has no standard augmentation"),
 ]
