@@ -111,8 +111,15 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     except ValueError as error:  # it names the argument: say where it lives in the config
         where = "config." if config.l2_mode == "fixed" else "config.autol2."
         raise ValueError(f"{where}{error}") from None
-    if config.l2_mode == "autol2" and config.l2 == 0:
-        raise ValueError("config.l2 must be > 0 with l2_mode='autol2', got 0")
+    if config.l2_mode in ("autol2", "anytime") and config.l2 == 0:
+        raise ValueError(f"config.l2 must be > 0 with l2_mode={config.l2_mode!r}, got 0")
+    if config.l2_mode == "anytime":
+        checks.number(
+            "config.anytime_c",
+            config.anytime_c,
+            lambda x: finite(x) and x > 0,
+            "finite and > 0 with l2_mode='anytime'",
+        )
     options = config.data_options.to_dict()
     known = [name for name in inspect.signature(data.check_options).parameters if name != "name"]
     for name in options:

@@ -53,11 +53,16 @@ def default_config() -> config_dict.ConfigDict:
     config.lr_schedule = "constant"  # 'constant' | 'cosine' | 'step'
     config.lr_step_boundaries = (0.3, 0.6, 0.9)  # fractions of `steps` ('step' schedule)
     config.lr_step_factor = 0.2
-    # L2: mode 'none' | 'fixed' | 'autol2'; λ (AutoL2's initial λ); placement 'coupled'
-    # (added to the gradient, as L2 in the loss) | 'decoupled' (weight decay after the optimizer).
+    # L2: mode 'none' | 'fixed' | 'autol2' | 'anytime'; λ (AutoL2's and the anytime schedule's
+    # initial λ); placement 'coupled' (added to the gradient, as L2 in the loss) | 'decoupled'
+    # (weight decay after the optimizer).
     config.l2_mode = "fixed"
     config.l2 = 1e-4
     config.l2_placement = "coupled"
+    # The anytime schedule's c (`l2reg.anytime_l2`): relation 1's constant t*·λη, with η the
+    # effective η/(1−μ) when λ goes through momentum μ (`recipe.effective_momentum`), as for
+    # AutoL2's cooldown; λ(t) = c/(η(t + t0)) from λ(0) = l2.
+    config.anytime_c = 1.0
     # AutoL2's settings (`l2reg.autol2`); its cooldown is in units of 1/(λη), η the effective
     # η/(1−μ) when λ goes through momentum μ (`recipe.effective_momentum`).
     config.autol2 = config_dict.ConfigDict(

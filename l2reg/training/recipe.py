@@ -2,8 +2,9 @@
 
 The one home of these definitions: the data-parallel trainer and the vmapped sweep both build
 their steps from here. The numbers a sweep varies across its members (λ, η, the seed, the run's
-length, AutoL2's numeric settings) come in as `Hyperparameters`, which may be traced, so that
-one compiled program trains every member; everything else is read from the config.
+length, AutoL2's numeric settings, the anytime schedule's c) come in as `Hyperparameters`, which
+may be traced, so that one compiled program trains every member; everything else is read from
+the config.
 """
 
 from collections.abc import Callable
@@ -22,7 +23,7 @@ LOSSES = ("cross_entropy", "mse")
 MSE_TARGETS = ("one_hot", "centered")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
-L2_MODES = ("none", "fixed", "autol2")
+L2_MODES = ("none", "fixed", "autol2", "anytime")
 L2_PLACEMENTS = ("coupled", "decoupled")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -33,13 +34,14 @@ class Hyperparameters(NamedTuple):
     """The numbers of a run that a sweep may vary across members (each a scalar, or traced).
 
     Attributes:
-      l2: λ (AutoL2's initial λ).
+      l2: λ (AutoL2's and the anytime schedule's initial λ).
       lr: η, the peak learning rate.
       seed: int32, the initialization, batch order and augmentation seed.
       steps: int32, the run's length in SGD steps (the cosine schedule decays over it).
       lr_boundaries: int32 (len(config.lr_step_boundaries),), the steps at which the 'step'
         schedule multiplies η by `lr_step_factor`.
       decay_factor, cooldown, min_l2: AutoL2's settings (unused without AutoL2).
+      anytime_c: the anytime schedule's c (`l2reg.anytime_l2`; unused in other L2 modes).
     """
 
     l2: Any
@@ -50,6 +52,7 @@ class Hyperparameters(NamedTuple):
     decay_factor: Any
     cooldown: Any
     min_l2: Any
+    anytime_c: Any
 
     @classmethod
     def of(cls, config: ml_collections.ConfigDict) -> "Hyperparameters":
@@ -82,11 +85,12 @@ class Hyperparameters(NamedTuple):
             decay_factor=config.autol2.decay_factor,
             cooldown=config.autol2.cooldown,
             min_l2=config.autol2.min_l2,
+            anytime_c=config.anytime_c,
         )
 
 
 # The dtypes of the fields on device, in order: int32 step counts and seeds, float32 numbers.
-_HYPER_DTYPES = (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, *(jnp.float32,) * 3)
+_HYPER_DTYPES = (jnp.float32, jnp.float32, jnp.int32, jnp.int32, jnp.int32, *(jnp.float32,) * 4)
 
 
 def lr_boundary_steps(config: ml_collections.ConfigDict) -> list[int]:
@@ -125,7 +129,9 @@ def create_optimizer(
 
     Coupled placement puts the L2 step before the preconditioner (λθ joins the gradient, as the
     paper's L2 in the loss); decoupled puts it after (weight decay λη per step, as in AdamW).
-    AutoL2's cooldown is measured in 1/(λη), with the effective η/(1−μ) of `effective_momentum`.
+    AutoL2's cooldown is measured in 1/(λη), and the anytime schedule λ(t) = c/(η(t + t0))
+    computed, with the effective η/(1−μ) of `effective_momentum`; the anytime schedule takes
+    the base η, also under an η schedule (its budget clock counts steps, not η's decay).
     """
     lr_schedule = create_lr_schedule(config, hyper)
     if config.optimizer == "sgd":
@@ -141,6 +147,9 @@ def create_optimizer(
         l2_step = []
     elif config.l2_mode == "fixed":
         l2_step = [l2reg.add_l2(hyper.l2)]
+    elif config.l2_mode == "anytime":
+        effective_lr = hyper.lr / (1 - effective_momentum(config))
+        l2_step = [l2reg.add_l2(l2reg.anytime_l2(hyper.l2, effective_lr, hyper.anytime_c))]
     else:
         l2_step = [
             l2reg.autol2(

@@ -42,9 +42,9 @@ class TrainMetrics(struct.PyTreeNode):
 
 class RunState(struct.PyTreeNode):
     """Everything a run needs to continue, arrays only: its numbers (`recipe.Hyperparameters`:
-    λ, η, seed, length, AutoL2's settings), the step count, parameters, batch-norm statistics
-    (an empty dict without batch norm), optimizer state (λ of AutoL2 included) and the running
-    training metrics. Saved whole in every checkpoint."""
+    λ, η, seed, length, AutoL2's settings, the anytime c), the step count, parameters,
+    batch-norm statistics (an empty dict without batch norm), optimizer state (λ of AutoL2
+    included) and the running training metrics. Saved whole in every checkpoint."""
 
     hyper: recipe.Hyperparameters
     step: jax.Array

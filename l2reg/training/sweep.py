@@ -1,4 +1,4 @@
-"""Sweeps: many runs of one config, differing in (λ, η, seed, length, L2 mode), trained at once.
+"""Sweeps: many runs of one config, differing in (λ, η, seed, length, L2 mode, …), trained at once.
 
 A sweep is the trainer's step vmapped: each member is the run that the base config with the
 member's fields set (`Run.config`) defines, and trains through the same `recipe` and
@@ -6,7 +6,7 @@ member's fields set (`Run.config`) defines, and trains through the same `recipe`
 its test-accuracy curve is the trainer's.
 
 Members with the same L2 mode, learning-rate schedule and AutoL2 patience/check_every share a
-compiled program whatever their numbers (AutoL2's settings
+compiled program whatever their numbers (AutoL2's settings and the anytime schedule's c
 included): `jax.vmap` over members (each with its own parameters, batch statistics and
 optimizer state, AutoL2's λ included) inside a `jax.lax.scan` over steps, run in chunks with a
 progress bar over chunks. They are sorted by length and trained in buckets of equal size, so a
@@ -46,13 +46,14 @@ class Run(NamedTuple):
     """One member of a sweep: the fields of the base config that it sets.
 
     Attributes:
-      l2: λ (AutoL2's initial λ).
+      l2: λ (AutoL2's and the anytime schedule's initial λ).
       lr: η (its peak under a schedule).
       seed: the initialization and batch-order seed, an int32.
       steps: SGD steps to train, in [1, 2**31 − 1].
-      l2_mode: 'none' | 'fixed' | 'autol2', or None for the base config's.
+      l2_mode: 'none' | 'fixed' | 'autol2' | 'anytime', or None for the base config's.
       lr_schedule: 'constant' | 'cosine' | 'step', or None for the base config's.
       autol2: (name, value) pairs set in `config.autol2` (e.g. (('min_l2', 1e-4),)).
+      anytime_c: the anytime schedule's c (`config.anytime_c`), or None for the base config's.
     """
 
     l2: float
@@ -62,6 +63,7 @@ class Run(NamedTuple):
     l2_mode: str | None = None
     lr_schedule: str | None = None
     autol2: tuple[tuple[str, Any], ...] = ()
+    anytime_c: float | None = None
 
     def config(self, base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         """The trainer config of this run: `base` with this run's fields set."""
@@ -73,6 +75,8 @@ class Run(NamedTuple):
             config.lr_schedule = self.lr_schedule
         for name, value in self.autol2:
             config.autol2[name] = value
+        if self.anytime_c is not None:
+            config.anytime_c = self.anytime_c
         return config
 
 
@@ -241,7 +245,7 @@ def _round_up(value: int, multiple: int) -> int:
 
 _METRICS = Curves._fields[1:]
 # The config fields that a `Run` sets: a sweep's members differ only in these.
-_RUN_FIELDS = ("l2", "lr", "seed", "steps", "l2_mode", "lr_schedule", "autol2")
+_RUN_FIELDS = ("l2", "lr", "seed", "steps", "l2_mode", "lr_schedule", "autol2", "anytime_c")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

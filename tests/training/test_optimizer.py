@@ -38,8 +38,10 @@ def _config(optimizer: str, l2_mode: str, l2_placement: str):
         l2_placement=l2_placement,
     )
     config.adam.update(ADAM)
-    # No check within two updates: AutoL2 adds its initial λ, like fixed L2.
+    # No check within two updates: AutoL2 adds its initial λ, like fixed L2; so, to float32
+    # rounding, does the anytime schedule, with a c so large that λ(1) ≥ λ(0)/(1 + 5e-7).
     config.autol2.update(check_every=100)
+    config.anytime_c = 1e6
     return config
 
 
@@ -96,7 +98,7 @@ def _reference(optimizer: str, l2_mode: str, l2_placement: str, params, grads):
 
 
 @pytest.mark.parametrize("l2_placement", ["coupled", "decoupled"])
-@pytest.mark.parametrize("l2_mode", ["none", "fixed", "autol2"])
+@pytest.mark.parametrize("l2_mode", ["none", "fixed", "autol2", "anytime"])
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_two_updates_match_the_reference_optimizer(optimizer, l2_mode, l2_placement):
     # Two updates, as coupled and decoupled momentum only part at the second (by η₁·μ·λ·θ₀);
@@ -154,3 +156,28 @@ def test_autol2_cooldown_runs_on_the_effective_learning_rate(
     # decay needs another 0.55/(0.01·η_eff) ≥ 55 updates, past the 60 run here.
     expected = [0.1] * (first_decayed - 1) + [0.01] * (60 - first_decayed + 1)
     np.testing.assert_allclose(l2, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "l2_placement", "effective_lr"),
+    [
+        # Coupled L2 goes through momentum: the schedule's clock runs at η/(1 − μ) = 0.1/0.1.
+        ("momentum", "coupled", 1.0),
+        # Decoupled decay, and SGD, apply λ once per step at η.
+        ("momentum", "decoupled", 0.1),
+        ("sgd", "coupled", 0.1),
+    ],
+)
+def test_anytime_l2_runs_on_the_effective_base_learning_rate(optimizer, l2_placement, effective_lr):
+    # The 'step' schedule multiplies η by 0.3 from update 1 on; the anytime schedule keeps the
+    # base η: its clock counts steps towards a budget, not η's decay.
+    config = _config(optimizer, "anytime", l2_placement)
+    config.update(lr=0.1, l2=0.5, anytime_c=2.0)
+    expected = l2reg.anytime_l2(0.5, effective_lr, 2.0)
+    l2 = _l2_after_each_update(config, num_updates=20)
+    np.testing.assert_allclose(l2, [expected(k) for k in range(1, 21)], rtol=1e-6)
+    # λ(t)·η_eff·(t + t0) = c, with t0 = c/(η_eff·λ(0)).
+    t0 = 2.0 / (effective_lr * 0.5)
+    np.testing.assert_allclose(
+        np.array(l2) * effective_lr * (np.arange(1, 21) + t0), 2.0, rtol=1e-6
+    )

@@ -129,6 +129,59 @@ def test_sweep_and_trainer_evaluate_the_same_validation_split(tmp_path):
     assert alone.accuracy_at(300, split="test") == alone.test_accuracy[at]
 
 
+def test_sweep_curve_equals_the_trainers_with_the_anytime_schedule(tmp_path):
+    # Under momentum, so that the schedule runs on the effective η/(1 − μ) = 0.25/0.5 = 0.5:
+    # t0 = c/(η_eff·λ(0)) = 20 steps, so λ falls by a factor 16 over the 300 steps.
+    config = trainer_config(
+        l2_mode="anytime", l2=0.1, anytime_c=1.0, optimizer="momentum", momentum=0.5, lr=0.25
+    )
+    alone, swept = trainer_and_sweep(config, tmp_path)
+    expected = np.array([l2reg.anytime_l2(0.1, 0.5, 1.0)(step) for step in alone.steps])
+    np.testing.assert_allclose(swept.l2, expected, rtol=1e-6)
+    np.testing.assert_allclose(swept.l2, alone.l2, rtol=1e-7)
+    # λ(300) = λ(0)/(1 + λ(0)·η_eff·300/c) = 0.1/16, falling at every evaluation.
+    np.testing.assert_allclose(alone.l2[-1], 0.1 / 16, rtol=1e-6)
+    assert np.all(np.diff(alone.l2) < 0)
+    assert_same_run(alone, swept)
+
+
+def test_anytime_members_with_their_own_c_record_their_own_schedule():
+    # One bucket, c traced per member: each records λ of its own schedule at every evaluation.
+    setup = SETUP.copy_and_resolve_references()
+    setup.optimizer, setup.momentum = "momentum", 0.9
+    runs = [sweep.Run(0.05, 0.1, 0, 60, l2_mode="anytime", anytime_c=c) for c in (0.5, 2.0, 8.0)]
+    curves = sweep.run(setup, runs, bucket_size=3, chunk_steps=30, progress=False)
+    for run, curve in zip(runs, curves, strict=True):
+        # Coupled L2 under momentum 0.9: η_eff = 0.1/(1 − 0.9) = 1.
+        schedule = l2reg.anytime_l2(0.05, 0.1 / (1 - 0.9), run.anytime_c)
+        np.testing.assert_allclose(curve.l2, [schedule(step) for step in curve.steps], rtol=1e-6)
+        assert np.all(np.isfinite(curve.test_accuracy))
+
+
+def test_sweep_curve_equals_the_trainers_with_autol2(tmp_path):
+    # λ = 0.1 at η = 0.5: a cooldown of 0.02/(λη) = 0.4 steps at first, so λ may halve at
+    # every check (check_every = 10 steps) after two without a new loss record (patience 2).
+    # The two drivers agree to float rounding (~1e-7), not bit for bit (a vmapped product is
+    # blocked differently): over 200 steps the curves agree to 1e-7, but measured over 300
+    # steps with decay_factor 10, λ still equal, one test example of 297 came out differently.
+    config = trainer_config(
+        l2_mode="autol2", l2=0.1, steps=200, autol2__cooldown=0.02, autol2__decay_factor=2.0
+    )
+    alone, swept = trainer_and_sweep(config, tmp_path)
+    assert len(np.unique(alone.l2)) >= 3, alone.l2  # λ decayed at least twice
+    np.testing.assert_array_equal(swept.l2.astype(np.float32), alone.l2.astype(np.float32))
+    assert_same_run(alone, swept)
+
+
+def test_sweep_lambda_equals_the_trainers_with_an_inexact_decay_factor(tmp_path):
+    config = trainer_config(
+        l2_mode="autol2", l2=0.1, steps=200, autol2__cooldown=0.02, autol2__decay_factor=3.0
+    )
+    alone, swept = trainer_and_sweep(config, tmp_path)
+    assert len(np.unique(alone.l2)) >= 3, alone.l2  # λ decayed at least twice
+    np.testing.assert_array_equal(swept.l2.astype(np.float32), alone.l2.astype(np.float32))
+
+
 @pytest.mark.slow
 @pytest.mark.slow
 def test_sweep_curve_equals_the_trainers_with_momentum_and_a_step_schedule(tmp_path):
@@ -168,6 +221,10 @@ def test_a_member_trains_the_config_that_run_config_gives(monkeypatch):
     assert config.to_dict() == expected.to_dict()
     assert base.to_dict() == SETUP.to_dict()
     assert sweep.Run(1e-3, 0.5, 0, 10).config(base).l2_mode == base.l2_mode == "fixed"
+    # anytime_c is set when given, else the base config's.
+    anytime = sweep.Run(2e-2, 0.7, 5, 33, l2_mode="anytime", anytime_c=3.0).config(base)
+    assert (anytime.l2_mode, anytime.anytime_c) == ("anytime", 3.0)
+    assert sweep.Run(1e-3, 0.5, 0, 10).config(base).anytime_c == base.anytime_c == 1.0
     # The sweep validates each member's config with the trainer's validation, once per member.
     validated = []
     monkeypatch.setattr(
@@ -483,7 +540,19 @@ def no_work(monkeypatch):
         ),
         (
             sweep.Run(1e-3, 1.0, 0, 10, l2_mode="auto"),
-            "config.l2_mode must be one of ('none', 'fixed', 'autol2'), got 'auto'",
+            "config.l2_mode must be one of ('none', 'fixed', 'autol2', 'anytime'), got 'auto'",
+        ),
+        (
+            sweep.Run(0, 1.0, 0, 10, l2_mode="anytime"),
+            "config.l2 must be > 0 with l2_mode='anytime', got 0",
+        ),
+        (
+            sweep.Run(1e-3, 1.0, 0, 10, l2_mode="anytime", anytime_c=0.0),
+            "config.anytime_c must be finite and > 0 with l2_mode='anytime', got 0.0",
+        ),
+        (
+            sweep.Run(1e-3, 1.0, 0, 10, l2_mode="anytime", anytime_c=float("inf")),
+            "config.anytime_c must be finite and > 0 with l2_mode='anytime', got inf",
         ),
         (
             sweep.Run(1e-3, 1.0, 0, 10, autol2=(("warmup", 3),)),

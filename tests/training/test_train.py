@@ -394,7 +394,7 @@ BAD_INPUTS = [
     ("lr_step_factor", float("inf"), r"^config.lr_step_factor must be finite and > 0, got inf$"),
     ("batch_size", 102, r"^config.batch_size must be divisible by the device count 4, got 102$"),
     ("eval_batch_size", 398, r"^config.eval_batch_size must be divisible by the device count 4"),
-    ("l2_mode", "weight_decay", r"^config.l2_mode must be one of \('none', 'fixed', 'autol2'\)"),
+    ("l2_mode", "weight_decay", r"^config.l2_mode must be one of \('none', 'fixed', 'autol2', "),
     ("l2_placement", "after", r"^config.l2_placement must be one of .*, got 'after'$"),
     ("optimizer", "rmsprop", r"^config.optimizer must be one of .*, got 'rmsprop'$"),
     ("lr_schedule", "linear", r"^config.lr_schedule must be one of .*, got 'linear'$"),
