@@ -1,511 +1,364 @@
-"""The reproduction's analysis on curves with known answers, through a runner that trains nothing.
-
-In the model world of `WorldRunner`, a run with a fixed λ > 0 peaks at exactly t* = C/(λη)
-(accuracy 0.6 + 0.3·exp(−½(log10(λη·t/C)/0.5)²)), λ = 0 creeps up to 0.8, and AutoL2 with a
-constant learning rate reaches 95% along 0.95·(1 − exp(−t/100)), its λ falling a hundredfold
-(not below `min_l2`) after step 1000, while the step schedule never gets far. Every figure of
-the parts and every goal of the report then has a value worked out by hand below.
-"""
+"""Relation 1's grid (`parts`), the budgets read after exactly T steps, and a `Preset` checked
+before any training: nothing here trains (`sweep.run` is replaced or refused)."""
 
 import dataclasses
-import json
-import os
 import re
 
 import numpy as np
 import pytest
 
 from l2reg import relations, reproduction, training
-from l2reg.reproduction import L2Grid, Preset, TStarGrid, parts
-from l2reg.training import sweep
-from l2reg.training.rundir import Curves
+from l2reg.reproduction import Preset, Setup, TStarGrid, parts, relation1, selection, stats
+from l2reg.training import Curves, sweep
 
-C = 5.0  # the world's t*·λ·η: every t* ≥ 50 steps, where steps and 1 + step agree
 LR = 0.5
 
 
-def run_config():
-    """The grids' trainer config: plain SGD (the runners here train nothing)."""
+def run_config(momentum: float | None = None):
+    """The runs' trainer config: plain SGD, or momentum SGD with `momentum` (coupled L2)."""
     config = training.default_config()
-    config.optimizer = "sgd"
+    config.optimizer = "sgd" if momentum is None else "momentum"
+    if momentum is not None:
+        config.momentum = momentum
     return config
 
 
-def make_curves(steps, accuracy, l2) -> Curves:
-    """Curves of a world run: its test accuracy and λ at `steps` (the rest filler)."""
-    ones = np.ones_like(steps, dtype=float)
-    return Curves(steps, 1 - accuracy, accuracy, 1 - accuracy, accuracy, l2 * ones, ones, ones)
-
-
-def reproduce_with(runner, workdir, settings, **kwargs):
-    """`reproduction.reproduce` with every part trained by `runner`."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Preset, "runner", lambda self, part, workdir, name: runner)
-        return reproduction.reproduce(workdir, settings, **kwargs)
-
-
-def world_curve(config: sweep.Run, eval_at=()) -> Curves:
-    # Evenly spaced in log step, like the sweeps' evaluations but without rounding to whole
-    # steps, so that the estimator's smoothing sees no change of density; and, like a sweep,
-    # at the steps of `eval_at` that the run reaches.
-    extra = np.asarray(eval_at, dtype=float)
-    steps = np.union1d(np.geomspace(1, config.steps, 400), extra[extra <= config.steps])
-    l2 = np.full_like(steps, config.l2)
-    if config.l2_mode == "autol2":
-        tau = 100.0 if config.lr_schedule in (None, "constant") else 1e6
-        accuracy = 0.95 * (1 - np.exp(-steps / tau))
-        l2[steps > 1000] = max(config.l2 / 100, dict(config.autol2).get("min_l2", 0.0))
-    elif config.l2 == 0:
-        accuracy = 0.6 + 0.2 * (1 - np.exp(-steps / 200))
-    else:
-        distance = np.log10(config.l2 * config.lr * steps / C) / 0.5
-        accuracy = 0.6 + 0.3 * np.exp(-0.5 * distance**2)
-    return make_curves(steps, accuracy, l2)
-
-
-class WorldRunner:
-    label = "the model world"
-    momentum = 0.0
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, name, configs, eval_at=()):
-        self.calls.append((name, list(configs)))
-        return [world_curve(config, eval_at) for config in configs]
-
-
-SETTINGS = Preset(
-    t_star=TStarGrid(
+def make_setup(name: str, role: str, **changes) -> Setup:
+    fields = dict(
         config=run_config(),
-        lrs=(0.5, 1.0, 2.0),
-        l2_lrs=tuple(np.geomspace(1e-3, 1e-1, 5).tolist()),
-        run_length=6 * C,  # peaks at a sixth of each run
-    ),
-    l2=L2Grid(
-        config=run_config(),
-        lrs=(LR,),
-        l2s=(0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-        num_steps=4000,
-        budgets=(1000, 4000),
-        scaled_length=C,  # read every run at its own t*
-        probe_l2=0.2,  # t* = C/(0.2·0.5) = 50 steps of a 300-step probe
-        probe_length=6 * C,
+        lr=LR,
+        l2s=(0.0, 1e-3, 1e-2, 1e-1),
+        budgets=(150, 500, 1_700, 6_000),
+        probe_l2=0.2,  # a probe of 30/(0.2 · 0.5) = 300 steps
+        probe_length=30.0,
         autol2_l2=0.1,
-    ),
+        small_l2=1e-3,
+    )
+    return Setup(name=name, role=role, **{**fields, **changes})
+
+
+PRESET = Preset(
+    t_star=TStarGrid(config=run_config(), lrs=(0.5, 1.0), l2_lrs=(1e-2, 3e-2, 1e-1), run_length=30),
+    setups=(make_setup("calib", "calibration"), make_setup("held", "held-out")),
+    draws=2,
     seeds=2,
 )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("world"))
-    runner = WorldRunner()
-    results = reproduce_with(runner, workdir, SETTINGS, name="world", seeds=range(2))
-    return workdir, results, runner
+def raises_exactly(message: str, error=ValueError):
+    """`pytest.raises(error)` matching the whole message, which must thus be one line."""
+    return pytest.raises(error, match=rf"^{re.escape(message)}\Z")
 
 
-def world_accuracy(l2: float, steps: float) -> float:
-    return 0.6 + 0.3 * np.exp(-0.5 * (np.log10(l2 * LR * steps / C) / 0.5) ** 2)
+def curves(steps, accuracy) -> Curves:
+    """Curves with test accuracy `accuracy` at `steps`, every training label fitted, no
+    validation split."""
+    steps = np.asarray(steps, dtype=float)
+    accuracy = np.broadcast_to(np.asarray(accuracy, dtype=float), steps.shape)
+    ones = np.ones_like(steps)
+    return Curves(steps, 1 - accuracy, ones, 1 - accuracy, accuracy, 0 * ones, LR * ones, ones)
 
 
-def test_part_one_recovers_the_worlds_power_law(world):
-    _, results, runner = world
-    fit = results["t_star_fit"]
-    # Runs of 6C/(λη) steps peaking at C/(λη): at a sixth of each run, none collapsed.
-    assert len(fit["points"]) == 2 * 3 * 5
-    for point in fit["points"]:
-        assert point["num_steps"] == round(6 * C / (point["l2"] * point["lr"]))
-        assert point["t_star"] == pytest.approx(C / (point["l2"] * point["lr"]), rel=0.03)
-        assert point["peak_fraction"] == pytest.approx(1 / 6, rel=0.05)
-        assert point["used"]
-    assert fit["slope"] == pytest.approx(-1.0, abs=0.02)
-    assert fit["c"] == pytest.approx(C, rel=0.05)
-    assert fit["per_seed_slope"]["values"] == [pytest.approx(fit["slope"])] * 2
-    assert fit["clear_peak_fit"]["runs"] == 30
-    assert fit["peaks_in_first_half"] == 30
-    assert fit["l2_lr_decades"] == pytest.approx(2.0)
-    assert fit["met"]
-    assert runner.calls[0][0] == "t_star"
-
-
-def test_part_two_finds_the_best_l2_at_each_budget(world):
-    _, results, _ = world
-    rows = {row["budget_steps"]: row for row in results["accuracy_vs_l2"]["fixed_budget"]}
-    # λ_opt(T) = C/(ηT): 1e-2 at T = 1000 (on the grid), 2.5e-3 at T = 4000 (nearest 3e-3).
-    assert rows[1000]["best_l2"] == 1e-2 and rows[4000]["best_l2"] == 3e-3
-    assert rows[1000]["l2_opt"] == pytest.approx(1e-2, rel=0.1)
-    assert rows[4000]["l2_opt"] == pytest.approx(2.5e-3, rel=0.25)
-    assert rows[1000]["interior_peak"] and rows[4000]["interior_peak"]
-    zero_at_4000 = 0.6 + 0.2 * (1 - np.exp(-4000 / 200))
-    assert rows[4000]["gain_over_zero_l2"] == pytest.approx(
-        world_accuracy(3e-3, 4000) - zero_at_4000, abs=1e-3
-    )
-    slope = results["accuracy_vs_l2"]["l2_opt_vs_budget_slope"][str(LR)]
-    assert slope == pytest.approx(-1.0, abs=0.2)
-    # Read at its own t* = C/(λη), every run whose t* lies within the 4000 steps is at its peak.
-    for entry in results["accuracy_vs_l2"]["scaled_budget"]:
-        if C / (entry["l2"] * LR) <= 4000:
-            assert entry["accuracy"]["mean"] == pytest.approx(0.9, abs=2e-3)
-        else:  # λ = 1e-3: capped at the run's end, before its peak
-            assert entry["steps"] == 4000
-            assert entry["accuracy"]["mean"] == pytest.approx(world_accuracy(1e-3, 4000), abs=2e-3)
-
-
-def test_part_three_predicts_from_the_probe(world):
-    _, results, _ = world
-    prediction = results["l2_prediction"]
-    assert prediction["probe_steps"] == 300
-    assert prediction["compute_fraction"] == pytest.approx(300 / (4000 * 6))
-    assert prediction["probe_has_clear_peak"]
-    assert prediction["c"]["mean"] == pytest.approx(C, rel=0.05)
-    assert prediction["predicted_l2"] == pytest.approx(C / (LR * 4000), rel=0.05)
-    assert 0.75 < prediction["ratio"] < 1.33
-    assert prediction["met"]
-
-
-def test_part_four_counts_steps_to_the_best_fixed_accuracy(world):
-    _, results, _ = world
-    target = world_accuracy(3e-3, 4000)
-    assert results["best_fixed"]["l2"] == 3e-3
-    assert results["best_fixed"]["accuracy"]["mean"] == pytest.approx(target, abs=1e-3)
-    variants = results["autol2"]["variants"]
-    # 0.95·(1 − exp(−t/100)) reaches the target at t = 100·ln(0.95/(0.95 − target)).
-    hit = 100 * np.log(0.95 / (0.95 - target))
-    for name, variant in variants.items():
-        steps = variant["steps_to_best_fixed_accuracy"]
-        if "step lr schedule" in name:
-            assert steps["values"] == [None, None] and not variant["met"]
-        else:
-            assert steps["mean"] == pytest.approx(hit, rel=0.02)
-            assert variant["met"]
-    # The floor is min(λ_pred, the initial λ) = λ_pred ≈ 2.5e-3, above the world's λ/100.
-    floored = variants["autol2 + min_l2 = λ_pred"]["final_l2"]["mean"]
-    assert floored == pytest.approx(results["l2_prediction"]["predicted_l2"])
-    assert variants["autol2 (defaults)"]["final_l2"]["mean"] == pytest.approx(1e-3)
-
-
-def test_report_marks_each_goal_as_the_world_decides(world):
-    workdir, _, _ = world
-    with open(os.path.join(workdir, "report.md"), encoding="utf-8") as file:
-        report = file.read()
-    assert "Goal: slope in [-1.1, -0.9]: **met**" in report
-    assert "≥ 1.5 points: **met**" in report
-    assert "compute: **met**" in report
-    lines = report.splitlines()
-    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| autol2")}
-    assert rows["| autol2 (defaults)"].endswith("| **met** |")
-    assert rows["| autol2 + step lr schedule"].endswith("| never | **missed** |")
-    for name in ("t_star.png", "collapse.png", "accuracy_vs_l2.png", "autol2.png"):
-        assert os.path.getsize(os.path.join(workdir, name)) > 0
-
-
-def raises_exactly(message: str):
-    """`pytest.raises(ValueError)` matching the whole message, which must thus be one line."""
-    return pytest.raises(ValueError, match=rf"^{re.escape(message)}\Z")
-
-
-def peaked_accuracy(l2_lr, steps, top: float = 0.9) -> np.ndarray:
-    """The world's fixed-λ curve: a peak of `top` at t* = C/(λη), half a decade wide."""
-    return 0.6 + (top - 0.6) * np.exp(-0.5 * (np.log10(l2_lr * steps / C) / 0.5) ** 2)
-
-
-class SweepLikeWorld:
-    """The model world evaluated where a sweep evaluates: `sweep.eval_steps` (12 a decade,
-    rounded to whole steps) and the steps of `eval_at`; η is the effective η/(1−μ)."""
-
-    label = "the model world at a sweep's evaluations"
-
-    def __init__(self, momentum: float = 0.0):
-        self.momentum = momentum
-
-    def __call__(self, name, configs, eval_at=()):
-        curves = []
-        for config in configs:
-            steps = sweep.eval_steps(config.steps, 12, eval_at)
-            if config.l2 == 0:
-                accuracy = 0.6 + 0.2 * (1 - np.exp(-steps / 200))
-            else:
-                l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
-                accuracy = peaked_accuracy(l2_lr, steps)
-            curves.append(make_curves(steps, accuracy, config.l2))
-        return curves
-
-
-BUDGET_GRID = L2Grid(
-    config=run_config(),
-    lrs=(LR,),
-    l2s=(0.0, *np.geomspace(1e-4, 1e-1, 31).tolist()),
-    num_steps=6000,
-    budgets=(600, 2000, 6000),
-    scaled_length=C,  # read every run at its own t*
-    probe_l2=0.2,
-    probe_length=6 * C,
-    autol2_l2=0.1,
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"l2_lrs": (1e-2,)}, "l2_lrs must hold 2 or more distinct values, got (0.01,)"),
+        ({"l2_lrs": (1e-2, 1e-2)}, "l2_lrs must hold 2 or more distinct values, got (0.01, 0.01)"),
+        ({"l2_lrs": (1e-2, 0.0)}, "each of l2_lrs must be finite and > 0, got 0.0"),
+        ({"lrs": ()}, "lrs must hold distinct values (at least one), got ()"),
+        ({"lrs": (0.5, 0.5)}, "lrs must hold distinct values (at least one), got (0.5, 0.5)"),
+        ({"lrs": (-0.5,)}, "each of lrs must be finite and > 0, got -0.5"),
+        ({"run_length": float("nan")}, "run_length must be finite and > 0, got nan"),
+        ({"run_length": True}, "run_length must be finite and > 0, got True"),
+        ({"config": {"lr": 0.5}}, "config must be a trainer ConfigDict or None, got {'lr': 0.5}"),
+    ],
+    ids=[
+        "one l2_lr",
+        "l2_lrs repeated",
+        "l2_lr 0",
+        "no lrs",
+        "lrs repeated",
+        "lr negative",
+        "run_length nan",
+        "run_length a bool",
+        "config a dict",
+    ],
 )
+def test_t_star_grid_refuses_bad_fields_in_one_line(changes, message):
+    with raises_exactly(message):
+        dataclasses.replace(PRESET.t_star, **changes)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_t_star_runs_set_lambda_from_the_effective_learning_rate(momentum):
+    # λη is the product with the effective η/(1−μ): λ = λη·(1−μ)/η, run_length/(λη) steps.
+    grid = dataclasses.replace(PRESET.t_star, l2_lrs=(1e-2, 3e-2, 50.0))
+    runs = parts.t_star_runs(grid, [3, 5], momentum)
+    expected = [(seed, lr, l2_lr) for seed in (3, 5) for lr in grid.lrs for l2_lr in grid.l2_lrs]
+    assert [(run.seed, run.lr, l2_lr) for l2_lr, run in runs] == expected
+    for l2_lr, run in runs:
+        effective = run.lr / (1 - momentum)
+        assert run.l2 * effective == pytest.approx(l2_lr, rel=1e-12)
+        assert run.l2_mode == "fixed"
+        # 30/(λη) steps, at least one (λη = 50 would round to none).
+        assert run.steps == max(1, round(30 / l2_lr))
+
+
+class Captured(Exception):
+    """Raised by a stand-in for `relation1.analyse` once it has the points."""
+
+
+def test_relation_1_reads_each_run_with_the_effective_learning_rate(monkeypatch, tmp_path):
+    # Under momentum μ = 0.9, every point reaching relation 1 has effective_lr = η/(1−μ) and
+    # λ·η/(1−μ) = its grid λη: c = t*·λη is then relations.py's c.
+    preset = dataclasses.replace(
+        PRESET, t_star=dataclasses.replace(PRESET.t_star, config=run_config(momentum=0.9))
+    )
+    calls = []
+
+    def flat_sweep(config, runs, *, evals_per_decade, eval_at, progress):
+        calls.append((progress, [run.steps for run in runs]))
+        return [curves(sweep.eval_steps(run.steps, evals_per_decade, eval_at), 0.5) for run in runs]
+
+    points = []
+
+    def analyse(given, **kwargs):
+        points.extend(given)
+        raise Captured
+
+    monkeypatch.setattr(sweep, "run", flat_sweep)
+    monkeypatch.setattr(relation1, "analyse", analyse)
+    with pytest.raises(Captured):
+        reproduction.reproduce(str(tmp_path), preset, name="momentum")
+    replicas = preset.replicas()
+    assert len(points) == len(replicas) * 2 * 3
+    assert [tuple(p.replica) for p in points] == [tuple(r) for r in replicas for _ in range(6)]
+    # One runner call per data draw, each with that draw's replicas.
+    assert [name for name, _ in calls] == [
+        "relation 1: t* grid (draw 0)",
+        "relation 1: t* grid (draw 1)",
+    ]
+    for point in points:
+        assert point.effective_lr == pytest.approx(relations.effective_lr(point.lr, 0.9))
+        assert point.effective_lr == pytest.approx(point.lr / 0.1)
+        assert point.l2 * point.effective_lr == pytest.approx(point.l2_lr, rel=1e-12)
+        assert point.l2_lr in preset.t_star.l2_lrs  # the grid's value, never recomputed
+        assert point.curve.steps[-1] == round(30 / point.l2_lr)
+
+
+def test_a_setups_probe_lasts_probe_length_over_the_effective_lambda_eta():
+    setup = make_setup("calib", "calibration", config=run_config(momentum=0.9))
+    assert selection.effective_lr(setup) == pytest.approx(LR / 0.1)
+    (_, probe), *_ = selection.probe_runs(setup, stats.replicas(1, 1))
+    assert probe.steps == round(30 / (0.2 * LR / 0.1))
+
+
+def step_marked(call, runs, eval_at):
+    """A trainer of curves whose accuracy is 0.5 + step/10⁵ (any λ, any schedule), evaluated
+    like a sweep: 12 a decade and after every step of `eval_at` a run reaches."""
+    out = []
+    for _, run in runs:
+        steps = sweep.eval_steps(run.steps, 12, eval_at).astype(float)
+        out.append(curves(steps, 0.5 + steps / 1e5))
+    return out
 
 
 def test_accuracy_at_a_budget_is_read_after_exactly_that_many_steps():
-    # The log-spaced evaluations nearest below 600 and 2000 are 562 and 1778 steps: read there,
-    # λ_opt(T) = C/(ηT) came out 7% and 12% too large.
-    results, _ = parts.l2_part(BUDGET_GRID, [0], SweepLikeWorld())
-    rows = results["accuracy_vs_l2"]["fixed_budget"]
-    assert [row["budget_steps"] for row in rows] == [600, 2000, 6000]
-    for row in rows:
-        assert row["l2_opt"] == pytest.approx(C / (LR * row["budget_steps"]), rel=0.03)
-    assert results["accuracy_vs_l2"]["l2_opt_vs_budget_slope"][str(LR)] == pytest.approx(
-        -1.0, abs=0.02
-    )
-    # One c for every budget, so λ_pred/λ_opt is the same at each.
-    ratios = list(results["l2_prediction"]["ratios_by_budget"].values())
-    assert max(ratios) / min(ratios) < 1.03
-    # The T ∝ 1/(λη) view reads each run at its own t* = C/(λη), the step it reports.
-    for entry in results["accuracy_vs_l2"]["scaled_budget"]:
-        target = C / (entry["l2"] * LR)
-        assert entry["target_steps"] == pytest.approx(target)
-        assert entry["steps"] == min(6000, round(target))
-        if target <= 6000:
-            assert entry["accuracy"]["mean"] == pytest.approx(0.9, abs=1e-3)
+    # The sweep's own evaluations nearest below 150, 500 and 1700 are 147, 464 and 1468 steps:
+    # read there, every figure at those budgets would come out lower.
+    setup = make_setup("calib", "calibration")
+    result, _ = selection.study(setup, stats.replicas(1, 2), step_marked)
+    for budget in setup.budgets:
+        marked = 0.5 + budget / 1e5
+        assert result["envelope"][str(budget)]["mean"] == pytest.approx(marked, rel=1e-12)
+        row = next(r for r in result["relation_3"]["budgets"] if r["budget_steps"] == budget)
+        for column in row["test_accuracy_by_l2"]:
+            assert column["mean"] == pytest.approx(marked, rel=1e-12)
+    for schedule in result["schedules"]["by_schedule"].values():
+        for row in schedule["budgets"]:
+            assert row["test_accuracy"]["mean"] == pytest.approx(0.5 + row["budget_steps"] / 1e5)
+            assert row["vs_envelope"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    # A predicted-λ run lasts its budget: its accuracy is read at its end, step T.
+    for row in result["prediction"]["budgets"]:
+        marked = 0.5 + row["budget_steps"] / 1e5
+        assert row["corrected"]["test_accuracy"]["mean"] == pytest.approx(marked, rel=1e-12)
 
 
 def test_a_budget_that_was_not_evaluated_is_an_error_not_an_earlier_reading():
-    class IgnoresEvalAt(SweepLikeWorld):
-        def __call__(self, name, configs, eval_at=()):
-            return super().__call__(name, configs)
+    def ignores_eval_at(call, runs, eval_at):
+        return step_marked(call, runs, ())
 
     with raises_exactly(
-        "step 600 was not evaluated (the nearest evaluations are at steps 562 and 681); "
+        "step 150 was not evaluated (the nearest evaluations are at steps 147.0 and 178.0); "
         "add it to the evaluations (sweep.run's eval_at)"
     ):
-        parts.l2_part(BUDGET_GRID, [0], IgnoresEvalAt())
+        selection.study(make_setup("calib", "calibration"), stats.replicas(1, 1), ignores_eval_at)
 
 
-def test_momentum_enters_through_the_effective_learning_rate():
-    # t* = C/(λ·η/(1−μ)) in this world: c = t*·λ·η/(1−μ) = C, as relations.py defines it.
-    run = SweepLikeWorld(momentum=0.9)
-    grid = TStarGrid(
-        config=run_config(), lrs=(0.05, 0.1, 0.2), l2_lrs=(1e-4, 1e-3, 1e-2), run_length=30
-    )
-    fit, runs = parts.t_star_part(grid, [0], run)
-    for point, (config, _) in zip(fit["points"], runs, strict=True):
-        assert point["l2"] * relations.effective_lr(point["lr"], 0.9) == pytest.approx(
-            point["l2_lr"]
-        )
-        assert config.steps == round(30 / point["l2_lr"])
-    assert fit["slope"] == pytest.approx(-1.0, abs=0.03)
-    assert fit["c"] == pytest.approx(C, rel=0.1)
-    momentum = run_config()
-    momentum.optimizer, momentum.momentum = "momentum", 0.9  # the probe's η/(1−μ) reads it
-    results, _ = parts.l2_part(dataclasses.replace(BUDGET_GRID, config=momentum), [0], run)
-    prediction = results["l2_prediction"]
-    effective = relations.effective_lr(LR, 0.9)
-    assert prediction["effective_lr"] == pytest.approx(effective)
-    assert prediction["probe_steps"] == round(6 * C / (0.2 * effective))
-    assert prediction["c"]["mean"] == pytest.approx(C, rel=0.1)
-    for row in results["accuracy_vs_l2"]["fixed_budget"]:
-        assert row["l2_opt"] == pytest.approx(C / (effective * row["budget_steps"]), rel=0.03)
-
-
-class OneLiveL2Lr(SweepLikeWorld):
-    """Part 1's runs all peak at 0.6 except those at λη = `live`, which peak at 0.9: only
-    they are fitted, and they share one λη."""
-
-    def __init__(self, live: float, momentum: float):
-        super().__init__(momentum)
-        self.live = live
-
-    def __call__(self, name, configs, eval_at=()):
-        if name != "t_star":
-            return super().__call__(name, configs, eval_at)
-        curves = []
-        for config in configs:
-            steps = np.geomspace(1, config.steps, 200)
-            l2_lr = config.l2 * relations.effective_lr(config.lr, self.momentum)
-            accuracy = peaked_accuracy(l2_lr, steps, 0.9 if np.isclose(l2_lr, self.live) else 0.65)
-            curves.append(make_curves(steps, accuracy, config.l2))
-        return curves
-
-
-@pytest.mark.parametrize(
-    ("lrs", "momentum", "live"),
-    [
-        ((0.5, 1.0, 2.0), 0.0, 1e-3),
-        # λ·η/(1−μ) recomputed from λ = λη(1−μ)/η: 0.1 at two η, 0.1 + 1 ulp at η = 0.3.
-        ((0.3, 0.7, 1.1), 0.9, 1e-1),
-    ],
-)
-def test_part_one_with_one_fitted_l2_lr_has_no_fit_and_misses_its_goal(
-    lrs, momentum, live, tmp_path
-):
-    run = OneLiveL2Lr(live, momentum)
-    grid = TStarGrid(config=run_config(), lrs=lrs, l2_lrs=(1e-3, 1e-2, 1e-1), run_length=30)
-    fit, _ = parts.t_star_part(grid, [0, 1], run)
-    assert [p["l2_lr"] for p in fit["points"] if p["used"]] == [live] * 6
-    assert fit["slope"] is None and fit["c"] is None and fit["slope_stderr"] is None
-    assert fit["per_seed_slope"]["values"] == [None, None]
-    assert not fit["met"]
-    settings = dataclasses.replace(SETTINGS, t_star=grid)
-    reproduce_with(run, str(tmp_path), settings, name="world", seeds=[0, 1])
-    report = (tmp_path / "report.md").read_text()
-    assert "Fitted slope (all seeds pooled): n/a ± n/a, c = n/a" in report
-    assert "Goal: slope in [-1.1, -0.9]: **missed**" in report
-
-
-class DivergedBaseline(WorldRunner):
-    """The model world, except that the λ = 0 runs end with no finite test accuracy."""
-
-    def __call__(self, name, configs, eval_at=()):
-        curves = super().__call__(name, configs, eval_at)
-        return [
-            curve._replace(test_accuracy=np.full_like(curve.test_accuracy, np.nan))
-            if config.l2 == 0 and config.l2_mode == "fixed"
-            else curve
-            for config, curve in zip(configs, curves, strict=True)
-        ]
-
-
-def test_undefined_figures_are_null_in_strict_json_and_n_a_in_the_report(tmp_path):
-    # Two runs in part 1: the fit's slope has no standard error. No finite λ = 0 accuracy: no
-    # gain over λ = 0, and its goal cannot be met.
-    t_star = dataclasses.replace(SETTINGS.t_star, lrs=(LR,), l2_lrs=(1e-2, 1e-1))
-    settings = dataclasses.replace(SETTINGS, t_star=t_star)
-    run = DivergedBaseline()
-    reproduce_with(run, str(tmp_path), settings, name="world", seeds=[0])
-
-    def no_constants(name):
-        raise AssertionError(f"results.json holds {name}, which JSON does not allow")
-
-    stored = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_constants)
-    assert stored["t_star_fit"]["slope"] == pytest.approx(-1.0, abs=0.02)
-    assert stored["t_star_fit"]["slope_stderr"] is None
-    assert stored["zero_l2"]["accuracy"]["values"] == [None]
-    assert stored["best_fixed"]["gain_over_zero_l2"] is None
-    assert not stored["best_fixed"]["met"]
-    assert all(row["gain_over_zero_l2"] is None for row in stored["accuracy_vs_l2"]["fixed_budget"])
-    report = (tmp_path / "report.md").read_text()
-    assert "± n/a, c = " in report
-    assert "λ = 0 never: gain n/a. Goal: ≥ 1.5 points: **missed**." in report
-    assert "| n/a |" in report
-
-
-class MustNotTrain:
-    label = "a runner that fails if called"
-    momentum = 0.0
-
-    def __call__(self, name, configs, eval_at=()):
-        raise AssertionError("the reproduction trained before rejecting its settings")
-
-
-def l2_grid(**changes):
-    return lambda: dataclasses.replace(SETTINGS, l2=dataclasses.replace(SETTINGS.l2, **changes))
-
-
-def t_star_grid(**changes):
+def setups(**changes):
+    """PRESET with its calibration setup changed."""
+    calibration, held_out = PRESET.setups
     return lambda: dataclasses.replace(
-        SETTINGS, t_star=dataclasses.replace(SETTINGS.t_star, **changes)
+        PRESET, setups=(dataclasses.replace(calibration, **changes), held_out)
     )
 
 
-BUDGETS_MESSAGE = (
-    "budgets must be strictly increasing integers in [1, num_steps] ending at num_steps=4000, "
-    "got {}"
-)
-L2S_MESSAGE = (
-    "l2s must be strictly increasing from 0 (the λ = 0 baseline) with at least one λ > 0, got {}"
-)
+def held_out_config(**changes):
+    """PRESET with fields of its held-out setup's trainer config changed."""
+
+    def make():
+        calibration, held_out = PRESET.setups
+        config = held_out.config.copy_and_resolve_references()
+        for name, value in changes.items():
+            target = config
+            *path, last = name.split(".")
+            for part in path:
+                target = target[part]
+            target[last] = value
+        held_out = dataclasses.replace(held_out, config=config)
+        return dataclasses.replace(PRESET, setups=(calibration, held_out))
+
+    return make
+
+
+def t_star(**changes):
+    return lambda: dataclasses.replace(PRESET, t_star=dataclasses.replace(PRESET.t_star, **changes))
+
+
+def preset(**changes):
+    return lambda: dataclasses.replace(PRESET, **changes)
+
+
+CALIBRATION, HELD_OUT = PRESET.setups
+TOO_LONG = sweep.Run(1e-2 / 0.5, 0.5, 0, 3 * 10**12, l2_mode="fixed")
 
 
 @pytest.mark.parametrize(
-    ("settings", "seeds", "message"),
+    ("settings", "message"),
     [
-        (l2_grid(budgets=(1000, 2000)), [0], BUDGETS_MESSAGE.format((1000, 2000))),
-        (l2_grid(budgets=(1000, 4000, 40000)), [0], BUDGETS_MESSAGE.format((1000, 4000, 40000))),
-        (l2_grid(budgets=(4000, 1000)), [0], BUDGETS_MESSAGE.format((4000, 1000))),
-        (l2_grid(budgets=(1000.0, 4000)), [0], BUDGETS_MESSAGE.format((1000.0, 4000))),
-        (l2_grid(budgets=()), [0], BUDGETS_MESSAGE.format(())),
-        (l2_grid(l2s=(0.0, 1e-1, 1e-2)), [0], L2S_MESSAGE.format((0.0, 0.1, 0.01))),
-        (l2_grid(l2s=(1e-3, 1e-2)), [0], L2S_MESSAGE.format((0.001, 0.01))),
-        (l2_grid(l2s=(0.0,)), [0], L2S_MESSAGE.format((0.0,))),
-        (l2_grid(l2s=(0.0, float("nan"))), [0], "each of l2s must be finite and ≥ 0, got nan"),
-        (l2_grid(num_steps=0), [0], "num_steps must be an integer in [1, 2147483647], got 0"),
+        (preset(draws=0), "draws must be an integer in [1, 100], got 0"),
+        # Refused, not expanded into a list of 10¹¹ replicas.
+        (preset(seeds=100_000_000_000), "seeds must be an integer in [1, 100], got 100000000000"),
+        (preset(seeds=True), "seeds must be an integer in [1, 100], got True"),
+        (preset(evals_per_decade=0), "evals_per_decade must be an integer ≥ 1, got 0"),
+        (preset(driver="gpu"), "driver must be one of ('sweep', 'trainer'), got 'gpu'"),
         (
-            l2_grid(lrs=(0.5, 0.5)),
-            [0],
-            "lrs must hold distinct values (at least one), got (0.5, 0.5)",
+            preset(driver="trainer", trainer_evals=7),
+            "setup 'calib': budgets [150, 500, 1700] are not trainer evaluations: with 6000 "
+            "steps and trainer_evals=7 the trainer evaluates every 857 steps, so each budget "
+            "must be a multiple of 857",
         ),
-        (l2_grid(lrs=(-0.5,)), [0], "each of lrs must be finite and > 0, got -0.5"),
-        (l2_grid(probe_l2=float("inf")), [0], "probe_l2 must be finite and > 0, got inf"),
-        (l2_grid(probe_length=0), [0], "probe_length must be finite and > 0, got 0"),
-        (l2_grid(scaled_length=-1.0), [0], "scaled_length must be finite and > 0, got -1.0"),
-        (l2_grid(autol2_l2=True), [0], "autol2_l2 must be finite and > 0, got True"),
+        (preset(t_star=None), "t_star must be a TStarGrid, got None"),
+        (preset(setups=()), "setups must hold at least one Setup, got ()"),
         (
-            t_star_grid(l2_lrs=(1e-2,)),
-            [0],
-            "l2_lrs must hold 2 or more distinct values, got (0.01,)",
-        ),
-        (t_star_grid(lrs=()), [0], "lrs must hold distinct values (at least one), got ()"),
-        (t_star_grid(run_length=float("nan")), [0], "run_length must be finite and > 0, got nan"),
-        (
-            lambda: dataclasses.replace(SETTINGS, seeds=100_000_000_000),
-            [0],
-            "seeds must be an integer in [1, 100], got 100000000000",
+            preset(setups=(HELD_OUT,)),
+            "setups must hold exactly one 'calibration' setup, got roles ['held-out']",
         ),
         (
-            lambda: dataclasses.replace(SETTINGS, driver="trainer", trainer_evals=3),
-            [0],
-            "budgets [1000] are not trainer evaluations: with num_steps=4000 and "
-            "trainer_evals=3 the trainer evaluates every 1333 steps, so each budget must be a "
-            "multiple of 1333",
-        ),
-        (lambda: SETTINGS, [0, 0], "seeds must be distinct, got [0, 0]"),
-        (
-            lambda: SETTINGS,
-            range(100_000_000_000),
-            "the number of seeds must be an integer in [1, 100], got 100000000000",
+            preset(setups=(CALIBRATION, dataclasses.replace(HELD_OUT, role="calibration"))),
+            "setups must hold exactly one 'calibration' setup, got roles "
+            "['calibration', 'calibration']",
         ),
         (
-            lambda: SETTINGS,
-            [2**31],
-            "config.seed must be an integer in [-2147483648, 2147483647], got 2147483648 (in "
-            f"{sweep.Run(1e-3 / 0.5, 0.5, 2**31, round(6 * C / 1e-3), l2_mode='fixed')})",
+            preset(setups=(CALIBRATION, dataclasses.replace(HELD_OUT, name="calib"))),
+            "setups must have distinct names, got ['calib', 'calib']",
         ),
         (
-            t_star_grid(run_length=1e12),
-            [0],
-            "config.steps must be an integer in [1, 2147483647], got 1000000000000000 (in "
-            f"{sweep.Run(1e-3 / 0.5, 0.5, 0, 10**15, l2_mode='fixed')})",
+            setups(budgets=(150.0, 6_000)),
+            "setup 'calib': budgets must be strictly increasing integers ≥ 1, got (150.0, 6000)",
+        ),
+        (
+            t_star(run_length=3e10),
+            "config.steps must be an integer in [1, 2147483647], got 3000000000000 "
+            f"(in {TOO_LONG})",
+        ),
+        (
+            setups(probe_l2=1e-12),
+            "config.steps must be an integer in [1, 2147483647], got 60000000000000 (in "
+            f"{sweep.Run(1e-12, 0.5, 0, 60_000_000_000_000, 'fixed', 'constant')})",
+        ),
+        (
+            held_out_config(**{"data_options.label_noise": 1.5}),
+            "label_noise must be in [0, 1), got 1.5",
+        ),
+        (
+            held_out_config(batch_size=0),
+            "config.batch_size must be an integer in [1, 2147483647], got 0",
+        ),
+        pytest.param(
+            setups(probe_l2=5.0),
+            "probe_l2=5 times the effective learning rate η/(1−μ)=0.5 is 2.5 ≥ 1: each step's "
+            "L2 term alone would zero or flip the weights; use probe_l2 < 2",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="reproduce does not run probe.check: a probe with λη ≥ 1 (here one "
+                "step long) trains instead of being refused",
+            ),
+        ),
+        pytest.param(
+            t_star(config=None),
+            "t_star's config must be a trainer ConfigDict, got None",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AttributeError,
+                reason="TStarGrid still accepts config=None (the old trainer driver's case) and "
+                "reproduce fails on it with an AttributeError",
+            ),
         ),
     ],
     ids=[
-        "budgets without num_steps",
-        "budget beyond num_steps",
-        "budgets unsorted",
-        "budget not an integer",
-        "no budgets",
-        "l2s unsorted",
-        "l2s without 0",
-        "l2s only 0",
-        "l2 nan",
-        "num_steps 0",
-        "lrs repeated",
-        "lr negative",
-        "probe_l2 inf",
-        "probe_length 0",
-        "scaled_length negative",
-        "autol2_l2 a bool",
-        "one l2_lr",
-        "no lrs",
-        "run_length nan",
-        "1e11 seeds in the preset",
+        "no draws",
+        "1e11 seeds",
+        "seeds a bool",
+        "no evaluations",
+        "unknown driver",
         "budget off the trainer's evaluations",
-        "seeds repeated",
-        "1e11 seeds given",
-        "seed beyond int32",
-        "run beyond int32 steps",
+        "no t* grid",
+        "no setups",
+        "no calibration setup",
+        "two calibration setups",
+        "names repeated",
+        "budget not an integer",
+        "t* run beyond int32 steps",
+        "probe beyond int32 steps",
+        "label noise of a held-out setup",
+        "batch size of a held-out setup",
+        "probe λη ≥ 1",
+        "t* grid without a config",
     ],
 )
-def test_bad_settings_are_one_line_errors_before_any_training(settings, seeds, message, tmp_path):
+def test_bad_settings_are_one_line_errors_before_any_training(
+    settings, message, tmp_path, monkeypatch
+):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("the reproduction trained before rejecting its settings")
+
+    monkeypatch.setattr(sweep, "run", must_not_train)
     workdir = tmp_path / "new"
     with raises_exactly(message):
-        reproduce_with(MustNotTrain(), str(workdir), settings(), name="bad", seeds=seeds)
+        reproduction.reproduce(str(workdir), settings(), name="bad")
     assert not workdir.exists()
+
+
+def test_reproduce_refuses_settings_that_are_not_a_preset(tmp_path):
+    with raises_exactly("settings must be a Preset, got {'draws': 1}"):
+        reproduction.reproduce(str(tmp_path / "new"), {"draws": 1}, name="bad")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Preset checks distinct setup names, not distinct plot names: 'calib_a' and "
+    "'Calib_A' both plot to selection-calib-a.png, the second overwriting the first",
+)
+def test_setups_whose_plots_would_share_a_file_are_refused():
+    assert reproduction.plot_name("calib_a") == reproduction.plot_name("Calib_A")
+    with pytest.raises(ValueError, match=re.escape("selection-calib-a.png")):
+        dataclasses.replace(
+            PRESET,
+            setups=(
+                dataclasses.replace(CALIBRATION, name="calib_a"),
+                dataclasses.replace(HELD_OUT, name="Calib_A"),
+            ),
+        )
