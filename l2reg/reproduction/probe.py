@@ -27,6 +27,8 @@ from l2reg.training.sweep import Run
 
 # The fewest test evaluations of a probe whose curve can show a peak and a fall after it.
 MIN_EVALS = 10
+# A probe's evaluations by default, evenly spaced over it.
+EVALS = 60
 # The search for a probe λ: the largest λη it starts from (the first probe is shorter when
 # `evals` allows it: `search_l2s`), the factor it lowers λ by after a probe without a clear
 # peak, and the fraction of the budget T its probes may take in all by default.
@@ -172,7 +174,7 @@ def suggest(
     budget_steps: int,
     probe_l2: float | None = None,
     probe_length: float = 3.0,
-    evals: int = 60,
+    evals: int = EVALS,
     *,
     max_probe_steps: int | None = None,
     overwrite: bool = False,

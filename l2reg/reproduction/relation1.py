@@ -155,27 +155,18 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _validation_accuracy(curve: Curves) -> np.ndarray | None:
-    # Read by name: curves recorded before the validation split existed have no such field.
-    values = getattr(curve, "validation_accuracy", None)
-    return None if values is None else np.asarray(values, dtype=float)
-
-
 def selection_split(points: Sequence[Point]) -> str:
     """'validation' when any run has a finite validation accuracy, else 'test': one split for
     every run (a run without validation values then has none, rule (c))."""
     for point in points:
-        validation = _validation_accuracy(point.curve)
-        if validation is not None and np.any(np.isfinite(validation)):
+        if np.any(np.isfinite(point.curve.validation_accuracy)):
             return "validation"
     return "test"
 
 
 def _selection_accuracy(curve: Curves, split: str) -> np.ndarray:
-    if split == "test":
-        return np.asarray(curve.test_accuracy, dtype=float)
-    validation = _validation_accuracy(curve)
-    return np.full(len(curve.steps), np.nan) if validation is None else validation
+    values = curve.test_accuracy if split == "test" else curve.validation_accuracy
+    return np.asarray(values, dtype=float)
 
 
 def _check_points(points: Any, run_length: Any) -> list[Point]:

@@ -34,6 +34,7 @@ from absl import logging
 
 from l2reg.files import write_atomic
 from l2reg.training import recipe, rundir, sweep
+from l2reg.training.defaults import default_config
 from l2reg.training.rundir import Curves
 
 # The reproduction's runner calls, in order, with the part each belongs to: the progress bars
@@ -61,8 +62,14 @@ class Trained(NamedTuple):
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
-    """A one-line label of a trainer config's setup, e.g. 'digits(label_noise=0.2), mlp(…), …'."""
-    data = ", ".join(f"{name}={value}" for name, value in config.data_options.items())
+    """A one-line label of a trainer config's setup, e.g. 'digits(label_noise=0.2), mlp(…), …'
+    (the data options that differ from their defaults)."""
+    defaults = default_config().data_options
+    data = ", ".join(
+        f"{name}={value}"
+        for name, value in config.data_options.items()
+        if name not in defaults or value != defaults[name]
+    )
     options = ", ".join(f"{name}={value}" for name, value in config.model_options.items())
     loss = config.loss + (f" ({config.mse_targets} targets)" if config.loss == "mse" else "")
     momentum = f", momentum {config.momentum}" if config.optimizer == "momentum" else ""

@@ -182,9 +182,8 @@ SCHEDULES: dict[str, Callable[[Setup, float, float, float], dict[str, Any]]] = {
 def selection_accuracy(curve: Curves) -> tuple[np.ndarray, str]:
     """The accuracy choices are made on: validation when the run has a validation split,
     test otherwise; and which one it was."""
-    validation = getattr(curve, "validation_accuracy", None)
-    if validation is not None and np.any(np.isfinite(validation)):
-        return np.asarray(validation), "validation"
+    if np.any(np.isfinite(curve.validation_accuracy)):
+        return np.asarray(curve.validation_accuracy), "validation"
     return np.asarray(curve.test_accuracy), "test"
 
 
@@ -282,7 +281,13 @@ def study(
     budgets = [int(b) for b in setup.budgets]
     grid = grid_runs(setup, replicas)
     grid_curves = train(f"{setup.name}: λ grid", grid, budgets)
-    probes = train(f"{setup.name}: probe", probe_runs(setup, replicas), ())
+    # Evaluated evenly, probe.EVALS times, as `probe.suggest` evaluates its probe through the
+    # trainer: a log-spaced grid alone would round t* (and c) to a twelfth of a decade.
+    probe_length = probe_runs(setup, replicas[:1])[0][1].steps
+    probe_evals = sorted(
+        {max(1, round(k * probe_length / probe.EVALS)) for k in range(1, probe.EVALS + 1)}
+    )
+    probes = train(f"{setup.name}: probe", probe_runs(setup, replicas), probe_evals)
     measured = []
     for curve in probes:
         accuracy, _ = selection_accuracy(curve)

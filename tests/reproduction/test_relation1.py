@@ -1,6 +1,5 @@
 """Tests of relation 1's protocol on synthetic curves (no training)."""
 
-import collections
 import json
 
 import numpy as np
@@ -18,12 +17,6 @@ L2_LRS = (1e-4, 1e-3, 1e-2)
 REPLICAS = (Replica(0, 0), Replica(0, 1), Replica(1, 0))
 BASELINE = 0.5
 SPACING = 0.05  # evaluations per 0.05 decade of (1 + step)
-
-_WITH_VALIDATION = "validation_accuracy" in Curves._fields
-# Until Curves has a validation split, a Curves-like record with one (read by name).
-_CurvesWithValidation = collections.namedtuple(
-    "Curves", (*Curves._fields, "validation_loss", "validation_accuracy")
-)
 
 
 def steps_around(peak: float, last: float) -> np.ndarray:
@@ -58,11 +51,9 @@ def curves(steps, selection, *, validation=None, train=1.0, final_test=None) -> 
         lr=np.zeros(n),
         weight_norm=np.ones(n),
     )
-    if validation is None and not _WITH_VALIDATION:
-        return Curves(**fields)
     validation = np.full(n, np.nan) if validation is None else np.asarray(validation, float)
     fields.update(validation_loss=np.full(n, np.nan), validation_accuracy=validation)
-    return (Curves if _WITH_VALIDATION else _CurvesWithValidation)(**fields)
+    return Curves(**fields)
 
 
 def point(replica, lr, l2_lr, curve) -> relation1.Point:

@@ -46,8 +46,7 @@ def _accuracy(l2: float, steps: np.ndarray) -> np.ndarray:
 def _curve(steps: np.ndarray, accuracy: np.ndarray, l2: np.ndarray, validation_shift: float):
     fields = {name: np.full(steps.shape, np.nan) for name in Curves._fields}
     fields.update(steps=steps, test_accuracy=accuracy, l2=l2, train_accuracy=accuracy)
-    if "validation_accuracy" in fields:
-        fields["validation_accuracy"] = accuracy + validation_shift
+    fields["validation_accuracy"] = accuracy + validation_shift
     return Curves(**fields)
 
 
