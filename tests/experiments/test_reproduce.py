@@ -1,6 +1,8 @@
-"""The reproduction: the quick preset end to end, its numbers consistent, reruns cached; the
-trainer runner; the command line's errors."""
+"""The reproduction: the quick preset once end to end through the command line, its results.json
+consistent with the preset and with report.md, a cached rerun that trains nothing, outputs
+written all or none; the trainer runner; the command line's one-line errors."""
 
+import errno
 import json
 import os
 import subprocess
@@ -10,151 +12,280 @@ import numpy as np
 import pytest
 
 from experiments.configs import reproduce_quick
-from l2reg import relations, reproduction
-from l2reg.reproduction import parts
+from l2reg import files, reproduction
+from l2reg.reproduction import selection
 from l2reg.training import sweep
 
 QUICK = reproduction.Preset.from_config(reproduce_quick.get_config())
+OUTPUTS = (
+    "report.md",
+    "results.json",
+    "t_star.png",
+    *(reproduction.plot_name(setup.name) for setup in QUICK.setups),
+)
 
 
-def run_quick(workdir):
-    return reproduction.reproduce(workdir, QUICK, name="quick", seeds=range(QUICK.seeds))
+def launch(*arguments, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def no_constants(name):
+    raise AssertionError(f"results.json holds {name}, which JSON does not allow")
+
+
+def read_outputs(workdir) -> dict[str, bytes]:
+    return {name: (workdir / name).read_bytes() for name in OUTPUTS}
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("reproduce"))
-    return workdir, run_quick(workdir)
+    """The quick preset, run once for this module through the command line: its workdir, the
+    command's stderr, and its outputs as first written (tests below rewrite them)."""
+    workdir = tmp_path_factory.mktemp("reproduce") / "quick"
+    completed = launch(f"--workdir={workdir}", "--preset=quick", timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    outputs = read_outputs(workdir)
+    results = json.loads(outputs["results.json"], parse_constant=no_constants)
+    return workdir, completed.stderr, results, outputs["report.md"].decode()
 
 
-@pytest.mark.slow
-def test_quick_preset_writes_report_plots_and_results(quick):
-    workdir, _ = quick
-    for name in ("report.md", "results.json", "t_star.png", "collapse.png"):
-        assert os.path.getsize(os.path.join(workdir, name)) > 0
-    for name in ("accuracy_vs_l2.png", "autol2.png"):
-        assert os.path.getsize(os.path.join(workdir, name)) > 0
-    with open(os.path.join(workdir, "results.json")) as file:
-        stored = json.load(file)
-    for key, fields in {
-        "t_star_fit": ("slope", "slope_stderr", "c", "points"),
-        "l2_prediction": (
-            "c",
-            "budget_steps",
-            "predicted_l2",
-            "grid_best_l2",
-            "ratio",
-            "compute_fraction",
-        ),
-        "autol2": ("accuracy", "steps_to_best_fixed_accuracy"),
-        "best_fixed": ("l2", "accuracy"),
-        "zero_l2": ("accuracy",),
-    }.items():
-        assert set(fields) <= set(stored[key]), key
-    assert not any(f.startswith(".tmp-") for f in os.listdir(workdir))
-    report = open(os.path.join(workdir, "report.md")).read()
-    assert "![t* vs λη](t_star.png)" in report
-    assert report.count("**met**") + report.count("**missed**") >= 4
-
-
-@pytest.mark.slow
-def test_quick_results_are_consistent(quick):
-    _, results = quick
-    fit, points = results["t_star_fit"], results["t_star_fit"]["points"]
-    used = np.array([p["used"] for p in points])
-    refit = relations.fit_t_star(
-        [p["l2"] for p in points],
-        [p["lr"] for p in points],
-        [p["t_star"] for p in points],
-        used=used,
-    )
-    assert refit.slope == pytest.approx(fit["slope"])
-    assert refit.c == pytest.approx(fit["c"])
-    for p in points:
-        assert p["low"] <= p["t_star"] <= p["high"] <= p["num_steps"]
-        assert 0.0 <= p["final_accuracy"] <= p["peak_accuracy"] + 0.05 <= 1.05
-
-    prediction = results["l2_prediction"]
-    assert prediction["predicted_l2"] == pytest.approx(
-        prediction["c"]["mean"] / (prediction["lr"] * prediction["budget_steps"])
-    )
-    assert prediction["ratio"] == pytest.approx(
-        prediction["predicted_l2"] / prediction["grid_best_l2"]
-    )
-    grid = QUICK.l2
-    assert prediction["compute_fraction"] == pytest.approx(
-        prediction["probe_steps"] / (grid.num_steps * len(grid.l2s))
-    )
-    assert results["best_fixed"]["l2"] in grid.l2s and results["best_fixed"]["l2"] > 0
-    for row in results["accuracy_vs_l2"]["fixed_budget"]:
-        means = [a["mean"] for a in row["accuracy"]]
-        positive = [m for l2, m in zip(row["l2"], means, strict=True) if l2 > 0]
-        assert row["best_l2"] == [l2 for l2 in row["l2"] if l2 > 0][int(np.argmax(positive))]
-    variants = results["autol2"]["variants"]
-    assert set(variants) == set(parts.AUTOL2_VARIANTS)
-    assert results["autol2"]["accuracy"] == variants["autol2 (defaults)"]["accuracy"]
-    # λ only decays, and the floored variant stays at or above its floor.
-    for variant in variants.values():
-        assert variant["final_l2"]["mean"] <= results["autol2"]["l2_init"]
-    floored = variants["autol2 + min_l2 = λ_pred"]["final_l2"]["mean"]
-    assert floored >= min(prediction["predicted_l2"], grid.autol2_l2) * (1 - 1e-5)
-
-
-@pytest.mark.slow
-def test_quick_preset_shows_the_relations_that_hold_at_this_scale(quick):
-    _, results = quick
-    # Relation 1 on its setup (MSE, NTK MLP on digits): t* falls as λη grows.
-    assert results["t_star_fit"]["slope"] < -0.3
-    # Relation 2 on its setup (batch-norm MLP on mnist1d): some λ > 0 beats λ = 0.
-    last = results["accuracy_vs_l2"]["fixed_budget"][-1]
-    assert last["gain_over_zero_l2"] > 0
-
-
-@pytest.mark.slow
-def test_rerun_reuses_the_cached_sweeps(quick, monkeypatch):
-    workdir, results = quick
+def rerun(workdir, monkeypatch):
+    """The quick preset again, in this process, on `workdir`'s cache: training is refused."""
 
     def no_training(*args, **kwargs):
         raise AssertionError("the rerun trained again instead of reusing the cache")
 
     monkeypatch.setattr(sweep, "run", no_training)
-    again = run_quick(workdir)
-    assert again["t_star_fit"]["slope"] == results["t_star_fit"]["slope"]
-    assert again["autol2"]["accuracy"] == results["autol2"]["accuracy"]
+    return reproduction.reproduce(str(workdir), QUICK, name="quick")
 
 
-def launch(*arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.reproduce", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.mark.slow
+def test_quick_preset_writes_its_outputs_and_nothing_else(quick):
+    workdir, stderr, *_ = quick
+    assert sorted(os.listdir(workdir)) == sorted([*OUTPUTS, "cache"])
+    for name in OUTPUTS:
+        assert (workdir / name).stat().st_size > 0
+    # The terminal showed every runner call, by part and data draw, and where the report went.
+    for name in reproduction._planned(QUICK, QUICK.replicas()):
+        assert f"{name}: trained in " in stderr
+    assert f"wrote {workdir}/report.md in " in stderr
+
+
+@pytest.mark.slow
+def test_results_json_records_the_preset_it_ran(quick):
+    _, _, results, _ = quick
+    assert (results["preset"], results["draws"], results["seeds"]) == ("quick", 1, 2)
+    # Replicas: every data draw × every seed.
+    assert results["replicas"] == [[draw, seed] for draw in range(1) for seed in range(2)]
+    assert len(results["replicas"]) == QUICK.draws * QUICK.seeds
+    planned = reproduction._planned(QUICK, QUICK.replicas())
+    assert [(p["name"], p["member_steps"]) for p in results["parts"]] == list(planned.items())
+    assert results["reused_parts"] == [] and results["training_seconds"] > 0
+    relation_1 = results["relation_1"]
+    assert len(relation_1["points"]) == 2 * len(QUICK.t_star.lrs) * len(QUICK.t_star.l2_lrs)
+    assert relation_1["selection_split"] == "validation"
+    assert [(s["setup"], s["role"]) for s in results["setups"]] == [
+        ("digits_mse", "calibration"),
+        ("digits_mse_faster", "held-out"),
+    ]
+    for setup, result in zip(QUICK.setups, results["setups"], strict=True):
+        assert result["budgets"] == list(setup.budgets) and len(result["budgets"]) >= 3
+        assert result["l2s"] == list(setup.l2s)
+        assert result["selection_split"] == "validation"
+        assert list(result["envelope"]) == [str(b) for b in setup.budgets]
+        assert set(result["schedules"]["by_schedule"]) == set(selection.SCHEDULES)
+
+
+@pytest.mark.slow
+def test_quick_results_are_consistent(quick):
+    _, _, results, _ = quick
+    calibration, held_out = results["setups"]
+    kappa = calibration["correction"]["kappa"]
+    assert calibration["correction"]["fitted_here"]
+    assert kappa == calibration["correction"]["kappa_on_this_setup"]
+    # The held-out setup takes κ from the calibration setup, unrefitted.
+    assert held_out["correction"]["kappa"] == kappa and not held_out["correction"]["fitted_here"]
+    assert calibration["prediction"]["in_sample"] and not held_out["prediction"]["in_sample"]
+    for setup, result in zip(QUICK.setups, results["setups"], strict=True):
+        c = result["probe"]["c"]["values"]
+        assert result["probe"]["steps"] == selection.probe_runs(setup, QUICK.replicas())[0][1].steps
+        assert result["prediction"]["probe_compute_fraction"] == pytest.approx(
+            result["probe"]["steps"] / (len(setup.l2s) * setup.num_steps)
+        )
+        for row in result["prediction"]["budgets"]:
+            # λ_pred(T) = c/(ηT) per replica, and κ times it.
+            expected = [value / (result["effective_lr"] * row["budget_steps"]) for value in c]
+            assert row["uncorrected"]["l2"]["values"] == pytest.approx(expected)
+            assert row["corrected"]["l2"]["values"] == pytest.approx(
+                [kappa * value for value in expected]
+            )
+        for row in result["relation_2"]["budgets"]:
+            assert set(row["best_l2_on_validation"]) <= set(setup.l2s[1:])
+        for row in result["relation_3"]["budgets"]:
+            assert set(row["chosen_l2"]) <= set(setup.l2s)
+            k = np.array(row["k"]["values"], dtype=float)
+            l2_opt = np.array(row["l2_opt"]["values"], dtype=float)
+            np.testing.assert_allclose(k, l2_opt * result["effective_lr"] * row["budget_steps"])
+
+
+def summary_verdicts(report: str) -> list[tuple[str, bool]]:
+    """(setup, met) of each row of report.md's summary table."""
+    lines = report.splitlines()
+    start = lines.index("| goal | setup | measured | verdict |") + 2
+    verdicts = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        verdicts.append((cells[1], {"**met**": True, "**missed**": False}[cells[3]]))
+    return verdicts
+
+
+@pytest.mark.slow
+def test_report_says_what_results_json_says(quick):
+    _, _, results, report = quick
+    expected = [("calibration", results["relation_1"]["met"])]
+    for setup in results["setups"]:
+        name = f"{setup['setup']} ({setup['role']})"
+        expected += [(name, setup["relation_2"]["met"]), (name, setup["prediction"]["met"])]
+        expected += [(name, s["met"]) for s in setup["schedules"]["by_schedule"].values()]
+    assert summary_verdicts(report) == expected
+    assert "Replicas: 1 data draws × 2 seeds = 2." in report
+    assert "every part trained in this run" in report
+    figures = [line.split("(")[-1].rstrip(")") for line in report.splitlines() if line[:2] == "!["]
+    assert sorted(figures) == sorted(name for name in OUTPUTS if name.endswith(".png"))
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_every_call_and_keeps_the_first_training_time(quick, monkeypatch):
+    workdir, _, first, _ = quick
+    again = rerun(workdir, monkeypatch)
+    assert again["reused_parts"] == [p["part"] for p in first["parts"]]
+    assert again["training_seconds"] == pytest.approx(first["training_seconds"])
+    stored = json.loads((workdir / "results.json").read_text(), parse_constant=no_constants)
+    assert stored["relation_1"] == first["relation_1"]
+    assert stored["setups"] == first["setups"]
+    report = (workdir / "report.md").read_text()
+    assert (
+        f"Time: training {first['training_seconds']:.0f} s (measured when first trained), this "
+        f"run {again['elapsed_seconds']:.0f} s; every part reused from the cache, nothing trained."
+    ) in report
+
+
+def assert_left_as_it_was(workdir, before: dict[str, bytes]) -> None:
+    assert read_outputs(workdir) == before
+    # Neither the staging folder of the plots nor a temporary file of write_all is left.
+    assert sorted(os.listdir(workdir)) == sorted([*OUTPUTS, "cache"])
+
+
+@pytest.mark.slow
+def test_a_failed_write_leaves_the_previous_outputs_as_they_were(quick, monkeypatch):
+    workdir, *_ = quick
+    before = read_outputs(workdir)
+    write = files._write_temporary
+    written = []
+
+    def full_disk_on_the_third(path, data):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        written.append(write(path, data))
+        return written[-1]
+
+    monkeypatch.setattr(files, "_write_temporary", full_disk_on_the_third)
+    with pytest.raises(OSError, match="No space left on device"):
+        rerun(workdir, monkeypatch)
+    assert len(written) == 2 and not any(os.path.exists(path) for path in written)
+    assert_left_as_it_was(workdir, before)
+
+
+@pytest.mark.slow
+def test_a_failed_plot_leaves_the_previous_outputs_as_they_were(quick, monkeypatch):
+    workdir, *_ = quick
+    before = read_outputs(workdir)
+    plot = selection.plot
+
+    def fails_on_the_held_out_setup(result, curves, path):
+        if result["role"] == "held-out":
+            raise RuntimeError("plot failed")
+        plot(result, curves, path)
+
+    monkeypatch.setattr(selection, "plot", fails_on_the_held_out_setup)
+    with pytest.raises(RuntimeError, match="plot failed"):
+        rerun(workdir, monkeypatch)
+    assert_left_as_it_was(workdir, before)
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--preset=huge"], "--preset=huge: value should be one of <quick|default|paper>"),
+        (["--preset=huge"], "--preset=huge: value should be one of <quick|default|study|paper>"),
         (["--preset=quick", "--seeds=0"], "reproduce: seeds must be an integer in [1, 100], got 0"),
-        # Not expanded into a list of 10¹¹ seeds (a MemoryError) before being refused.
-        (["--seeds=100000000000"], "seeds must be an integer in [1, 100], got 100000000000"),
+        # Not expanded into a list of 10¹¹ seeds before being refused.
         (
-            ["--config=experiments/configs/reproduce_quick.py", "--config.l2.num_steps=-1"],
-            "num_steps must be an integer in [1, 2147483647], got -1",
+            ["--seeds=100000000000"],
+            "reproduce: seeds must be an integer in [1, 100], got 100000000000",
+        ),
+        (
+            ["--config=experiments/configs/reproduce_quick.py", "--config.draws=0"],
+            "reproduce: draws must be an integer in [1, 100], got 0",
+        ),
+        (
+            ["--config=experiments/configs/reproduce_quick.py", "--config.driver=gpu"],
+            "reproduce: driver must be one of ('sweep', 'trainer'), got 'gpu'",
+        ),
+        (
+            [
+                "--config=experiments/configs/reproduce_quick.py",
+                "--config.setups.digits_mse.lr=-1",
+            ],
+            "reproduce: setup 'digits_mse': lr must be finite and > 0, got -1.0",
+        ),
+        (
+            [
+                "--config=experiments/configs/reproduce_quick.py",
+                "--config.setups.digits_mse.role=held-out",
+            ],
+            "reproduce: setups must hold exactly one 'calibration' setup, got roles "
+            "['held-out', 'held-out']",
+        ),
+        (
+            [
+                "--config=experiments/configs/reproduce_quick.py",
+                "--config.setups.digits_mse_faster.run.data_options.label_noise=1.5",
+            ],
+            "reproduce: label_noise must be in [0, 1), got 1.5",
         ),
         (
             ["--config=experiments/configs/reproduce_quick.py", "--config.t_star.run.lrr=1"],
             "lrr",
         ),
-        (["stray"], "unexpected arguments: stray"),
+        (["stray"], "reproduce: unexpected arguments: stray"),
+    ],
+    ids=[
+        "unknown preset",
+        "no seeds",
+        "1e11 seeds",
+        "no draws",
+        "unknown driver",
+        "negative lr of a setup",
+        "no calibration setup",
+        "label noise of a held-out setup",
+        "unknown config field",
+        "stray argument",
     ],
 )
 def test_command_line_reports_bad_settings_in_one_line(tmp_path, arguments, message):
     workdir = tmp_path / "report"
     completed = launch(f"--workdir={workdir}", *arguments)
     assert completed.returncode != 0
-    assert message in completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert message in lines[-1], completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
     assert not workdir.exists()
 
 
@@ -171,16 +302,14 @@ def test_command_line_refuses_a_workdir_that_is_a_file(tmp_path):
 
 def test_a_reproduction_that_fails_before_its_first_write_leaves_no_workdir(tmp_path):
     class Unprepared:
-        momentum = 0.0
-
-        def __call__(self, part, configs, eval_at=()):
+        def __call__(self, name, runs, eval_at=()):
             raise FileNotFoundError("data set not prepared")
 
     workdir = tmp_path / "new"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reproduction.Preset, "runner", lambda *args: Unprepared())
         with pytest.raises(FileNotFoundError, match="not prepared"):
-            reproduction.reproduce(str(workdir), QUICK, name="quick", seeds=[0])
+            reproduction.reproduce(str(workdir), QUICK, name="quick")
     assert not workdir.exists()
 
 
