@@ -36,7 +36,7 @@ import ml_collections
 from absl import logging
 
 from l2reg import checks, files, relations, versions
-from l2reg.reproduction import parts, relation1, report, runners, selection, stats
+from l2reg.reproduction import parts, probe, relation1, report, runners, selection, stats
 from l2reg.reproduction.parts import TStarGrid
 from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner, trainer_eval_every
 from l2reg.reproduction.selection import Setup
@@ -110,6 +110,14 @@ class Preset:
         names = [s.name for s in setups]
         if len(set(names)) != len(names):
             raise ValueError(f"setups must have distinct names, got {names}")
+        plots = {}
+        for setup_name in names:
+            other = plots.setdefault(plot_name(setup_name), setup_name)
+            if other != setup_name:
+                raise ValueError(
+                    f"setups {other!r} and {setup_name!r} would both plot to "
+                    f"{plot_name(setup_name)}: rename one"
+                )
         checks.integer("draws", self.draws, maximum=MAX_DRAWS)
         checks.integer("seeds", self.seeds, maximum=MAX_SEEDS)
         checks.integer("evals_per_decade", self.evals_per_decade)
@@ -261,6 +269,8 @@ def reproduce(workdir: str, settings: Preset, *, name: str) -> dict:
                 *selection.schedule_runs(setup, replicas, ones, 1.0),
             ]
             sweep.validate(draw_config(setup.base_config(), draw), [run for _, run in runs])
+    for setup in settings.setups:
+        probe.check(setup.base_config(), setup.probe_l2, setup.probe_length, probe.EVALS)
     files.check_folder(workdir)  # made on the first write, so a failed start leaves nothing
     progress = runners.Progress(_planned(settings, replicas))
 

@@ -31,8 +31,8 @@ def _check_rates(name: str, values: Any, *, at_least: int = 1) -> None:
 
 
 def _check_config(config: Any) -> None:
-    if config is not None and not isinstance(config, ml_collections.ConfigDict):
-        raise ValueError(f"config must be a trainer ConfigDict or None, got {config!r}")
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ValueError(f"t_star's config must be a trainer ConfigDict, got {config!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +43,7 @@ class TStarGrid:
     relations), so a run at SGD learning rate `lr` and product λη has λ = λη·(1−μ)/lr.
 
     Attributes:
-      config: the trainer config of the runs (the model, data, loss and optimizer), trained as
-        one `l2reg.training.sweep`; None when the preset trains through the trainer.
+      config: the trainer config of the runs (the model, data, loss and optimizer).
       lrs: distinct SGD learning rates η, each > 0.
       l2_lrs: the products λη, per step; at least 2 distinct values, each > 0 (the fit of
         t* against λη needs two).

@@ -69,24 +69,31 @@ def summary_rows(results: dict) -> list[str]:
             f"{stats.text(last['gain_over_zero_l2'], scale=100)} | "
             f"{_met(result['relation_2']['met'])} |"
         )
-        worst = max(
-            (row["corrected"]["loss_vs_envelope"]["mean"] or 0.0)
-            for row in result["prediction"]["budgets"]
-        )
+        losses = [
+            row["corrected"]["loss_vs_envelope"]["mean"] for row in result["prediction"]["budgets"]
+        ]
         rows.append(
             f"| relation 3: κ·λ_pred loses ≤ {selection.PREDICTION_LOSS_GOAL * 100:.1f} points "
-            f"at every T | {name} | worst mean loss {worst * 100:.1f} points"
+            f"at every T | {name} | worst mean loss {_worst(losses, max)}"
             + (" (in sample)" if result["prediction"]["in_sample"] else "")
             + f" | {_met(result['prediction']['met'])} |"
         )
         for schedule_name, schedule in result["schedules"]["by_schedule"].items():
-            worst = min((row["vs_envelope"]["mean"] or -1.0) for row in schedule["budgets"])
+            differences = [row["vs_envelope"]["mean"] for row in schedule["budgets"]]
             rows.append(
                 f"| {schedule_name} within {selection.SCHEDULE_GOAL * 100:.1f} points of the "
-                f"envelope at every T | {name} | worst mean {worst * 100:+.1f} points | "
+                f"envelope at every T | {name} | worst mean {_worst(differences, min, sign='+')} | "
                 f"{_met(schedule['met'])} |"
             )
     return rows
+
+
+def _worst(values: list[float | None], pick, sign: str = "") -> str:
+    """The worst of means in points (`pick`: max for losses, min for differences), or
+    'undefined' where any mean is (an undefined mean never meets a goal)."""
+    if any(value is None for value in values):
+        return "undefined at some T"
+    return f"{pick(values) * 100:{sign}.1f} points"
 
 
 def report(results: dict) -> str:

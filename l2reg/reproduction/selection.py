@@ -345,12 +345,12 @@ def study(
     log_t = np.log(budgets)
     per_replica_slopes = []
     for index in range(len(replicas)):
-        values = np.array([row["l2_opt"]["values"][index] or np.nan for row in relation_3_rows])
+        values = np.array([_nan(row["l2_opt"]["values"][index]) for row in relation_3_rows])
         ok = np.isfinite(values)
         per_replica_slopes.append(
             float(np.polyfit(log_t[ok], np.log(values[ok]), 1)[0]) if ok.sum() >= 2 else np.nan
         )
-    mean_l2_opt = np.array([row["l2_opt"]["mean"] or np.nan for row in relation_3_rows])
+    mean_l2_opt = np.array([_nan(row["l2_opt"]["mean"]) for row in relation_3_rows])
     ok = np.isfinite(mean_l2_opt)
     pooled_slope = (
         float(np.polyfit(log_t[ok], np.log(mean_l2_opt[ok]), 1)[0]) if ok.sum() >= 2 else None
@@ -377,7 +377,7 @@ def study(
         "relation_2": {
             "budgets": relation_2_rows,
             "met": all(
-                (row["gain_over_zero_l2"]["mean"] or -1) >= GAIN_GOAL
+                _at_least(row["gain_over_zero_l2"]["mean"], GAIN_GOAL)
                 for row in relation_2_rows[-1:]
             ),
         },
@@ -426,7 +426,7 @@ def study(
         "met": all(p for p in result["probe"]["clear_peak"])
         and compute <= PROBE_COMPUTE_GOAL
         and all(
-            (r["corrected"]["loss_vs_envelope"]["mean"] or math.inf) <= PREDICTION_LOSS_GOAL
+            _at_least(_negated(r["corrected"]["loss_vs_envelope"]["mean"]), -PREDICTION_LOSS_GOAL)
             for r in prediction_rows
         ),
         "in_sample": not held_out,
@@ -458,7 +458,7 @@ def study(
             "steps_to_zero_l2_final_accuracy": stats.interval(
                 [_steps_to(curve, target) for curve in curves]
             ),
-            "met": all((row["vs_envelope"]["mean"] or -1) >= -SCHEDULE_GOAL for row in rows),
+            "met": all(_at_least(row["vs_envelope"]["mean"], -SCHEDULE_GOAL) for row in rows),
         }
     result["schedules"] = {
         "goal": SCHEDULE_GOAL,
@@ -619,6 +619,15 @@ def plot(result: dict, curves: dict, path: str) -> None:
 
 def _nan(value):
     return np.nan if value is None else value
+
+
+def _at_least(value: float | None, goal: float) -> bool:
+    """Whether a mean meets a goal; an undefined mean (None) never does."""
+    return value is not None and value >= goal
+
+
+def _negated(value: float | None) -> float | None:
+    return None if value is None else -value
 
 
 def _points(summary: dict | None) -> str:

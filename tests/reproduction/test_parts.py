@@ -70,7 +70,7 @@ def curves(steps, accuracy) -> Curves:
         ({"lrs": (-0.5,)}, "each of lrs must be finite and > 0, got -0.5"),
         ({"run_length": float("nan")}, "run_length must be finite and > 0, got nan"),
         ({"run_length": True}, "run_length must be finite and > 0, got True"),
-        ({"config": {"lr": 0.5}}, "config must be a trainer ConfigDict or None, got {'lr': 0.5}"),
+        ({"config": {"lr": 0.5}}, "t_star's config must be a trainer ConfigDict, got {'lr': 0.5}"),
     ],
     ids=[
         "one l2_lr",
@@ -289,22 +289,10 @@ TOO_LONG = sweep.Run(1e-2 / 0.5, 0.5, 0, 3 * 10**12, l2_mode="fixed")
             setups(probe_l2=5.0),
             "probe_l2=5 times the effective learning rate η/(1−μ)=0.5 is 2.5 ≥ 1: each step's "
             "L2 term alone would zero or flip the weights; use probe_l2 < 2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="reproduce does not run probe.check: a probe with λη ≥ 1 (here one "
-                "step long) trains instead of being refused",
-            ),
         ),
         pytest.param(
             t_star(config=None),
             "t_star's config must be a trainer ConfigDict, got None",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AttributeError,
-                reason="TStarGrid still accepts config=None (the old trainer driver's case) and "
-                "reproduce fails on it with an AttributeError",
-            ),
         ),
     ],
     ids=[
@@ -347,11 +335,6 @@ def test_reproduce_refuses_settings_that_are_not_a_preset(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Preset checks distinct setup names, not distinct plot names: 'calib_a' and "
-    "'Calib_A' both plot to selection-calib-a.png, the second overwriting the first",
-)
 def test_setups_whose_plots_would_share_a_file_are_refused():
     assert reproduction.plot_name("calib_a") == reproduction.plot_name("Calib_A")
     with pytest.raises(ValueError, match=re.escape("selection-calib-a.png")):
