@@ -79,34 +79,54 @@ def describe(config: ml_collections.ConfigDict) -> str:
     )
 
 
+# What each driver's curves do not depend on: the analysis (`l2reg.reproduction`) always, and
+# for a sweep also the trainer's loop, checkpoints and device placement, and the file and
+# version helpers, which a sweep never imports.
+NOT_TRAINING = ("reproduction",)
+NOT_SWEEP = (
+    *NOT_TRAINING,
+    "training/loop.py",
+    "training/checkpoints.py",
+    "training/trainer.py",
+    "files.py",
+    "versions.py",
+)
+
+
 @functools.cache
-def training_code_digest() -> str:
-    """A hash of the library's source outside `l2reg.reproduction`: the code that trains. Cached
-    curves are keyed by it, so that a change to how runs train is never answered from a cache."""
-    return source_digest(pathlib.Path(recipe.__file__).parent.parent)
+def training_code_digest(driver: str = "trainer") -> str:
+    """A hash of the library's source that trains with `driver` ('trainer' or 'sweep'): every
+    module outside `l2reg.reproduction`, and for a sweep also outside the trainer's own
+    modules (`NOT_SWEEP`). Cached curves are keyed by it, so that a change to how runs train is
+    never answered from a cache."""
+    skip = NOT_SWEEP if driver == "sweep" else NOT_TRAINING
+    return source_digest(pathlib.Path(recipe.__file__).parent.parent, skip)
 
 
-def run_key(settings: str) -> str:
-    """16 hex digits of the SHA-256 of `settings` and of `training_code_digest()`: a cache key
-    that changes with either."""
-    return hashlib.sha256((settings + training_code_digest()).encode()).hexdigest()[:16]
+def run_key(settings: str, driver: str = "trainer") -> str:
+    """16 hex digits of the SHA-256 of `settings` and of `training_code_digest(driver)`: a
+    cache key that changes with either."""
+    return hashlib.sha256((settings + training_code_digest(driver)).encode()).hexdigest()[:16]
 
 
-def source_digest(package: pathlib.Path) -> str:
-    """SHA-256 of the names and contents of the `.py` files under `package`, its `reproduction`
-    folder left out."""
+def source_digest(package: pathlib.Path, skip: tuple[str, ...] = NOT_TRAINING) -> str:
+    """SHA-256 of the names and contents of the `.py` files under `package`, those under the
+    folders or at the paths of `skip` (relative to `package`, '/'-separated) left out."""
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
-        if "reproduction" not in path.relative_to(package).parts:
-            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+        relative = path.relative_to(package).as_posix()
+        if any(relative == s or relative.startswith(s + "/") for s in skip):
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SweepRunner:
     """Trains runs of `config` as one vmapped `l2reg.training.sweep`, caching the curves in
-    `workdir/cache/{name}-{hash}.npz`, the hash of the settings and of the library's training
-    code (`training_code_digest`), so that a rerun of the same code reuses them."""
+    `workdir/cache/{name}-{hash}.npz`, the hash of the settings and of the library's code that
+    a sweep trains with (`training_code_digest('sweep')`), so that a rerun of the same code
+    reuses them."""
 
     workdir: str
     config: ml_collections.ConfigDict
@@ -130,7 +150,7 @@ class SweepRunner:
         settings = repr(
             (rundir.config_json(self.config), tuple(runs), self.evals_per_decade, eval_at)
         )
-        path = os.path.join(self.workdir, "cache", f"{name}-{run_key(settings)}.npz")
+        path = os.path.join(self.workdir, "cache", f"{name}-{run_key(settings, 'sweep')}.npz")
         if os.path.exists(path):
             cached = _read_cache(path, len(runs))
             if cached is not None:

@@ -37,7 +37,9 @@ def test_cache_is_reused_for_the_same_settings_and_code_only(tmp_path, monkeypat
     other_config.batch_size = 50
     SweepRunner(str(tmp_path), other_config, evals_per_decade=4)("part", RUNS)
     assert trained == [2, 1, 2, 2]
-    monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
+    monkeypatch.setattr(
+        runners, "training_code_digest", lambda driver="trainer": "another version of the code"
+    )
     runner("part", RUNS)
     assert trained == [2, 1, 2, 2, 2]
     assert len(list((tmp_path / "cache").iterdir())) == 5
@@ -84,6 +86,20 @@ def test_code_digest_covers_the_training_code_not_the_analysis(tmp_path):
     assert runners.source_digest(package) != changed
 
 
+def test_a_sweep_is_keyed_by_the_code_it_trains_with_not_the_trainers_own(tmp_path):
+    package = tmp_path / "l2reg"
+    (package / "training").mkdir(parents=True)
+    (package / "training" / "sweep.py").write_text("LR = 0.5\n")
+    (package / "training" / "checkpoints.py").write_text("KEEP = 3\n")
+    sweep_digest = runners.source_digest(package, runners.NOT_SWEEP)
+    trainer_digest = runners.source_digest(package)
+    (package / "training" / "checkpoints.py").write_text("KEEP = 4\n")
+    assert runners.source_digest(package, runners.NOT_SWEEP) == sweep_digest
+    assert runners.source_digest(package) != trainer_digest
+    (package / "training" / "sweep.py").write_text("LR = 0.25\n")
+    assert runners.source_digest(package, runners.NOT_SWEEP) != sweep_digest
+
+
 def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, monkeypatch):
     folders, configs = [], []
 
@@ -98,7 +114,9 @@ def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, 
     runner("part", RUNS[:1])
     assert folders[0] == folders[1]
     runner("part", RUNS[1:])  # another run
-    monkeypatch.setattr(runners, "training_code_digest", lambda: "another version of the code")
+    monkeypatch.setattr(
+        runners, "training_code_digest", lambda driver="trainer": "another version of the code"
+    )
     runner("part", RUNS[:1])
     assert len(set(folders)) == 3 and folders[3] != folders[0]
     # Each run trains its own config (`Run.config`), evaluated `evals` times.
