@@ -286,28 +286,46 @@ def test_profile_summary_rejects_a_folder_without_a_trace(tmp_path):
 
 
 TINY_PRESET = """
+from ml_collections import config_dict
+
 from experiments.configs import reproduce_quick
 
 
 def get_config():
     config = reproduce_quick.get_config()
-    config.t_star.lrs, config.t_star.l2_lrs = (1.0,), (3e-3, 1e-2)
-    config.l2.l2s, config.l2.num_steps, config.l2.budgets = (0.0, 1e-2), 300, (300,)
+    # Runs long enough that relation 1 keeps some (at 2.0 × 3e-3 the quick preset's do).
+    config.t_star.lrs, config.t_star.l2_lrs, config.t_star.run_length = (2.0,), (3e-3, 1e-2), 6.0
+    digits = config.setups.digits_mse
+    digits.budgets, digits.probe_length = (100, 300), 1.0
+    config.setups = config_dict.ConfigDict({"digits_mse": digits})
+    config.seeds = 1
     return config
 """
 
 
 @pytest.mark.slow
-def test_reproduce_cost_script_times_the_parts_against_the_matmul_rate(tmp_path):
+def test_reproduce_cost_script_times_each_runner_call_against_the_matmul_rate(tmp_path):
     (tmp_path / "tiny.py").write_text(TINY_PRESET)
     output = run_script(
         "reproduce_cost.py", f"--config={tmp_path / 'tiny.py'}", f"--json={tmp_path / 'cost.json'}"
     )
     assert re.search(r"matmul rate: [0-9.]+ GFLOP/s", output), output
     results = json.loads((tmp_path / "cost.json").read_text())
-    assert set(results["seconds"]) == {"t_star", "l2", "probe", "autol2"}
+    # One call per part (one data draw), with the member-steps of the reproduction's plan:
+    # the t* grid's 6/(λη) steps at λη = 0.003 and 0.01, five λ for T_max = 300 steps, a probe
+    # of 1/(0.01 · 0.5) steps, λ_pred and κ·λ_pred at each budget, five schedules.
+    assert results["member_steps"] == {
+        "relation 1: t* grid (draw 0)": 2_000 + 600,
+        "digits_mse: λ grid (draw 0)": 5 * 300,
+        "digits_mse: probe (draw 0)": 200,
+        "digits_mse: predicted λ (draw 0)": 2 * (100 + 300),
+        "digits_mse: schedules (draw 0)": 5 * 300,
+    }
+    assert list(results["seconds"]) == list(results["member_steps"])
+    assert results["runs"] == dict(zip(results["member_steps"], [2, 5, 1, 4, 5], strict=True))
     assert all(value > 0 for value in results["gflop"].values())
-    assert results["runs"] == {"t_star": 2, "l2": 2, "probe": 1, "autol2": 4}
+    assert set(results["gflop"]) == set(results["member_steps"])
     assert results["preset"] == "tiny"
     assert 0 < results["fraction_of_matmul_rate"] < 1
     assert results["total_seconds"] >= sum(results["seconds"].values())
+    assert "digits_mse: λ grid (draw 0)" in output and "total: " in output
