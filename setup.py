@@ -63,7 +63,10 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["l2reg*", "experiments*", "theory*"]),
-    package_data={"experiments": ["configs/*.py"], "l2reg": ["py.typed"]},
+    package_data={
+        "experiments": ["configs/*.py"],
+        "l2reg": ["py.typed", "reproduction/calibration.json"],
+    },
     install_requires=CORE,
     extras_require=EXTRAS,
 )

@@ -1,7 +1,9 @@
 """The default reproduction (≤ 10 minutes on 2 CPU cores): relation 1 and λ selection on the
 calibration setup (`mlp_digits_noisy`: digits, bias-free NTK MLP, MSE, 20% label noise), and λ
-selection on the held-out batch-norm MLP on mnist1d (`mlp_mnist1d_batchnorm`), 3 data draws × 1
-seed. The `study` preset adds seeds, longer budgets and a second held-out setup.
+selection on two held-out setups, a batch-norm MLP with cross-entropy on mnist1d
+(`mlp_mnist1d_batchnorm`) and a standard MLP with biases, cross-entropy and momentum on the
+same noisy digits (`mlp_digits_ce`), 3 data draws × 1 seed. The `study` preset runs the same
+with 5 seeds per draw.
 
     python -m experiments.reproduce --workdir=/tmp/reproduce
     python -m experiments.reproduce --config=experiments/configs/reproduce_default.py \
@@ -15,7 +17,7 @@ each setup's fields (`l2reg.reproduction.Setup`), its trainer config as `run`.
 import numpy as np
 from ml_collections import config_dict
 
-from experiments.configs import mlp_digits_noisy, mlp_mnist1d_batchnorm
+from experiments.configs import mlp_digits_ce, mlp_digits_noisy, mlp_mnist1d_batchnorm
 
 # Every setup's validation split: 300 digits of the 1,500 training ones (20%), 800 of
 # mnist1d's 4,000.
@@ -70,6 +72,25 @@ def mnist1d_setup(budgets=(100, 300, 1_000, 3_000)) -> config_dict.ConfigDict:
     )
 
 
+def digits_ce_setup(budgets=(60, 200, 600, 2_000)) -> config_dict.ConfigDict:
+    run = mlp_digits_ce.get_config()
+    run.data_options.validation_size = DIGITS_VALIDATION
+    return config_dict.ConfigDict(
+        {
+            "role": "held-out",
+            "run": run,
+            "lr": 0.05,  # effective η/(1−μ) = 0.5, as the calibration setup's
+            "l2s": (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),  # half decades
+            "budgets": budgets,
+            "probe_l2": PROBE_L2_LR / 0.5,
+            "probe_length": 3.0,
+            "autol2_l2": PROBE_L2_LR / 0.5,
+            "small_l2": 1e-4,
+            "cooldown_in_t_star": 1.0,
+        }
+    )
+
+
 def get_config() -> config_dict.ConfigDict:
     config = config_dict.ConfigDict()
     config.t_star = config_dict.ConfigDict(
@@ -81,7 +102,11 @@ def get_config() -> config_dict.ConfigDict:
         }
     )
     config.setups = config_dict.ConfigDict(
-        {"digits_mse": digits_setup(), "mnist1d_batchnorm": mnist1d_setup()}
+        {
+            "digits_mse": digits_setup(),
+            "mnist1d_batchnorm": mnist1d_setup(),
+            "digits_ce": digits_ce_setup(),
+        }
     )
     config.draws = 3
     config.seeds = 1

@@ -48,6 +48,8 @@ from l2reg.training import sweep
 MAX_SEEDS = 100
 MAX_DRAWS = 100
 DRIVERS = ("sweep", "trainer")
+# What `suggest_l2` reads (`selection.calibration_record`), written beside results.json.
+CALIBRATION_FILE = "calibration.json"
 
 __all__ = [
     "MAX_DRAWS",
@@ -373,6 +375,9 @@ def _write_outputs(workdir: str, results: dict, points, study_curves) -> None:
         shutil.rmtree(staging, ignore_errors=True)
     outputs[os.path.join(workdir, "results.json")] = json.dumps(results, indent=1, allow_nan=False)
     outputs[os.path.join(workdir, "report.md")] = report.report(results)
+    outputs[os.path.join(workdir, CALIBRATION_FILE)] = json.dumps(
+        selection.calibration_record(results), indent=1, allow_nan=False
+    )
     files.write_all(outputs)
 
 

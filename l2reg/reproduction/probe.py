@@ -16,8 +16,10 @@ together within a compute budget (by default 10% of the training budget T).
 import json
 import math
 import os
+import pathlib
 
 import ml_collections
+import numpy as np
 from absl import logging
 
 from l2reg import checks, files, relations
@@ -106,13 +108,25 @@ def probe_config(
     return probe
 
 
+def selection_accuracy(curve: Curves) -> tuple[np.ndarray, str]:
+    """The accuracy choices are made on: validation when the run has a validation split,
+    test otherwise; and which one it was."""
+    if np.any(np.isfinite(curve.validation_accuracy)):
+        return np.asarray(curve.validation_accuracy), "validation"
+    return np.asarray(curve.test_accuracy), "test"
+
+
 def measure(curve: Curves, probe_l2: float, lr: float) -> dict:
-    """What a probe's curve says: its peak (`relations.Peak` as a dict), whether it is clear,
-    c = t*·λη (meaningful only with a clear peak: without one t* only echoes the run length)
-    and, without one, what to change (`no_peak_hint`). `lr` is the effective η."""
-    shape = relations.peak_shape(curve.steps, curve.test_accuracy)
+    """What a probe's curve says, read on its validation accuracy when it has a validation
+    split (`selection_accuracy`, named as 'split'): its peak (`relations.Peak` as a dict),
+    whether it is clear, c = t*·λη (meaningful only with a clear peak: without one t* only
+    echoes the run length) and, without one, what to change (`no_peak_hint`). `lr` is the
+    effective η."""
+    accuracy, split = selection_accuracy(curve)
+    shape = relations.peak_shape(curve.steps, accuracy)
     clear = bool(shape.is_clear())
     return {
+        "split": split,
         "probe": shape._asdict(),
         "clear_peak": clear,
         "c": float(relations.c_from(shape.t_star, probe_l2, lr)),
@@ -125,6 +139,76 @@ def suggestion(measured: dict, lr: float, budget_steps: int) -> float | None:
     if not measured["clear_peak"]:
         return None
     return float(relations.predict_l2(measured["c"], lr, budget_steps))
+
+
+# The calibration `suggest` applies: `selection.calibration_record` of the committed study
+# (experiments/results/reproduce_study/calibration.json, copied here).
+CALIBRATION_FILE = pathlib.Path(__file__).with_name("calibration.json")
+
+
+def calibration() -> dict:
+    """The committed calibration record: κ, its range, and what the corrected λ and the
+    schedules cost on each setup they were measured on."""
+    return json.loads(CALIBRATION_FILE.read_text())
+
+
+def calibrated(measured: dict, probe_l2: float, lr: float, budget_steps: int, record: dict):
+    """What the probe and the calibration `record` suggest for a budget of T steps: λ =
+    κ·c/(ηT) with its range from κ's, and the schedules as trainer config fields (the anytime
+    schedule with c' = κ·c from the probe's λ; AutoL2 from the probe's λ with that λ as its
+    floor); None without a clear probe peak."""
+    uncorrected = suggestion(measured, lr, budget_steps)
+    if uncorrected is None:
+        return None
+    kappa = record["kappa"]
+    low, high = record["kappa_range"]
+    return {
+        "kappa": kappa,
+        "uncorrected_l2": uncorrected,
+        "suggested_l2": kappa * uncorrected,
+        "l2_range": [low * uncorrected, high * uncorrected],
+        "schedules": {
+            "anytime": {"l2_mode": "anytime", "l2": probe_l2, "anytime_c": kappa * measured["c"]},
+            "autol2": {
+                "l2_mode": "autol2",
+                "l2": max(probe_l2, kappa * uncorrected),
+                "autol2.min_l2": kappa * uncorrected,
+            },
+        },
+        "calibration": record,
+    }
+
+
+def expected_cost(record: dict, what: str) -> str:
+    """One line per measured setup: what the corrected λ ('prediction') or a suggested schedule
+    ('anytime', 'autol2') lost against a grid search's envelope, in points, at each budget."""
+    label = "the suggested λ" if what == "prediction" else f"the {what} schedule"
+    lines = [
+        f"Measured cost of {label} against a grid search (test accuracy points, mean over"
+        f" replicas; from the {record['preset']} preset):"
+    ]
+    for setup in record["setups"]:
+        values = (
+            setup["prediction_loss"]
+            if what == "prediction"
+            else [None if v is None else -v for v in setup["schedules"][what]]
+        )
+        by_budget = ", ".join(
+            f"T = {t}: {'—' if v is None else f'{100 * v:+.1f}'}"
+            for t, v in zip(setup["budgets"], values, strict=True)
+        )
+        lines.append(
+            f"  {setup['setup']} ({setup['role']}, {setup['replicas']} replicas): {by_budget}"
+        )
+    return "\n".join(lines)
+
+
+def fragment(fields: dict) -> str:
+    """Trainer config fields as command-line overrides: '--config.l2_mode=anytime …'."""
+    return " ".join(
+        f"--config.{name}={value:.4g}" if isinstance(value, float) else f"--config.{name}={value}"
+        for name, value in fields.items()
+    )
 
 
 def no_peak_hint(peak: relations.Peak, first_step: float) -> str:
@@ -274,8 +358,13 @@ def suggest(
         "tried": [{k: v for k, v in t.items() if k != "curve"} for t in tried],
         "max_probe_steps": max_probe_steps,
         "budget_steps": budget_steps,
-        "suggested_l2": suggestion(measured, lr, budget_steps),
         "compute_fraction": probe_steps_total / budget_steps,
+        # suggested_l2 (κ·c/(ηT)), uncorrected_l2 (c/(ηT)), l2_range, kappa, schedules and the
+        # calibration they come from; suggested_l2 None without a clear peak.
+        **(
+            calibrated(measured, tried[-1]["probe_l2"], lr, budget_steps, calibration())
+            or {"suggested_l2": None}
+        ),
     }
     plot(
         [(t["probe_l2"], t["curve"]) for t in tried],

@@ -37,18 +37,6 @@ from l2reg.training import recipe, rundir, sweep
 from l2reg.training.defaults import default_config
 from l2reg.training.rundir import Curves
 
-# The reproduction's runner calls, in order, with the part each belongs to: the progress bars
-# read "part 1 of 4: t* grid".
-PART_TITLES = {"t_star": "t* grid", "l2": "λ grid", "probe": "probe", "autol2": "AutoL2"}
-
-
-def part_label(name: str) -> str:
-    """'part i of 4: title' for a call named in `PART_TITLES`, `name` itself otherwise."""
-    if name not in PART_TITLES:
-        return name
-    index = list(PART_TITLES).index(name) + 1
-    return f"part {index} of {len(PART_TITLES)}: {PART_TITLES[name]}"
-
 
 class Trained(NamedTuple):
     """One runner call: its `name`, whether it `reused` results trained earlier (all of them),
@@ -163,7 +151,7 @@ class SweepRunner:
             runs,
             evals_per_decade=self.evals_per_decade,
             eval_at=eval_at,
-            progress=part_label(name),
+            progress=name,
         )
         seconds = time.perf_counter() - start
         arrays = {
@@ -253,7 +241,7 @@ class TrainerRunner:
         from l2reg.training import loop
 
         curves, reused, total = [], True, 0.0
-        for run in tqdm.tqdm(runs, desc=part_label(name), unit="run"):
+        for run in tqdm.tqdm(runs, desc=name, unit="run"):
             config = self.trainer_config(run)
             key = run_key(config.to_json_best_effort(sort_keys=True))
             folder = os.path.join(self.workdir, "runs", f"{name}-{key}")
@@ -292,8 +280,9 @@ class Progress:
       planned: {call name: its member-steps (the sum of its runs' steps)}, of every call the
         reproduction will make, in order; the estimate assumes that the calls not yet made
         all train.
-      parts: one dict per finished call: its name, `part_label`, runs, member_steps, reused, source,
-        training_seconds (when first trained) and seconds (in this run).
+      parts: one dict per finished call: its name (as 'name' and as 'part'), runs,
+        member_steps, reused, source, training_seconds (when first trained) and seconds (in
+        this run).
     """
 
     planned: dict[str, int]
@@ -319,7 +308,7 @@ class Progress:
             estimate = "time left: estimated once a part has trained"
         logging.info(
             "%s: %d runs, %s member-steps (%s of all); %s",
-            part_label(name),
+            name,
             runs,
             f"{member_steps:,}",
             _share(member_steps, sum(self.planned.values())),
@@ -333,7 +322,7 @@ class Progress:
             trained = Trained(name, False, "", seconds)
         part = {
             "name": name,
-            "part": part_label(name),
+            "part": name,
             "runs": runs,
             "member_steps": member_steps,
             "reused": trained.reused,

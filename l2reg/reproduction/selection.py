@@ -118,7 +118,8 @@ class Setup:
             and np.all(np.diff(budgets) > 0)
         ):
             raise ValueError(
-                f"setup {self.name!r}: budgets must be strictly increasing integers ≥ 1, "
+                f"setup {self.name!r}: budgets must be strictly increasing integers in "
+                f"[1, {checks.INT32_MAX}], "
                 f"got {budgets!r}"
             )
         for name in ("lr", "probe_l2", "probe_length", "autol2_l2", "cooldown_in_t_star"):
@@ -179,12 +180,7 @@ SCHEDULES: dict[str, Callable[[Setup, float, float, float], dict[str, Any]]] = {
 }
 
 
-def selection_accuracy(curve: Curves) -> tuple[np.ndarray, str]:
-    """The accuracy choices are made on: validation when the run has a validation split,
-    test otherwise; and which one it was."""
-    if np.any(np.isfinite(curve.validation_accuracy)):
-        return np.asarray(curve.validation_accuracy), "validation"
-    return np.asarray(curve.test_accuracy), "test"
+selection_accuracy = probe.selection_accuracy
 
 
 def _at(curve: Curves, step: int, values: np.ndarray) -> float:
@@ -288,10 +284,7 @@ def study(
         {max(1, round(k * probe_length / probe.EVALS)) for k in range(1, probe.EVALS + 1)}
     )
     probes = train(f"{setup.name}: probe", probe_runs(setup, replicas), probe_evals)
-    measured = []
-    for curve in probes:
-        accuracy, _ = selection_accuracy(curve)
-        measured.append(probe.measure(curve._replace(test_accuracy=accuracy), setup.probe_l2, lr))
+    measured = [probe.measure(curve, setup.probe_l2, lr) for curve in probes]
     c = [m["c"] for m in measured]
 
     by = {(r, run.l2): curve for (r, run), curve in zip(grid, grid_curves, strict=True)}
@@ -681,7 +674,7 @@ def section(result: dict) -> str:
         if slope is not None
         else "Slope of log λ_opt against log T: undefined.",
     ]
-    if result["relation_1_c"]:
+    if result["relation_1_c"] and result["relation_1_c"].get("mean") is not None:
         lines.append(
             f"Relation 1's c on this setup: {result['relation_1_c']['mean']:.3g} "
             f"(k/relation-1 c at T_max: "
@@ -768,3 +761,57 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def _p(summary: dict) -> str:
     return "" if summary.get("p_value") is None else f" (p = {summary['p_value']:.2g})"
+
+
+# The schedules `suggest_l2 --schedule` prints, by its name: the schedule of SCHEDULES.
+SUGGESTED_SCHEDULES = {
+    "anytime": "anytime, κ·c",
+    "autol2": "AutoL2, min_l2 = κ·λ_pred(T_max)",
+}
+
+
+def calibration_record(results: dict) -> dict:
+    """What `suggest_l2` tells a user, from a reproduction's results: κ and the spread of
+    k(T)/c over the calibration setup's replicas and budgets, and for every setup the test
+    accuracy the corrected prediction and each suggested schedule lost against the envelope.
+
+    Returns:
+      {'preset', 'kappa', 'kappa_range' [min, max], 'setups': [{'setup', 'role', 'budgets',
+      'replicas', 'prediction_loss' (mean per budget), 'schedules' {suggest name: mean
+      difference per budget}, 'relation_3_slope'}]}: accuracies as fractions, None where
+      undefined.
+    """
+    calibration = next(s for s in results["setups"] if s["role"] == "calibration")
+    c = calibration["probe"]["c"]["values"]
+    ratios = [
+        k / c_r
+        for row in calibration["relation_3"]["budgets"]
+        for k, c_r in zip(row["k"]["values"], c, strict=True)
+        if k is not None and c_r
+    ]
+    setups = []
+    for result in results["setups"]:
+        by_schedule = result["schedules"]["by_schedule"]
+        setups.append(
+            {
+                "setup": result["setup"],
+                "role": result["role"],
+                "budgets": result["budgets"],
+                "replicas": len(result["replicas"]),
+                "prediction_loss": [
+                    row["corrected"]["loss_vs_envelope"]["mean"]
+                    for row in result["prediction"]["budgets"]
+                ],
+                "schedules": {
+                    name: [row["vs_envelope"]["mean"] for row in by_schedule[schedule]["budgets"]]
+                    for name, schedule in SUGGESTED_SCHEDULES.items()
+                },
+                "relation_3_slope": result["relation_3"]["l2_opt_vs_budget_slope"],
+            }
+        )
+    return {
+        "preset": results["preset"],
+        "kappa": calibration["correction"]["kappa"],
+        "kappa_range": [min(ratios), max(ratios)] if ratios else None,
+        "setups": setups,
+    }

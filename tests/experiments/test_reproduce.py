@@ -18,6 +18,7 @@ from l2reg.training import sweep
 
 QUICK = reproduction.Preset.from_config(reproduce_quick.get_config())
 OUTPUTS = (
+    "calibration.json",
     "report.md",
     "results.json",
     "t_star.png",

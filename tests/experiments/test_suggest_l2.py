@@ -34,7 +34,17 @@ def test_suggestion_follows_from_the_probe(tmp_path):
     assert t_star % 5 == 0 and 5 <= t_star <= 95
     c = t_star * 0.3 * 0.1
     assert record["c"] == pytest.approx(c)
-    assert record["suggested_l2"] == stored["suggested_l2"] == pytest.approx(c / (0.1 * 10_000))
+    # Relation 3's λ, corrected by the committed calibration's κ, within its range.
+    calibration = probe.calibration()
+    kappa, (low, high) = calibration["kappa"], calibration["kappa_range"]
+    uncorrected = c / (0.1 * 10_000)
+    assert record["uncorrected_l2"] == pytest.approx(uncorrected)
+    assert record["suggested_l2"] == stored["suggested_l2"] == pytest.approx(kappa * uncorrected)
+    assert record["l2_range"] == pytest.approx([low * uncorrected, high * uncorrected])
+    # The schedules as trainer fields, from the probe's λ and c.
+    anytime = record["schedules"]["anytime"]
+    assert anytime == pytest.approx({"l2_mode": "anytime", "l2": 0.3, "anytime_c": kappa * c})
+    assert probe.fragment(anytime).startswith("--config.l2_mode=anytime --config.l2=0.3 ")
 
 
 @pytest.mark.slow
@@ -164,7 +174,9 @@ def test_without_probe_l2_the_search_lowers_l2_until_a_clear_peak(tmp_path):
     )
     # The clear peak is relation 1's: c = t*·λη of order 1, and λ = c/(ηT).
     assert 0.3 < record["c"] < 3
-    assert record["suggested_l2"] == pytest.approx(record["c"] / (0.5 * 30_000))
+    # λ = κ·c/(ηT), κ from the committed calibration.
+    kappa = probe.calibration()["kappa"]
+    assert record["suggested_l2"] == pytest.approx(kappa * record["c"] / (0.5 * 30_000))
     stored = json.loads((tmp_path / "suggestion.json").read_text())
     assert stored["tried"] == tried
     assert os.path.getsize(tmp_path / "probe.png") > 0

@@ -265,7 +265,8 @@ TOO_LONG = sweep.Run(1e-2 / 0.5, 0.5, 0, 3 * 10**12, l2_mode="fixed")
         ),
         (
             setups(budgets=(150.0, 6_000)),
-            "setup 'calib': budgets must be strictly increasing integers ≥ 1, got (150.0, 6000)",
+            "setup 'calib': budgets must be strictly increasing integers in [1, 2147483647], got "
+            "(150.0, 6000)",
         ),
         (
             t_star(run_length=3e10),

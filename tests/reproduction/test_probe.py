@@ -1,5 +1,7 @@
 """l2reg.reproduction.probe: suggest_l2's algorithm, the same code as the reproduction's part 3."""
 
+import json
+import pathlib
 import re
 
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 from experiments.configs import mlp_digits
 from l2reg import relations, training
-from l2reg.reproduction import probe
+from l2reg.reproduction import probe, selection
 from l2reg.training import Curves, sweep
 
 
@@ -204,3 +206,53 @@ def test_plot_marks_t_star_only_for_a_clear_peak(tmp_path, monkeypatch):
     labels = axis.get_legend_handles_labels()[1]
     assert labels == ["λ = 0.3", "λ = 0.1", "smoothed"]
     assert axis.get_title().startswith("probe λ = 0.1: no clear peak, so no t*")
+
+
+RECORD = {
+    "preset": "made-up",
+    "kappa": 0.4,
+    "kappa_range": [0.2, 0.6],
+    "setups": [
+        {
+            "setup": "digits_mse",
+            "role": "calibration",
+            "budgets": [100, 1000],
+            "replicas": 3,
+            "prediction_loss": [0.004, -0.01],
+            "schedules": {"anytime": [-0.02, None], "autol2": [0.0, 0.003]},
+            "relation_3_slope": -1.1,
+        }
+    ],
+}
+
+
+def test_calibrated_suggestion_scales_relation_3_by_kappa_and_builds_the_schedules():
+    measured = {"clear_peak": True, "c": 0.9}
+    suggested = probe.calibrated(measured, probe_l2=3e-3, lr=0.5, budget_steps=6_000, record=RECORD)
+    uncorrected = 0.9 / (0.5 * 6_000)
+    assert suggested["uncorrected_l2"] == pytest.approx(uncorrected)
+    assert suggested["suggested_l2"] == pytest.approx(0.4 * uncorrected)
+    assert suggested["l2_range"] == pytest.approx([0.2 * uncorrected, 0.6 * uncorrected])
+    anytime = suggested["schedules"]["anytime"]
+    assert anytime == {"l2_mode": "anytime", "l2": 3e-3, "anytime_c": pytest.approx(0.36)}
+    autol2 = suggested["schedules"]["autol2"]
+    assert autol2["autol2.min_l2"] == pytest.approx(0.4 * uncorrected) and autol2["l2"] == 3e-3
+    assert probe.fragment(anytime) == (
+        "--config.l2_mode=anytime --config.l2=0.003 --config.anytime_c=0.36"
+    )
+    assert probe.calibrated({"clear_peak": False, "c": 0.9}, 3e-3, 0.5, 6_000, RECORD) is None
+
+
+def test_expected_cost_prints_points_lost_per_budget_for_every_setup():
+    text = probe.expected_cost(RECORD, "prediction")
+    assert "digits_mse (calibration, 3 replicas): T = 100: +0.4, T = 1000: -1.0" in text
+    # A schedule's difference from the envelope is a gain: lost points are its negation.
+    schedule = probe.expected_cost(RECORD, "anytime")
+    assert "T = 100: +2.0, T = 1000: —" in schedule
+
+
+def test_the_committed_calibration_is_the_record_of_the_committed_study():
+    results = pathlib.Path(__file__).parents[2] / "experiments/results/reproduce_study"
+    committed = json.loads((results / "results.json").read_text())
+    assert probe.calibration() == selection.calibration_record(committed)
+    assert probe.calibration() == json.loads((results / "calibration.json").read_text())

@@ -240,9 +240,13 @@ def test_the_protocol_comes_before_the_results_and_each_setup_has_its_plot(first
     assert pngs == ["selection-calib.png", "selection-held-out.png", "t_star.png"]
     for name in pngs:
         assert (workdir / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    # Beside them only report.md and results.json (and the cache folder): no staging left.
+    # Beside them only calibration.json, report.md and results.json (and the cache folder): no
+    # staging left.
     files = sorted(path.name for path in workdir.iterdir() if path.name != "cache")
-    assert files == ["report.md", "results.json", *pngs]
+    assert files == ["calibration.json", "report.md", "results.json", *pngs]
+    calibration = json.loads((workdir / reproduction.CALIBRATION_FILE).read_text())
+    results = json.loads((workdir / "results.json").read_text())
+    assert calibration == selection.calibration_record(results)
 
 
 def test_results_are_strict_json(first_and_rerun):
@@ -272,12 +276,6 @@ def test_a_schedule_equal_to_the_envelope_shows_as_zero_points(first_and_rerun):
     assert "| worst mean +0.0 points |" in row
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="when relation 1 keeps no run its c is an interval with mean None, and "
-    "selection.section formats it with :.3g: the report fails after every run has trained",
-)
 def test_a_relation_1_that_keeps_no_run_is_reported_as_undefined(tmp_path, monkeypatch):
     # Relation 1's runs never fit their training labels: rule (a) excludes every one.
     monkeypatch.setattr(sweep, "run", world_sweep([], t_star_train_accuracy=0.1))

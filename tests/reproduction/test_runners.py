@@ -143,13 +143,3 @@ def test_history_says_what_was_reused_and_keeps_the_first_training_time(tmp_path
     runner("probe", [*RUNS[:1], sweep.Run(3e-3, 0.5, 0, 40)])  # one run new: not all reused
     assert [call.reused for call in runner.history] == [False, True, False]
     assert runner.history[1].training_seconds == pytest.approx(runner.history[0].training_seconds)
-
-
-def test_part_labels_count_the_four_parts():
-    assert [runners.part_label(name) for name in runners.PART_TITLES] == [
-        "part 1 of 4: t* grid",
-        "part 2 of 4: λ grid",
-        "part 3 of 4: probe",
-        "part 4 of 4: AutoL2",
-    ]
-    assert runners.part_label("part") == "part"
