@@ -6,9 +6,9 @@ r"""Suggests λ for a training budget from one cheap large-λ probe run, calibra
 Trains the config at a large fixed λ (coupled L2, constant learning rate) for
 `probe_length/(λη)` steps through the trainer (it resumes from its checkpoints when rerun) and
 measures c = t*·λη from the probe's peak (on validation accuracy when the config has a
-validation split). Relation 3 says λ_opt = c/(ηT); the λ-selection study
-(`python -m experiments.reproduce --preset=study`) measured λ_opt·η·T = κ·c with κ fitted on
-its calibration setup (digits, bias-free NTK MLP, MSE, 20% label noise), so the tool prints
+validation split). Relation 3 says λ_opt = c/(ηT); the default reproduction
+(`python -m experiments.reproduce`) measured λ_opt·η·T = κ·c with κ fitted on its calibration
+setup (digits, bias-free NTK MLP, MSE, 20% label noise), so the tool prints
 κ·c/(ηT) with the range that κ's spread over that setup's replicas and budgets gives, and what
 the corrected λ cost against a grid search on every setup it was measured on: the calibration
 setup and the held-out ones (a batch-norm MLP with cross-entropy on mnist1d, where relation 3

@@ -141,8 +141,9 @@ def suggestion(measured: dict, lr: float, budget_steps: int) -> float | None:
     return float(relations.predict_l2(measured["c"], lr, budget_steps))
 
 
-# The calibration `suggest` applies: `selection.calibration_record` of the committed study
-# (experiments/results/reproduce_study/calibration.json, copied here).
+# The calibration `suggest` applies: `selection.calibration_record` of the committed default
+# reproduction, whose held-out setups were measured with its κ
+# (experiments/results/reproduce_default/calibration.json, copied here).
 CALIBRATION_FILE = pathlib.Path(__file__).with_name("calibration.json")
 
 

@@ -251,8 +251,8 @@ def test_expected_cost_prints_points_lost_per_budget_for_every_setup():
     assert "T = 100: +2.0, T = 1000: —" in schedule
 
 
-def test_the_committed_calibration_is_the_record_of_the_committed_study():
-    results = pathlib.Path(__file__).parents[2] / "experiments/results/reproduce_study"
+def test_the_committed_calibration_is_the_record_of_the_committed_default_reproduction():
+    results = pathlib.Path(__file__).parents[2] / "experiments/results/reproduce_default"
     committed = json.loads((results / "results.json").read_text())
     assert probe.calibration() == selection.calibration_record(committed)
     assert probe.calibration() == json.loads((results / "calibration.json").read_text())
