@@ -18,7 +18,12 @@ they agree on which checkpoint is readable and process 0 alone moves files.
 
 import contextlib
 import hashlib
+import logging as python_logging
 import os
+import re
+import sys
+import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -33,6 +38,108 @@ from jax.experimental import multihost_utils
 # decode and checksum errors and JSON errors are ValueErrors, file system errors OSErrors.
 # Anything else (out of memory, a bug) is not a property of the checkpoint and propagates.
 READ_ERRORS = (OSError, ValueError)
+
+
+_ORBAX_FOLDER = os.path.join(os.path.dirname(os.path.abspath(ocp.__file__)), "")
+
+
+class _FailedSaveNoise:
+    """Keeps off the terminal what orbax, asyncio and tensorstore print about a failed save,
+    which `Checkpoints` reports in one line.
+
+    A save that meets a full disk is raised by orbax at the next save or wait; meanwhile each
+    orbax thread it passed through logs it with its traceback, asyncio logs each of orbax's
+    writes that failed too ("exception was never retrieved") when it is garbage-collected,
+    possibly at exit, and each of tensorstore's writes still in flight when orbax gives the
+    save up prints "RuntimeError: Event loop is closed" with a traceback, through
+    `sys.unraisablehook` (hundreds of lines for one full disk).
+
+    ERROR records with an exception raised in orbax's code are held while a `Checkpoints` is
+    open (a filter on the absl and asyncio loggers, installed with the first one and kept for
+    asyncio's records that come later): once a save's failure is raised, those of file errors
+    naming a path in its folder are dropped, then and from then on, as that failure's; the
+    others are logged as they were when the saves are over (orbax logs some errors it does
+    not raise, such as a failure to delete an old checkpoint). Tensorstore's closed-loop
+    errors are dropped while a `Checkpoints` is open; any other unraisable error goes to the
+    previous hook.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held: list[python_logging.LogRecord] = []
+        self._open = 0  # open `Checkpoints`
+        self._failed: set[str] = set()  # folders of `Checkpoints` whose save failed, with a "/"
+        self._previous_hook = sys.unraisablehook
+
+    def opened(self) -> None:
+        with self._lock:
+            self._open += 1
+            if self._open == 1:
+                for logger in (logging.get_absl_logger(), python_logging.getLogger("asyncio")):
+                    if self not in logger.filters:
+                        logger.addFilter(self)
+                self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+
+    def closed(self) -> None:
+        """Logs the records still held; the last one out removes the hook."""
+        with self._lock:
+            self._open -= 1
+            if self._open == 0 and sys.unraisablehook == self._unraisable:
+                sys.unraisablehook = self._previous_hook
+        self.release()
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        if record.levelno < python_logging.ERROR or not record.exc_info:
+            return True
+        if not _raised_in_orbax(record):
+            return True
+        with self._lock:
+            if self._of_failed_save(record):
+                return False
+            if self._open == 0:
+                return True
+            self._held.append(record)
+        return False
+
+    def save_failed(self, directory: str) -> None:
+        """Drops the records of file errors in `directory`, those held and those to come."""
+        with self._lock:
+            self._failed.add(os.path.join(directory, ""))
+        self.release()
+
+    def release(self) -> None:
+        """Logs the records held, as they were, but those of failed saves."""
+        with self._lock:
+            held, self._held = self._held, []
+            held = [record for record in held if not self._of_failed_save(record)]
+        for record in held:
+            python_logging.getLogger(record.name).callHandlers(record)
+
+    def _of_failed_save(self, record: python_logging.LogRecord) -> bool:
+        error = _file_error(record.exc_info[1])
+        return error is not None and any(folder in str(error) for folder in self._failed)
+
+    def _unraisable(self, unraisable: Any) -> None:
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        closed_loop = (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+            and frames
+            and frames[0].name == "call_soon_threadsafe"  # called from outside Python
+        )
+        if not closed_loop:
+            self._previous_hook(unraisable)
+
+
+def _raised_in_orbax(record: python_logging.LogRecord) -> bool:
+    """Whether `record` was logged by orbax, or its exception raised in orbax's code."""
+    if record.pathname.startswith(_ORBAX_FOLDER):
+        return True
+    frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info[2] else []
+    return any(frame.filename.startswith(_ORBAX_FOLDER) for frame in frames)
+
+
+_FAILED_SAVE_NOISE = _FailedSaveNoise()
 
 
 class CheckpointMismatchError(ValueError):
@@ -57,15 +164,29 @@ class Checkpoints:
     """Periodic checkpoints of one pytree in `directory`, the newest `keep` of them kept.
 
     Saving is asynchronous (the arrays are copied to host memory before `save` returns, written
-    to disk in the background) and atomic: a step's directory appears only once complete.
+    to disk in the background) and atomic: a step's directory appears only once complete. A
+    save that fails (a full disk) is raised at the next `save` or `wait` as an OSError of one
+    line naming `directory` and the cause; the tracebacks orbax, asyncio and tensorstore print
+    about it are kept off the terminal (`_FailedSaveNoise`).
     """
 
     def __init__(self, directory: str, *, keep: int):
         self.directory = os.path.abspath(directory)
+        # A step's folders are made in `save` itself, not in orbax's background (it takes far less
+        # than a step): when making them fails (a full disk, the folder removed), orbax's threads
+        # that were to write into them would otherwise wait 300 s for them, keeping the process
+        # alive, and then log a traceback each. The arrays are still written in the background;
+        # a failure there is raised at the next save or wait, made one line there
+        # (`_reporting_failed_saves`), and orbax's records of it are kept off the terminal
+        # (`_FailedSaveNoise`). Saving synchronously would not spare those: orbax's threads for
+        # tensorstore's writes log their errors even then.
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, cleanup_tmp_directories=True
+                max_to_keep=keep,
+                create=True,
+                cleanup_tmp_directories=True,
+                async_options=ocp.options.AsyncOptions(create_directories_asynchronously=False),
             ),
             # Registered up front, so that a new manager can read a checkpoint's tree metadata.
             item_handlers={
@@ -73,6 +194,7 @@ class Checkpoints:
                 "record": ocp.JsonCheckpointHandler(),
             },
         )
+        _FAILED_SAVE_NOISE.opened()
 
     def save(self, step: int, state: Any, metrics: Sequence[dict] = ()) -> None:
         """Starts saving `state` as the checkpoint of `step` (steps taken so far), with its
@@ -190,6 +312,7 @@ class Checkpoints:
         """Blocks until every checkpoint started so far is on disk."""
         with self._reporting_failed_saves():
             self._manager.wait_until_finished()
+        _FAILED_SAVE_NOISE.release()  # what orbax logged of saves that are over, not raised
 
     @contextlib.contextmanager
     def _reporting_failed_saves(self) -> Iterator[None]:
@@ -201,14 +324,28 @@ class Checkpoints:
             cause = _file_error(error)
             if cause is None:
                 raise
+            _FAILED_SAVE_NOISE.save_failed(self.directory)
+            # A step's folder gets its name only once complete (orbax writes `<step>.orbax-
+            # checkpoint-tmp`); orbax's own list of steps may hold the failed one.
+            complete = []
+            with contextlib.suppress(OSError):  # the folder removed, say
+                complete = [int(name) for name in os.listdir(self.directory) if name.isdigit()]
+            kept = (
+                f"the newest complete one (step {max(complete)}) is kept: rerun the same command "
+                "to resume from it once the cause is fixed"
+                if complete
+                else "none was complete before it: rerun the same command once the cause is fixed"
+            )
             raise OSError(
                 f"a checkpoint could not be written in {self.directory!r} ({_describe(cause)}); "
-                "the newest complete one is kept: rerun the same command to resume from it once "
-                "the cause is fixed"
+                + kept
             ) from error
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        finally:
+            _FAILED_SAVE_NOISE.closed()
 
 
 def checksum(tree: Any) -> str:
@@ -231,12 +368,20 @@ def checksum(tree: Any) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    """`error` in one line of at most about 300 characters, without tensorstore's spec."""
-    message = (str(error).splitlines() or [""])[0]
+    """`error` in one line of at most about 300 characters, without tensorstore's spec; a
+    tensorstore error from the file system as the OSError it wraps, which it names last."""
+    name, message = type(error).__name__, (str(error).splitlines() or [""])[0]
     message = message.split(" [tensorstore_spec=")[0]
+    # As in 'Error writing "w/0" in OCDBT database at local file "/c/20.orbax-checkpoint-tmp/...":
+    # Failed writing: "/c/.../d/4d9a...": Failed to write 551226 bytes to file 11: No space left
+    # on device [os_error_code='28']', whose cause the cut at 300 characters would lose.
+    code = re.search(r"\[os_error_code='(\d+)'\]", message)
+    if code is not None:
+        number, paths = int(code[1]), re.findall(r'"(/[^"]*)"', message)
+        name, message = "OSError", str(OSError(number, os.strerror(number), *paths[-1:]))
     if len(message) > 300:
         message = message[:300] + "…"
-    return f"{type(error).__name__}: {message}"
+    return f"{name}: {message}"
 
 
 def _file_error(error: BaseException) -> BaseException | None:

@@ -13,6 +13,15 @@ TRAIN = [
     "--config=experiments/configs/mlp_digits.py",
     "--config.steps=300",
 ]
+# A run of seconds: MLP 32-32, 40 steps, a line every 10 steps, checkpoints at 20 and 40.
+TRAIN_SMALL = [
+    "experiments.train",
+    "--config=experiments/configs/mlp_digits.py",
+    "--config.model_options.widths=(32, 32)",
+    "--config.steps=40",
+    "--config.eval_every=10",
+    "--config.checkpoint_every=20",
+]
 
 
 def launch(*arguments: str) -> subprocess.CompletedProcess:
@@ -100,3 +109,44 @@ def test_a_bad_flag_is_one_line_before_jax_is_imported(tmp_path, launcher, argum
     lines = [line for line in finished.stderr.splitlines() if not line.startswith("import time")]
     assert lines == [message] or (message in lines[-1] and len(lines) == 1), lines
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_training_ends_with_one_error_line(tmp_path):
+    # On a 64 KiB tmpfs of its own (a user and mount namespace: no root needed where user
+    # namespaces are on) there is room for the config and the first lines, not for the first
+    # checkpoint, whose array data meet the full disk in orbax's and tensorstore's threads.
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = 'mount -t tmpfs -o size=64k tmpfs "$0" || exit 99; exec "$@"'
+    namespace = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount, str(disk)]
+    try:
+        finished = subprocess.run(
+            [*namespace, sys.executable, "-m", *TRAIN_SMALL, f"--workdir={disk / 'run'}"],
+            cwd=REPOSITORY,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare command")
+    output = finished.stdout.decode()
+    if finished.returncode == 99 or output.startswith("unshare:"):
+        pytest.skip(f"cannot mount a tmpfs here: {output.strip()}")
+    assert finished.returncode == 1, output
+    lines = terminal_lines(finished.stdout)
+    # Before: five ERROR records from orbax's threads with their tracebacks (60 lines), and
+    # tensorstore's "RuntimeError: Event loop is closed" tracebacks.
+    assert "Traceback" not in output and "E1" not in output, output
+    assert all("step/s" in line for line in lines[:-1]), output  # the progress bar
+    assert (
+        lines[-1]
+        == (
+            f"error: a checkpoint could not be written in '{disk}/run/checkpoints' (OSError: "
+            f"[Errno 28] No space left on device: '{disk}/run/checkpoints/20.orbax-checkpoint-tmp/"
+        )
+        + lines[-1].split("20.orbax-checkpoint-tmp/", 1)[1]
+    ), output
+    assert lines[-1].endswith(
+        "); none was complete before it: rerun the same command once the cause is fixed"
+    ), output
