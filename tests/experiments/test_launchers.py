@@ -1,9 +1,12 @@
-"""The launchers' terminal: --help exits 0, and a run shows its progress bar and a few lines of
-its own, other libraries' INFO logging only with --verbosity."""
+"""The launchers' terminal: --help exits 0, a run shows its progress bar and a few lines of its
+own, other libraries' INFO logging only with --verbosity; a full disk, or SIGTERM while a run
+starts, ends it with one line."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,3 +153,73 @@ def test_a_full_disk_during_training_ends_with_one_error_line(tmp_path):
     assert lines[-1].endswith(
         "); none was complete before it: rerun the same command once the cause is fixed"
     ), output
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (Linux: its SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def _has_loaded(pid: int, library: str) -> bool:
+    """Whether process `pid` has mapped a shared library whose path contains `library`."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return library in maps.read()
+
+
+# Moments of the start-up, told from outside without timing: the launcher's handler is in place
+# (before the flags are parsed), and JAX's compiled library is loaded (JAX is being imported,
+# seconds before the training loop takes SIGTERM over).
+MOMENTS = {
+    "handler installed": _catches_sigterm,
+    "importing JAX": lambda pid: _has_loaded(pid, "jaxlib"),
+}
+
+
+def terminate_at(moment: str, workdir) -> subprocess.Popen:
+    """Starts a training run in `workdir` and sends it SIGTERM at `moment` of its start-up."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *TRAIN_SMALL, f"--workdir={workdir}"],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not MOMENTS[moment](process.pid):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc")
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_sigterm_while_starting_exits_0_in_one_line_and_writes_nothing(tmp_path, moment):
+    # Before: killed by the signal (status 143 from a shell), without a word.
+    process = terminate_at(moment, tmp_path / "run")
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    assert stderr == "train: stopped by SIGTERM; nothing was written\n"
+    assert stdout == ""
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc")
+def test_sigterm_while_resuming_says_its_workdir_is_whole_and_leaves_it_as_it_was(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("kept")
+    process = terminate_at("importing JAX", workdir)
+    stderr = process.communicate()[1]
+    assert process.returncode == 0, stderr
+    assert stderr == (
+        f"train: stopped by SIGTERM; no result in '{workdir}' is half-written: rerun the same "
+        "command to go on\n"
+    )
+    assert os.listdir(workdir) == ["notes.txt"]
