@@ -20,9 +20,9 @@ Writes the three PNGs and `report.md` (the measured steps and fits, each with it
 loads; this file only parses flags.
 """
 
-import sys
-
 from absl import app, flags
+
+from experiments import _launch
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the PNGs and report.md.")
 _DATASET = flags.DEFINE_string("dataset", "digits", "An embedded l2reg data set.")
@@ -43,22 +43,7 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def _fail(message) -> None:
-    sys.exit(f"theory_figures: {message}")
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a flag error on one line and --help exiting 0.
-
-    absl's help flags (--help, --helpshort, --helpfull, --helpxml) print the help and then
-    call sys.exit(1) from inside the parser; bad flags raise flags.Error instead. So an exit
-    with status 1 during parsing is a help request that succeeded.
-    """
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        _fail(error)
-    except SystemExit as exit_:
-        sys.exit(0 if exit_.code == 1 else exit_.code)
+    _launch.fail("theory_figures", message)
 
 
 def _numbers(flag, kind) -> tuple:
@@ -105,4 +90,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_launch.flags_parser("theory_figures"))
