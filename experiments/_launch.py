@@ -41,6 +41,13 @@ def fail(program: str, error: Exception | str) -> None:
     sys.exit(f"{program}: {message}")
 
 
+def stopped(program: str, error: Exception) -> None:
+    """Exits with status 0 and `program: message` on one line: a run stopped by SIGTERM after
+    saving, as the training loop itself exits after a preemption."""
+    print(f"{program}: {' '.join(str(error).split())}", file=sys.stderr)
+    sys.exit(0)
+
+
 def flags_parser(program: str):
     """An absl `flags_parser` for `app.run`: a bad flag or `--config.key=value` override is a
     one-line error, and a help flag exits 0. Calling it makes SIGTERM a clean exit from then on

@@ -86,6 +86,8 @@ def main(argv) -> None:
             max_probe_steps=_MAX_PROBE_STEPS.value,
             overwrite=_OVERWRITE.value,
         )
+    except training.StoppedEarly as error:
+        _launch.stopped("suggest_l2", error)
     except (ValueError, TypeError, OSError, training.NonFiniteLossError) as error:
         _launch.fail("suggest_l2", error)
     peak = record["probe"]

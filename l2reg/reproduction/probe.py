@@ -313,7 +313,8 @@ def suggest(
             if probe_l2 is not None
             else os.path.join(workdir, "probes", f"l2={l2:.4g}")
         )
-        training.train_and_evaluate(run_config, folder, overwrite=overwrite)
+        state = training.train_and_evaluate(run_config, folder, overwrite=overwrite)
+        training.require_finished(state, run_config, folder)
         curve = training.read_curves(folder)
         measured = measure(curve, l2, lr)
         peak = measured["probe"]

@@ -247,7 +247,7 @@ class TrainerRunner:
             folder = os.path.join(self.workdir, "runs", f"{name}-{key}")
             record = folder + ".seconds.json"
             start = time.perf_counter()
-            loop.train_and_evaluate(config, folder)
+            loop.require_finished(loop.train_and_evaluate(config, folder), config, folder)
             if os.path.exists(record):
                 with open(record) as file:
                     total += json.load(file)[TRAINING_SECONDS]

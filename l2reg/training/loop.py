@@ -56,6 +56,23 @@ def _check_finite(summary: dict, last_checkpoint: int | None) -> None:
         )
 
 
+class StoppedEarly(Exception):
+    """A run that `train_and_evaluate` stopped before its last step (SIGTERM: its checkpoint is
+    saved, and rerunning the same command goes on): raised by `require_finished` for callers
+    that go on to use the run's results."""
+
+
+def require_finished(state: RunState, config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises `StoppedEarly` (one line) unless `state`, as `train_and_evaluate` returned it,
+    has reached `config.steps`."""
+    step = int(jax.device_get(state.step))
+    if step < config.steps:
+        raise StoppedEarly(
+            f"stopped by SIGTERM at step {step} of {config.steps} in {workdir!r} (its checkpoint "
+            "is saved): rerun the same command to go on"
+        )
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,

@@ -1,9 +1,13 @@
 """The runners' caches: reused for the same settings and code, never across a code change."""
 
+import os
+import types
+
 import numpy as np
 import pytest
 
 from experiments.configs import mlp_digits
+from l2reg import training
 from l2reg.reproduction import SweepRunner, TrainerRunner, runners
 from l2reg.training import Curves, loop, rundir, sweep
 
@@ -100,12 +104,29 @@ def test_a_sweep_is_keyed_by_the_code_it_trains_with_not_the_trainers_own(tmp_pa
     assert runners.source_digest(package, runners.NOT_SWEEP) != sweep_digest
 
 
+def test_a_trainer_run_stopped_by_sigterm_stops_the_runner_and_is_not_recorded_as_finished(
+    tmp_path, monkeypatch
+):
+    def preempted(config, workdir):
+        os.makedirs(workdir, exist_ok=True)
+        return types.SimpleNamespace(step=config.steps // 2)  # saved at half way, returned
+
+    monkeypatch.setattr(loop, "train_and_evaluate", preempted)
+    runner = TrainerRunner(str(tmp_path), CONFIG, "mlp_digits", evals=4)
+    with pytest.raises(training.StoppedEarly, match=r"stopped by SIGTERM at step 10 of 20 in "):
+        runner("part", RUNS[:1])
+    # No record of a finished run: a rerun trains it (resuming from its checkpoint).
+    assert not list((tmp_path / "runs").glob("*.seconds.json"))
+    assert runner.history == []
+
+
 def test_trainer_runs_are_keyed_by_their_config_and_the_training_code(tmp_path, monkeypatch):
     folders, configs = [], []
 
     def fake_train_and_evaluate(config, workdir):
         folders.append(workdir)
         configs.append(config)
+        return types.SimpleNamespace(step=config.steps)  # finished
 
     monkeypatch.setattr(loop, "train_and_evaluate", fake_train_and_evaluate)
     monkeypatch.setattr(rundir, "read_curves", lambda workdir: None)
@@ -135,7 +156,9 @@ def test_history_says_what_was_reused_and_keeps_the_first_training_time(tmp_path
     assert reused.source == trained.source and reused.source.endswith(".npz")
     assert reused.training_seconds == trained.training_seconds > 0
 
-    monkeypatch.setattr(loop, "train_and_evaluate", lambda config, workdir: None)
+    monkeypatch.setattr(
+        loop, "train_and_evaluate", lambda config, workdir: types.SimpleNamespace(step=config.steps)
+    )
     monkeypatch.setattr(rundir, "read_curves", lambda workdir: None)
     runner = TrainerRunner(str(tmp_path / "trainer"), CONFIG, "mlp_digits", evals=4)
     runner("probe", RUNS)
