@@ -519,6 +519,8 @@ def plot(result: dict, curves: dict, path: str) -> None:
             markersize=3,
         )
     top_left.set(xscale="log", xlabel="budget T (steps)", ylabel="test accuracy at T")
+    top_left.set_xticks(budgets, [str(b) for b in budgets])
+    top_left.minorticks_off()
     top_left.set_title(
         f"{result['setup']}: accuracy at each budget (means of {n} replicas, 95% bands)", fontsize=9
     )
