@@ -60,7 +60,8 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         _launch.fail("reproduce", f"unexpected arguments: {' '.join(argv[1:])}")
     _launch.quiet_logging()
-    from l2reg import data, files, reproduction, training
+    from l2reg import data, files, reproduction
+    from l2reg.training import loop
 
     config = _CONFIG.value if _CONFIG.value is not None else preset_config(_PRESET.value)
     name = _PRESET.value if _CONFIG.value is None else flags.FLAGS["config"].config_filename
@@ -70,7 +71,7 @@ def main(argv: Sequence[str]) -> None:
         preset = reproduction.Preset.from_config(config)
         files.check_folder(_WORKDIR.value)
         results = reproduction.reproduce(_WORKDIR.value, preset, name=name)
-    except training.StoppedEarly as error:
+    except loop.StoppedEarly as error:
         _launch.stopped("reproduce", error)
     except (ValueError, TypeError, data.DatasetNotPreparedError) as error:
         _launch.fail("reproduce", error)

@@ -74,6 +74,7 @@ def main(argv) -> None:
     _launch.quiet_logging()
     from l2reg import training
     from l2reg.reproduction import probe
+    from l2reg.training import loop
 
     try:
         record = probe.suggest(
@@ -86,7 +87,7 @@ def main(argv) -> None:
             max_probe_steps=_MAX_PROBE_STEPS.value,
             overwrite=_OVERWRITE.value,
         )
-    except training.StoppedEarly as error:
+    except loop.StoppedEarly as error:
         _launch.stopped("suggest_l2", error)
     except (ValueError, TypeError, OSError, training.NonFiniteLossError) as error:
         _launch.fail("suggest_l2", error)

@@ -280,6 +280,7 @@ def suggest(
       suggested_l2 (None without a clear peak) and compute_fraction (all probes' steps / T).
     """
     from l2reg import training
+    from l2reg.training import loop
 
     checks.integer("budget_steps", budget_steps)
     checks.integer("max_probe_steps", max_probe_steps, none_ok=True)
@@ -314,7 +315,7 @@ def suggest(
             else os.path.join(workdir, "probes", f"l2={l2:.4g}")
         )
         state = training.train_and_evaluate(run_config, folder, overwrite=overwrite)
-        training.require_finished(state, run_config, folder)
+        loop.require_finished(state, run_config, folder)
         curve = training.read_curves(folder)
         measured = measure(curve, l2, lr)
         peak = measured["probe"]

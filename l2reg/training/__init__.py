@@ -33,8 +33,6 @@ _EXPORTS = {
     "default_config": "l2reg.training.defaults",
     "validate": "l2reg.training.config",
     "NonFiniteLossError": "l2reg.training.loop",
-    "StoppedEarly": "l2reg.training.loop",
-    "require_finished": "l2reg.training.loop",
     "train_and_evaluate": "l2reg.training.loop",
     "Curves": "l2reg.training.rundir",
     "read_curves": "l2reg.training.rundir",

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from experiments.configs import mlp_digits
-from l2reg import training
 from l2reg.reproduction import SweepRunner, TrainerRunner, runners
 from l2reg.training import Curves, loop, rundir, sweep
 
@@ -113,7 +112,7 @@ def test_a_trainer_run_stopped_by_sigterm_stops_the_runner_and_is_not_recorded_a
 
     monkeypatch.setattr(loop, "train_and_evaluate", preempted)
     runner = TrainerRunner(str(tmp_path), CONFIG, "mlp_digits", evals=4)
-    with pytest.raises(training.StoppedEarly, match=r"stopped by SIGTERM at step 10 of 20 in "):
+    with pytest.raises(loop.StoppedEarly, match=r"stopped by SIGTERM at step 10 of 20 in "):
         runner("part", RUNS[:1])
     # No record of a finished run: a rerun trains it (resuming from its checkpoint).
     assert not list((tmp_path / "runs").glob("*.seconds.json"))
