@@ -26,8 +26,10 @@ MNIST1D_VALIDATION = 800
 # The probe and AutoL2 start at the same λη on every setup (the calibration setup's
 # 3e-3 × 0.5), so that nothing is chosen per held-out setup.
 PROBE_L2_LR = 1.5e-3
-# λ grids: thirds of a decade.
+# λ grids: thirds of a decade (the study's calibration grid, the mnist1d grid) and half decades
+# (the default's digits grids).
 THIRDS = np.round(10.0 ** (np.arange(-15, -4) / 3), 12)  # 1e-5 … 2.15e-2
+HALVES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
 def calibration(validation: int = DIGITS_VALIDATION) -> config_dict.ConfigDict:
@@ -36,13 +38,13 @@ def calibration(validation: int = DIGITS_VALIDATION) -> config_dict.ConfigDict:
     return config
 
 
-def digits_setup(budgets=(150, 500, 1_700, 6_000)) -> config_dict.ConfigDict:
+def digits_setup(budgets=(150, 500, 1_700, 6_000), l2s=HALVES) -> config_dict.ConfigDict:
     return config_dict.ConfigDict(
         {
             "role": "calibration",
             "run": calibration(),
             "lr": 0.5,
-            "l2s": (0.0, *THIRDS.tolist()),
+            "l2s": (0.0, *l2s),
             "budgets": budgets,
             "probe_l2": PROBE_L2_LR / 0.5,
             "probe_length": 3.0,
@@ -80,7 +82,7 @@ def digits_ce_setup(budgets=(60, 200, 600, 2_000)) -> config_dict.ConfigDict:
             "role": "held-out",
             "run": run,
             "lr": 0.05,  # effective η/(1−μ) = 0.5, as the calibration setup's
-            "l2s": (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),  # half decades
+            "l2s": (0.0, *HALVES),
             "budgets": budgets,
             "probe_l2": PROBE_L2_LR / 0.5,
             "probe_length": 3.0,
