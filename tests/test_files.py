@@ -4,7 +4,6 @@ import errno
 import json
 import os
 import stat
-import subprocess
 import sys
 
 import pytest
@@ -174,22 +173,16 @@ print(json.dumps(outcome))
 """
 
 
-def test_write_all_on_a_real_full_disk_keeps_every_old_file(tmp_path):
+def test_write_all_on_a_real_full_disk_keeps_every_old_file(tmp_path, on_full_tmpfs):
     folder = tmp_path / "disk"
     folder.mkdir()
-    mount = 'mount -t tmpfs -o size=64k tmpfs "$0" || exit 99; exec "$1" -c "$2" "$0"'
-    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount]
-    try:
-        finished = subprocess.run(
-            [*command, str(folder), sys.executable, _FULL_TMPFS],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except FileNotFoundError:
-        pytest.skip("no unshare command")
-    if finished.returncode == 99 or finished.stderr.startswith("unshare:"):
-        pytest.skip(f"cannot mount a tmpfs here: {finished.stderr.strip()}")
+    finished = on_full_tmpfs(
+        folder,
+        [sys.executable, "-c", _FULL_TMPFS, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert finished.returncode == 0, finished.stderr
     outcome = json.loads(finished.stdout)
     assert outcome["errno"] == errno.ENOSPC
