@@ -175,7 +175,7 @@ def run(
         "step_overhead", step_overhead, lambda x: math.isfinite(x) and x >= 0, "finite and >= 0"
     )
     checks.integer("chunk_steps", chunk_steps)
-    program = _Program.create(config)
+    program, arrays = _load(config)
     # is_eval[k]: evaluate after step k; is_eval[0] restarts the training means at step 0.
     is_eval = np.zeros(_round_up(longest, chunk_steps) + 1, bool)
     is_eval[0] = True
@@ -213,7 +213,7 @@ def run(
                 # The chunk's own window of the evaluation steps, so that one compiled program
                 # serves runs of any length.
                 window = jnp.asarray(is_eval[start : start + chunk_steps + 1])
-                state, chunk = _chunk(program, frozen, state, window)
+                state, chunk = _chunk(program, frozen, arrays, state, window)
                 metrics.append(jax.device_get(chunk))
                 bar.update(1)
             # Row k of the stacked metrics holds the evaluation after step k + 1.
@@ -248,41 +248,43 @@ _METRICS = Curves._fields[1:]
 _RUN_FIELDS = ("l2", "lr", "seed", "steps", "l2_mode", "lr_schedule", "autol2", "anytime_c")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Program:
-    """The jitted pieces of a sweep of one base config: data on device, model, loss."""
+class _Data(NamedTuple):
+    """One data draw of a sweep on device, a jit argument, so that draws share compiled steps."""
 
-    dataset: data.Dataset
-    model: Any
-    loss_fn: recipe.LossFn
-    batch_size: int
     train_images: jax.Array  # raw, as the trainer's batches are before `prepare_batch`
     train_labels: jax.Array
     test_images: jax.Array  # preprocessed
     test_labels: jax.Array
     validation_images: jax.Array | None  # preprocessed; None without a validation split
     validation_labels: jax.Array | None
+    mean: jax.Array  # the training images' statistics that `preprocess` normalizes with
+    std: jax.Array
 
-    @staticmethod
-    def create(config: ml_collections.ConfigDict) -> "_Program":
-        # Members vary only the fields that `Run` sets; the rest of the config keys the cache.
-        shared = {
-            name: value
-            for name, value in json.loads(config.to_json_best_effort(sort_keys=True)).items()
-            if name not in _RUN_FIELDS
-        }
-        key = json.dumps(shared, sort_keys=True)
-        if key not in _PROGRAMS:
-            _PROGRAMS[key] = _create_program(config)
-        return _PROGRAMS[key]
 
-    def member_step(self, config, state: steps.RunState, restart) -> steps.RunState:
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Program:
+    """The static pieces of a sweep's compiled steps: model, loss and batch size.
+
+    `dataset` is the first data draw loaded for it; only what every draw of it shares (input
+    shape, classes, augmentation) is read from it, the arrays come in as `_Data`.
+    """
+
+    dataset: data.Dataset
+    model: Any
+    loss_fn: recipe.LossFn
+    batch_size: int
+
+    def member_step(self, config, arrays: _Data, state: steps.RunState, restart) -> steps.RunState:
         """One step of one member (vmapped over members by `_chunk`)."""
         indices = data.batch_indices(
-            state.hyper.seed, state.step, self.batch_size, self.train_images.shape[0]
+            state.hyper.seed, state.step, self.batch_size, arrays.train_images.shape[0]
         )
         images, labels, mix = steps.prepare_batch(
-            self.dataset, config, state, self.train_images[indices], self.train_labels[indices]
+            dataclasses.replace(self.dataset, mean=arrays.mean, std=arrays.std),
+            config,
+            state,
+            arrays.train_images[indices],
+            arrays.train_labels[indices],
         )
         new = steps.train_step(
             state,
@@ -299,16 +301,16 @@ class _Program:
         running = state.step < state.hyper.steps
         return jax.tree.map(lambda n, o: jnp.where(running, n, o), new, state)
 
-    def evaluate(self, config, state: steps.RunState) -> dict[str, jax.Array]:
+    def evaluate(self, config, arrays: _Data, state: steps.RunState) -> dict[str, jax.Array]:
         """The metrics of one member (vmapped by `_chunk`); the validation ones NaN without a
         validation split."""
         summary = steps.summary(state, config)
-        test_loss, test_accuracy = self._means(state, self.test_images, self.test_labels)
-        if self.validation_labels is None:
+        test_loss, test_accuracy = self._means(state, arrays.test_images, arrays.test_labels)
+        if arrays.validation_labels is None:
             validation_loss = validation_accuracy = jnp.float32(jnp.nan)
         else:
             validation_loss, validation_accuracy = self._means(
-                state, self.validation_images, self.validation_labels
+                state, arrays.validation_images, arrays.validation_labels
             )
         return {
             "train_loss": summary["train_loss"],
@@ -337,31 +339,60 @@ class _Program:
         return loss_sum / count, correct / count
 
 
-# Programs by the JSON of their shared config fields: a rerun reuses the compiled steps.
+# The data options that change a draw's values but not its shapes: draws that differ only in
+# these share a `_Program` and so its compiled steps.
+_DRAW_FIELDS = ("label_noise", "label_noise_seed", "validation_seed")
+# Programs by the JSON of their shared config fields less the draw's, and each draw's arrays by
+# the JSON of all its shared fields: a rerun reuses both, another draw the program.
 _PROGRAMS: dict[str, _Program] = {}
+_DATA: dict[str, _Data] = {}
 
 
-def _create_program(config: ml_collections.ConfigDict) -> _Program:
-    dataset = data.load(config.dataset, data_dir=config.data_dir, **config.data_options)
-    if dataset.train is None:
-        raise ValueError(f"a sweep needs an in-memory data set, got the streamed {dataset.name!r}")
-    if config.batch_size > len(dataset.train):
-        raise ValueError(
-            f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} training "
-            f"examples of {dataset.name!r}"
-        )
+def _load(config: ml_collections.ConfigDict) -> tuple[_Program, _Data]:
+    """The program and the data of a sweep of `config` (members vary only the `Run` fields)."""
+    shared = {
+        name: value
+        for name, value in json.loads(config.to_json_best_effort(sort_keys=True)).items()
+        if name not in _RUN_FIELDS
+    }
+    key = json.dumps(shared, sort_keys=True)
+    shared["data_options"] = {
+        name: value for name, value in shared["data_options"].items() if name not in _DRAW_FIELDS
+    }
+    program_key = json.dumps(shared, sort_keys=True)
+    if key not in _DATA:
+        dataset = data.load(config.dataset, data_dir=config.data_dir, **config.data_options)
+        if dataset.train is None:
+            raise ValueError(
+                f"a sweep needs an in-memory data set, got the streamed {dataset.name!r}"
+            )
+        if config.batch_size > len(dataset.train):
+            raise ValueError(
+                f"config.batch_size={config.batch_size} exceeds the {len(dataset.train)} "
+                f"training examples of {dataset.name!r}"
+            )
+        if program_key not in _PROGRAMS:
+            _PROGRAMS[program_key] = _Program(
+                dataset=dataset,
+                model=recipe.create_model(config, dataset.num_classes, axis_name=None),
+                loss_fn=recipe.create_loss(config),
+                batch_size=config.batch_size,
+            )
+        _DATA[key] = _device_data(dataset)
+    return _PROGRAMS[program_key], _DATA[key]
+
+
+def _device_data(dataset: data.Dataset) -> _Data:
     validation = dataset.validation
-    return _Program(
-        dataset=dataset,
-        model=recipe.create_model(config, dataset.num_classes, axis_name=None),
-        loss_fn=recipe.create_loss(config),
-        batch_size=config.batch_size,
+    return _Data(
         train_images=jnp.asarray(dataset.train.images),
         train_labels=jnp.asarray(dataset.train.labels, jnp.int32),
         test_images=jnp.asarray(dataset.preprocess(dataset.test.images)),
         test_labels=jnp.asarray(dataset.test.labels, jnp.int32),
         validation_images=None if validation is None else dataset.preprocess(validation.images),
         validation_labels=None if validation is None else jnp.asarray(validation.labels, jnp.int32),
+        mean=jnp.asarray(dataset.mean),
+        std=jnp.asarray(dataset.std),
     )
 
 
@@ -391,15 +422,19 @@ def _init(program: _Program, frozen: _Frozen, hyper: recipe.Hyperparameters) -> 
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _chunk(program: _Program, frozen: _Frozen, state: steps.RunState, is_eval: jax.Array):
+def _chunk(
+    program: _Program, frozen: _Frozen, arrays: _Data, state: steps.RunState, is_eval: jax.Array
+):
     """The next len(is_eval) − 1 steps of a bucket; metrics (len(is_eval) − 1, bucket) each.
 
     `is_eval` (chunk + 1,) bool: entry k says whether to evaluate after the chunk's k-th step
     (its first entry, whether the step before the chunk was evaluated, restarts the training
     means at the chunk's first step).
     """
-    train = jax.vmap(functools.partial(program.member_step, frozen.config), in_axes=(0, None))
-    evaluate = jax.vmap(functools.partial(program.evaluate, frozen.config))
+    train = jax.vmap(
+        functools.partial(program.member_step, frozen.config, arrays), in_axes=(0, None)
+    )
+    evaluate = jax.vmap(functools.partial(program.evaluate, frozen.config, arrays))
     bucket = state.step.shape[0]
     skipped = {name: jnp.full((bucket,), jnp.nan, jnp.float32) for name in _METRICS}
 

@@ -494,18 +494,44 @@ def test_mse_loss_targets_are_one_hot_or_centred():
     np.testing.assert_allclose(recipe.create_loss(one_hot)(logits, labels), [0.5, 0.5], rtol=1e-6)
 
 
+def test_data_draws_share_compiled_steps_and_keep_their_own_data():
+    # Draws differ in the label-noise and validation seeds: the same shapes, other values. The
+    # data are arguments of the compiled steps, so a second draw compiles nothing, yet trains on
+    # its own labels and split.
+    def draw(seed):
+        config = SETUP.copy_and_resolve_references()
+        config.data_options.label_noise = 0.2
+        config.data_options.label_noise_seed = seed
+        config.data_options.validation_size = 200
+        config.data_options.validation_seed = seed
+        return config
+
+    runs = [sweep.Run(1e-3, 0.5, 0, 20)]
+    first = sweep.run(draw(11), runs, progress=False)[0]
+    compiled = sweep._chunk._cache_size()
+    second = sweep.run(draw(12), runs, progress=False)[0]
+    assert sweep._chunk._cache_size() == compiled
+    assert not np.array_equal(first.validation_loss, second.validation_loss)
+    # Each draw's curve is the one its own data give when swept alone in a fresh process state.
+    sweep._PROGRAMS.clear()
+    sweep._DATA.clear()
+    again = sweep.run(draw(12), runs, progress=False)[0]
+    np.testing.assert_allclose(again.validation_loss, second.validation_loss, rtol=1e-6)
+    np.testing.assert_allclose(again.test_loss, second.test_loss, rtol=1e-6)
+
+
 def test_recorded_test_loss_is_the_configs_loss():
     # A bias-free MLP with zero weights outputs 0, so its centred MSE test loss is 0.45
     # whatever the test set.
-    program = sweep._Program.create(SETUP)
+    program, arrays = sweep._load(SETUP)
     config = sweep.Run(0.0, 0.1, 0, 1).config(SETUP)
     hyper = recipe.Hyperparameters.stack([recipe.Hyperparameters.on_host(config)])
     frozen = sweep._Frozen(config)
     state = sweep._init(program, frozen, hyper)
     state = state.replace(params=jax.tree.map(jnp.zeros_like, state.params))
-    metrics = jax.vmap(functools.partial(program.evaluate, config))(state)
+    metrics = jax.vmap(functools.partial(program.evaluate, config, arrays))(state)
     np.testing.assert_allclose(metrics["test_loss"], [0.45], rtol=1e-6)
-    np.testing.assert_allclose(metrics["test_accuracy"], [np.mean(program.test_labels == 0)])
+    np.testing.assert_allclose(metrics["test_accuracy"], [np.mean(arrays.test_labels == 0)])
 
 
 # ------------------------------------------------------------------------------------------
@@ -525,7 +551,7 @@ def no_work(monkeypatch):
     def start(config):
         raise AssertionError("the sweep started work before rejecting its input")
 
-    monkeypatch.setattr(sweep._Program, "create", staticmethod(start))
+    monkeypatch.setattr(sweep, "_load", start)
 
 
 @pytest.mark.parametrize(
