@@ -165,9 +165,9 @@ class Checkpoints:
 
     Saving is asynchronous (the arrays are copied to host memory before `save` returns, written
     to disk in the background) and atomic: a step's directory appears only once complete. A
-    save that fails (a full disk) is raised at the next `save` or `wait` as an OSError of one
-    line naming `directory` and the cause; the tracebacks orbax, asyncio and tensorstore print
-    about it are kept off the terminal (`_FailedSaveNoise`).
+    save that fails (a full disk) is raised at the next `check`, `save` or `wait` as an OSError
+    of one line naming `directory` and the cause; the tracebacks orbax, asyncio and tensorstore
+    print about it are kept off the terminal (`_FailedSaveNoise`).
     """
 
     def __init__(self, directory: str, *, keep: int):
@@ -307,6 +307,16 @@ class Checkpoints:
         """Whether every host has reached the step agreed on to save after a preemption notice
         (multi-host runs under `jax.distributed`; always False in a single process)."""
         return self._manager.reached_preemption(step)
+
+    def check(self) -> None:
+        """Raises, as `save` and `wait` would, a save that has failed in the background so far;
+        does not wait for those still under way (a check costs microseconds)."""
+        with self._reporting_failed_saves():
+            self._manager.check_for_errors()
+            # orbax keeps a failed save's error in its finalize thread, raised only by a wait;
+            # once no save is in progress, the wait returns at once.
+            if not self._manager.is_saving_in_progress():
+                self._manager.wait_until_finished()
 
     def wait(self) -> None:
         """Blocks until every checkpoint started so far is on disk."""

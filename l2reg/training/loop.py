@@ -102,6 +102,8 @@ def train_and_evaluate(
         or checkpoints that cannot be resumed from (of another state, or none readable; nothing
         is changed then).
       NonFiniteLossError: the training loss became NaN/inf (names the step).
+      OSError: a checkpoint could not be written (a full disk; one line naming the folder and
+        the cause), raised at the next report line or checkpoint after the failure.
     """
     devices = jax.devices() if devices is None else list(devices)
     config_lib.validate(config, len(devices))
@@ -116,28 +118,29 @@ def train_and_evaluate(
         checkpoints = Checkpoints(
             f"{workdir}/{rundir.CHECKPOINT_DIR}", keep=config.keep_checkpoints
         )
-        state, last_checkpoint, checkpointed = checkpoints.restore_latest(trainer.init_state())
-        start = int(state.step)
-        if start >= config.steps:
-            logging.info("the run in %s is already complete (step %d)", workdir, start)
-        elif last_checkpoint is not None:
-            logging.info("resuming from the checkpoint of step %d", start)
-        is_chief = jax.process_index() == 0
-        log = rundir.MetricsLog(workdir, start, checkpointed) if is_chief else None
-        # Redrawn often on a terminal, every half minute in a log file.
-        bar = tqdm.tqdm(
-            total=config.steps,
-            initial=start,
-            disable=not is_chief,
-            unit="step",
-            mininterval=0.1 if sys.stderr.isatty() else 30.0,
-        )
-        # The throughput clock: time since `clock_step`, evaluations and checkpoints left out.
-        clock, clock_step = time.perf_counter(), start
-        # A report's evaluation and copies are queued behind its step, and its line is written
-        # once the next step is queued: the device runs that step meanwhile.
-        pending = None  # (step, summary, Trainer.evaluation_sums) of a report not yet written
+        log = bar = None  # made once the checkpoints are read
         try:
+            state, last_checkpoint, checkpointed = checkpoints.restore_latest(trainer.init_state())
+            start = int(state.step)
+            if start >= config.steps:
+                logging.info("the run in %s is already complete (step %d)", workdir, start)
+            elif last_checkpoint is not None:
+                logging.info("resuming from the checkpoint of step %d", start)
+            is_chief = jax.process_index() == 0
+            log = rundir.MetricsLog(workdir, start, checkpointed) if is_chief else None
+            # Redrawn often on a terminal, every half minute in a log file.
+            bar = tqdm.tqdm(
+                total=config.steps,
+                initial=start,
+                disable=not is_chief,
+                unit="step",
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            )
+            # The throughput clock: time since `clock_step`, evaluations and checkpoints left out.
+            clock, clock_step = time.perf_counter(), start
+            # A report's evaluation and copies are queued behind its step, and its line is written
+            # once the next step is queued: the device runs that step meanwhile.
+            pending = None  # (step, summary, Trainer.evaluation_sums) of a report not yet written
             batches = trainer.train_batches(start)
             for step in range(start + 1, config.steps + 1):
                 state = trainer.sharded_train_step(state, *next(batches))
@@ -151,6 +154,9 @@ def train_and_evaluate(
                 if pending is not None:
                     _write_report(pending, log, bar, clock, clock_step, last_checkpoint)
                     clock, clock_step, pending = time.perf_counter(), pending[0], None
+                    # A checkpoint that failed to write in the background (a full disk) stops
+                    # the run here, not a checkpoint interval later.
+                    checkpoints.check()
                 if step % config.eval_every == 0 or step == config.steps:
                     pending = _start_report(trainer, step, state)
                 summary = None
@@ -171,15 +177,36 @@ def train_and_evaluate(
                         step,
                     )
                     break
-        finally:
-            bar.close()
-            try:
-                checkpoints.wait()  # raises a save that failed (a full disk): close all the same
-            finally:
-                checkpoints.close()
-                if log:
-                    log.close()
+        except BaseException:
+            _close(bar, checkpoints, log, raising=False)  # the error raised is the first one
+            raise
+        _close(bar, checkpoints, log, raising=True)
     return state
+
+
+def _close(
+    bar: tqdm.tqdm | None,
+    checkpoints: Checkpoints,
+    log: rundir.MetricsLog | None,
+    *,
+    raising: bool,
+) -> None:
+    """Waits for the checkpoints under way and closes every file, all of them even when one
+    fails (a full disk); then raises the first failure if `raising`, else logs it."""
+    if bar is not None:
+        bar.close()
+    failures = []
+    # `wait` raises a save that failed; `close`s raise a final flush that failed.
+    for step in (checkpoints.wait, checkpoints.close, log.close if log else None):
+        try:
+            if step:
+                step()
+        except OSError as error:
+            failures.append(error)
+    if failures and raising:
+        raise failures[0]
+    for error in failures:
+        logging.warning("also, while closing the run: %s", error)
 
 
 def _start_report(trainer: trainer_lib.Trainer, step: int, state: RunState) -> tuple:

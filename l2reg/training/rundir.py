@@ -396,7 +396,28 @@ class MetricsLog:
         with files.errors_naming(self.path):
             self._file.close()
         with files.errors_naming(self._events_path):
-            self._events.close()
+            _close_events(self._events)
+
+
+def _close_events(events: tensorboardX.SummaryWriter) -> None:
+    """Closes `events`' files even when their last flush fails (a full disk), then raises that.
+
+    tensorboardX's `close` stops at a failed flush, leaving its writer thread and event file open
+    (a file system that cannot then be unmounted, an fd per failed run).
+    """
+    try:
+        events.close()
+    except OSError:
+        for writer in (events.all_writers or {}).values():
+            event_file = writer.event_writer
+            with contextlib.suppress(Exception):
+                event_file._worker.stop()
+            # The record file itself: the events writer's `close` flushes first, and fails
+            # again; a Python file's `close` closes it even when its flush fails.
+            with contextlib.suppress(OSError):
+                event_file._ev_writer._py_recordio_writer.close()
+            event_file._closed = True  # else its exit hook flushes the closed file
+        raise
 
 
 def _parse(line: bytes) -> dict:

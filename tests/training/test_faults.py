@@ -22,6 +22,7 @@ import pytest
 
 from experiments.configs import mlp_digits
 from l2reg import training
+from l2reg.training import checkpoints as checkpoints_module
 from l2reg.training import rundir
 from l2reg.training.checkpoints import Checkpoints
 
@@ -180,6 +181,8 @@ def test_with_every_checkpoints_data_damaged_the_run_is_refused_in_one_line(run_
     assert "\n" not in str(e.value) and len(str(e.value)) < 1500
     assert "step 40: " in str(e.value) and "step 20: " in str(e.value)
     assert snapshot(run_copy) == before
+    # The refused run's checkpoint manager is closed (it was left open, its threads running).
+    assert checkpoints_module._FAILED_SAVE_NOISE._open == 0
 
 
 @pytest.mark.parametrize("fault", ["garbage lines", "deleted", "cut"])
@@ -325,3 +328,19 @@ def test_a_full_disk_while_a_checkpoint_is_written_then_resumes_bitwise(finished
             training.read_metrics(finished_run)
         )
         assert sorted(os.listdir(disk / "run" / "checkpoints")) == ["20", "40"]
+
+
+def test_a_checkpoint_failing_in_the_background_stops_the_run_at_the_next_line(tmp_path):
+    # Room for the config, the lines and a step's folders, not for its arrays: the save of step
+    # 500 fails in orbax's background. The loop checks at every line (each 50 steps), so the run
+    # stops there, not at the next checkpoint (step 1000). The events file, which cannot be
+    # flushed either, is closed all the same: the disk can be unmounted.
+    with _tmpfs(tmp_path / "disk", "64k") as disk:
+        config = make_config(steps=1000, checkpoint_every=500, eval_every=50)
+        with pytest.raises(
+            OSError, match=rf"^a checkpoint could not be written in '{disk}/run"
+        ) as error:
+            training.train_and_evaluate(config, str(disk / "run"))
+        assert "\n" not in str(error.value)
+        last = training.read_metrics(disk / "run")[-1]["step"]
+    assert 500 <= last < 1000, last
