@@ -32,6 +32,7 @@ Every mean comes with its 95% interval over replicas (`stats`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -79,6 +80,8 @@ class Setup:
         accuracy (one of l2s, > 0).
       cooldown_in_t_star: the t*-clocked AutoL2's cooldown, in units of the probe's c (a
         cooldown of c/(λη) steps is one t* at the current λ).
+      cooldowns: a cooldown sweep: one more AutoL2 schedule per value, with that cooldown in
+        units of 1/(λη) (the released AutoL2 has 0.1); none by default.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Setup:
     autol2_l2: float
     small_l2: float
     cooldown_in_t_star: float = 1.0
+    cooldowns: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -128,6 +132,17 @@ class Setup:
                 getattr(self, name),
                 lambda x: math.isfinite(x) and x > 0,
                 "finite and > 0",
+            )
+        for cooldown in self.cooldowns:
+            checks.number(
+                f"setup {self.name!r}: a cooldown of cooldowns",
+                cooldown,
+                lambda x: math.isfinite(x) and x > 0,
+                "finite and > 0",
+            )
+        if len(set(self.cooldowns)) != len(self.cooldowns):
+            raise ValueError(
+                f"setup {self.name!r}: cooldowns must differ, got {tuple(self.cooldowns)!r}"
             )
         if self.small_l2 not in l2s[1:]:
             raise ValueError(
@@ -180,6 +195,52 @@ SCHEDULES: dict[str, Callable[[Setup, float, float, float], dict[str, Any]]] = {
 }
 
 
+def schedules(setup: Setup) -> dict[str, Callable[[Setup, float, float, float], dict[str, Any]]]:
+    """SCHEDULES, then one AutoL2 per value of the setup's cooldown sweep."""
+    swept = {
+        f"AutoL2, cooldown {cooldown:g}/(λη)": functools.partial(_autol2_cooling, cooldown)
+        for cooldown in setup.cooldowns
+    }
+    return {**SCHEDULES, **swept}
+
+
+def _autol2_cooling(cooldown: float, setup: Setup, c: float, kappa: float, lr: float) -> dict:
+    return {"l2": setup.autol2_l2, "l2_mode": "autol2", "autol2": (("cooldown", cooldown),)}
+
+
+def cooldown_bound(
+    l2: float,
+    lr: float,
+    cooldown: float,
+    steps: int,
+    *,
+    factor: float,
+    check_every: int,
+    patience: int,
+) -> int:
+    """The most decays AutoL2 (`l2reg.autol2`) can make in `steps` steps from λ = `l2` at the
+    effective η `lr`: each as soon as its cooldown allows, as if training always stalled. A
+    run that decays fewer times waited for a plateau at least once."""
+    decays, last = 0, 0
+    while True:
+        # A decay is checked every check_every steps, from the (patience + 1)-th check on,
+        # more than cooldown/(λη) steps after the previous one.
+        wait = cooldown / (l2 * lr)
+        step = max(
+            (math.floor((last + wait) / check_every) + 1) * check_every,
+            (patience + 1) * check_every,
+        )
+        if step > steps:
+            return decays
+        decays, last, l2 = decays + 1, step, l2 / factor
+
+
+def decays_made(curve: Curves, initial_l2: float, factor: float) -> int:
+    """How many times a run's λ was divided by `factor` from `initial_l2` by its last step."""
+    final = float(curve.l2[-1])
+    return round(math.log(initial_l2 / final) / math.log(factor)) if final > 0 else -1
+
+
 selection_accuracy = probe.selection_accuracy
 
 
@@ -221,7 +282,8 @@ def predicted_runs(
 def schedule_runs(
     setup: Setup, replicas: Sequence[Replica], c: Sequence[float], kappa: float
 ) -> list[tuple[Replica, sweep.Run]]:
-    """Every schedule of SCHEDULES per replica (schedules outermost), T_max steps each."""
+    """Every schedule of `schedules(setup)` per replica (schedules outermost), T_max steps
+    each."""
     lr = effective_lr(setup)
     return [
         (
@@ -230,7 +292,7 @@ def schedule_runs(
                 lr=setup.lr, seed=r.seed, steps=setup.num_steps, **make(setup, c_r, kappa, lr)
             ),
         )
-        for make in SCHEDULES.values()
+        for make in schedules(setup).values()
         for r, c_r in zip(replicas, c, strict=True)
     ]
 
@@ -425,11 +487,13 @@ def study(
         "in_sample": not held_out,
     }
 
-    schedules = schedule_runs(setup, replicas, c, kappa)
-    schedule_curves = train(f"{setup.name}: schedules", schedules, budgets)
+    schedule_curves = train(
+        f"{setup.name}: schedules", schedule_runs(setup, replicas, c, kappa), budgets
+    )
     n = len(replicas)
+    made = schedules(setup)
     by_schedule = {
-        name: schedule_curves[index * n : (index + 1) * n] for index, name in enumerate(SCHEDULES)
+        name: schedule_curves[index * n : (index + 1) * n] for index, name in enumerate(made)
     }
     zero = [by[r, 0.0] for r in replicas]
     small = [by[r, setup.small_l2] for r in replicas]
@@ -453,6 +517,9 @@ def study(
             ),
             "met": all(_at_least(row["vs_envelope"]["mean"], -SCHEDULE_GOAL) for row in rows),
         }
+        decays = _decays(made[name], setup, curves, c, kappa, lr)
+        if decays is not None:
+            schedule_rows[name]["decays"] = decays
     result["schedules"] = {
         "goal": SCHEDULE_GOAL,
         "by_schedule": schedule_rows,
@@ -468,6 +535,30 @@ def study(
     return result, curves
 
 
+def _decays(make, setup: Setup, curves: list[Curves], c, kappa: float, lr: float) -> dict | None:
+    """An unfloored AutoL2 schedule's decays by T_max per replica, `made` and the most its
+    cooldown allows (`cooldown_bound`); None for other schedules."""
+    made, bound = [], []
+    for curve, c_r in zip(curves, c, strict=True):
+        fields = make(setup, c_r, kappa, lr)
+        settings = {**setup.base_config().autol2.to_dict(), **dict(fields.get("autol2", ()))}
+        if fields["l2_mode"] != "autol2" or settings["min_l2"] > 0:
+            return None
+        made.append(decays_made(curve, fields["l2"], settings["decay_factor"]))
+        bound.append(
+            cooldown_bound(
+                fields["l2"],
+                lr,
+                settings["cooldown"],
+                setup.num_steps,
+                factor=settings["decay_factor"],
+                check_every=settings["check_every"],
+                patience=settings["patience"],
+            )
+        )
+    return {"made": made, "cooldown_bound": bound}
+
+
 def _steps_to(curve: Curves, target: float) -> float:
     """The first evaluated step at which the test accuracy reaches `target` (NaN: never)."""
     hits = np.nonzero(curve.test_accuracy >= target)[0]
@@ -475,6 +566,12 @@ def _steps_to(curve: Curves, target: float) -> float:
 
 
 SCHEDULE_STYLES = ("C0", "C3", "C4", "C2", "C5", "C6", "C8")
+
+
+def _schedule_colors(count: int) -> list:
+    """SCHEDULE_STYLES, then shades of one map for a cooldown sweep's further schedules."""
+    extra = max(0, count - len(SCHEDULE_STYLES))
+    return [*SCHEDULE_STYLES, *pyplot().cm.copper(np.linspace(0.1, 0.9, extra))][:count]
 
 
 def plot(result: dict, curves: dict, path: str) -> None:
@@ -508,7 +605,9 @@ def plot(result: dict, curves: dict, path: str) -> None:
         rows = [row[name]["test_accuracy"] for row in result["prediction"]["budgets"]]
         band(top_left, rows, f"λ_pred(T) {name}", color="C1", linestyle=style, marker="x")
     for (name, schedule), color in zip(
-        result["schedules"]["by_schedule"].items(), SCHEDULE_STYLES, strict=False
+        result["schedules"]["by_schedule"].items(),
+        _schedule_colors(len(result["schedules"]["by_schedule"])),
+        strict=True,
     ):
         band(
             top_left,
@@ -552,7 +651,9 @@ def plot(result: dict, curves: dict, path: str) -> None:
     )
     top_right.legend(fontsize=7)
 
-    for (name, runs), color in zip(curves["schedules"].items(), SCHEDULE_STYLES, strict=False):
+    for (name, runs), color in zip(
+        curves["schedules"].items(), _schedule_colors(len(curves["schedules"])), strict=True
+    ):
         for index, curve in enumerate(runs):
             bottom_left.plot(
                 curve.steps,
@@ -733,6 +834,28 @@ def section(result: dict) -> str:
             + " | ".join(_points(row["vs_envelope"]) for row in schedule["budgets"])
             + f" | {_met(schedule['met'])} |"
         )
+    decaying = {
+        name: schedule["decays"]
+        for name, schedule in result["schedules"]["by_schedule"].items()
+        if "decays" in schedule
+    }
+    if decaying:
+        lines += [
+            "",
+            f"**AutoL2's decays by T_max = {result['budgets'][-1]}** (per replica), against the "
+            "most its cooldown allows (a decay as soon as the cooldown is over, as if training "
+            "always stalled); fewer means at least one decay waited for a plateau:",
+            "",
+            "| schedule | decays | cooldown allows | waited for a plateau |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {', '.join(map(str, d['made']))} | "
+                f"{', '.join(map(str, d['cooldown_bound']))} | "
+                f"{sum(m < b for m, b in zip(d['made'], d['cooldown_bound'], strict=True))} of "
+                f"{len(d['made'])} |"
+                for name, d in decaying.items()
+            ),
+        ]
     target = result["schedules"]["time_to_accuracy_target"]
     reached = {
         **result["schedules"]["steps_to_target"],

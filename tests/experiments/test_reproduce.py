@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import reproduce as reproduce_launcher
 from experiments.configs import reproduce_quick
 from l2reg import files, reproduction
 from l2reg.reproduction import selection
@@ -224,7 +225,10 @@ def test_a_failed_plot_leaves_the_previous_outputs_as_they_were(quick, monkeypat
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--preset=huge"], "--preset=huge: value should be one of <quick|default|study|paper>"),
+        (
+            ["--preset=huge"],
+            "--preset=huge: value should be one of <quick|default|study|cooldown|paper>",
+        ),
         (["--preset=quick", "--seeds=0"], "reproduce: seeds must be an integer in [1, 100], got 0"),
         # Not expanded into a list of 10¹¹ seeds before being refused.
         (
@@ -349,3 +353,10 @@ def test_trainer_runner_trains_through_the_trainer_and_reuses_finished_runs(tmp_
     again = run("t_star", configs)
     np.testing.assert_array_equal(again[1].test_accuracy, curves[1].test_accuracy)
     assert len([path for path in (tmp_path / "runs").iterdir() if path.is_dir()]) == 2
+
+
+@pytest.mark.parametrize("name", reproduce_launcher.PRESET_NAMES)
+def test_every_preset_is_a_valid_preset(name):
+    preset = reproduction.Preset.from_config(reproduce_launcher.preset_config(name))
+    assert preset.calibration.role == "calibration"
+    assert preset.setups[0] is preset.calibration

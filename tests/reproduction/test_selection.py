@@ -3,6 +3,7 @@
 import json
 import math
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -146,6 +147,8 @@ def test_held_out_setups_take_kappa_from_calibration_without_refitting():
         ({"budgets": (500, 150)}, "budgets must be strictly increasing"),
         ({"lr": math.inf}, "lr must be finite and > 0"),
         ({"small_l2": 2e-4}, "small_l2 must be one of the grid"),
+        ({"cooldowns": (0.1, -1.0)}, "a cooldown of cooldowns must be finite and > 0"),
+        ({"cooldowns": (0.1, 0.1)}, "cooldowns must differ"),
     ],
 )
 def test_setup_refuses_bad_fields_in_one_line(fields, message):
@@ -167,3 +170,61 @@ def test_setup_config_is_a_configdict():
     with pytest.raises(ValueError, match="config must be a ConfigDict"):
         _setup(config={"lr": 1})
     assert isinstance(_setup().base_config(), ml_collections.ConfigDict)
+
+
+@pytest.mark.parametrize("cooldown", [0.003, 0.1, 1.0])
+def test_cooldown_bound_is_autol2s_decays_when_training_never_improves(cooldown):
+    # A constant loss: no check after the first is a record, so AutoL2 decays as soon as its
+    # cooldown allows, which is what the bound counts.
+    import jax.numpy as jnp
+
+    import l2reg
+
+    l2, lr, steps = 3e-3, 0.5, 3_000
+    transform = l2reg.autol2(l2, lr, cooldown=cooldown)
+    params = {"w": jnp.ones(3)}
+    state = transform.init(params)
+    update = jax.jit(lambda s: transform.update(params, s, params, value=jnp.float32(1.0))[1])
+    for _ in range(steps):
+        state = update(state)
+    made = round(math.log(l2 / float(state.l2)) / math.log(10))
+    bound = selection.cooldown_bound(
+        l2, lr, cooldown, steps, factor=10.0, check_every=10, patience=2
+    )
+    assert made == bound
+    assert bound >= 1  # the case is not empty
+
+
+def test_a_cooldown_sweep_adds_one_autol2_per_cooldown_and_counts_its_decays(tmp_path):
+    setup = _setup(cooldowns=(0.01, 1.0))
+    c, kappa = [0.8, 1.2], 0.25
+    runs = selection.schedule_runs(setup, REPLICAS[:2], c, kappa)
+    names = list(selection.schedules(setup))
+    assert names[-2:] == ["AutoL2, cooldown 0.01/(λη)", "AutoL2, cooldown 1/(λη)"]
+    assert len(runs) == 2 * len(names)
+    assert [dict(run.autol2)["cooldown"] for _, run in runs[-4:]] == [0.01, 0.01, 1.0, 1.0]
+    result, curves = selection.study(setup, REPLICAS, fake_train([]))
+    selection.plot(result, curves, str(tmp_path / "selection.png"))  # 7 schedules and 2 more
+    assert (tmp_path / "selection.png").stat().st_size > 0
+    by_schedule = result["schedules"]["by_schedule"]
+    # The synthetic schedules keep their λ: no decay, where the cooldown allows several.
+    swept = by_schedule["AutoL2, cooldown 0.01/(λη)"]["decays"]
+    assert swept["made"] == [0] * len(REPLICAS)
+    expected = selection.cooldown_bound(
+        3e-3, LR, 0.01, 6_000, factor=10.0, check_every=10, patience=2
+    )
+    assert swept["cooldown_bound"] == [expected] * len(REPLICAS) and expected >= 3
+    # The floored AutoL2 and the anytime schedules have no decays to count.
+    assert "decays" not in by_schedule["AutoL2, min_l2 = κ·λ_pred(T_max)"]
+    assert "decays" not in by_schedule["anytime, c"]
+    text = selection.section(result)
+    assert (
+        f"| AutoL2, cooldown 0.01/(λη) | 0, 0, 0, 0 | {', '.join([str(expected)] * 4)} | " in text
+    )
+
+
+def test_decays_made_counts_divisions_by_the_factor():
+    steps = np.array([10.0, 100.0, 1000.0])
+    curve = _curve(steps, np.zeros(3), np.array([3e-3, 3e-4, 3e-6], np.float32), 0.0)
+    assert selection.decays_made(curve, 3e-3, 10.0) == 3
+    assert selection.decays_made(curve._replace(l2=np.zeros(3)), 3e-3, 10.0) == -1

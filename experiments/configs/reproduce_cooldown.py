@@ -1,0 +1,30 @@
+"""AutoL2's cooldown swept on the calibration setup, over budgets long enough for decays to
+wait for plateaus: relation 1 as in the default preset, then `mlp_digits_noisy` (digits,
+bias-free NTK MLP, MSE, 20% label noise) at T up to 12,000 steps, with AutoL2 at cooldowns
+from 0.003 to 1 in units of 1/(λη) besides the default schedules (the released AutoL2 has
+0.1, the t*-clock about c ≈ 1), 3 data draws × 1 seed. About 15 minutes on 2 idle CPU cores.
+
+    python -m experiments.reproduce --preset=cooldown --workdir=/tmp/reproduce_cooldown
+
+The report's decay table says, per replica, how many times each AutoL2 decayed against the
+most its cooldown allows: fewer means a decay waited for a plateau.
+"""
+
+from ml_collections import config_dict
+
+from experiments.configs import reproduce_default
+
+# Cooldowns in units of 1/(λη), below and above the released 0.1 (which runs as "AutoL2
+# (released)").
+COOLDOWNS = (0.003, 0.01, 0.03, 0.3, 1.0)
+
+
+def get_config() -> config_dict.ConfigDict:
+    config = reproduce_default.get_config()
+    # The default's half-decade grid up to 3e-3: at these budgets λ_opt is at most ~1e-3.
+    digits = reproduce_default.digits_setup(
+        budgets=(400, 1_500, 4_000, 12_000), l2s=reproduce_default.HALVES[:6]
+    )
+    digits.cooldowns = COOLDOWNS
+    config.setups = config_dict.ConfigDict({"digits_mse": digits})
+    return config
