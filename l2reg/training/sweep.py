@@ -409,16 +409,24 @@ class _Frozen:
         return isinstance(other, _Frozen) and _group_key(self.config) == _group_key(other.config)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
 def _init(program: _Program, frozen: _Frozen, hyper: recipe.Hyperparameters) -> steps.RunState:
-    """The step-0 states of a bucket's members, stacked."""
-    init = functools.partial(
-        steps.init_state,
-        frozen.config,
-        model=program.model,
-        input_shape=program.dataset.input_shape,
+    """The step-0 states of a bucket's members, stacked: each member's initialized alone, so
+    that buckets of every size share one compiled init (as long to compile as a chunk's steps),
+    and bit for bit as a vmapped init would give them."""
+    members = [
+        _init_member(program, frozen, jax.tree.map(lambda value, i=i: value[i], hyper))
+        for i in range(jax.tree.leaves(hyper)[0].shape[0])
+    ]
+    return jax.tree.map(lambda *values: jnp.stack(values), *members)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_member(
+    program: _Program, frozen: _Frozen, hyper: recipe.Hyperparameters
+) -> steps.RunState:
+    return steps.init_state(
+        frozen.config, hyper, model=program.model, input_shape=program.dataset.input_shape
     )
-    return jax.vmap(init)(hyper)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -13,6 +13,7 @@ from ml_collections import config_dict
 import l2reg
 from l2reg import training
 from l2reg.training import recipe, sweep
+from l2reg.training import steps as steps_lib
 from l2reg.training.rundir import VALIDATION_FIELDS, Curves
 
 
@@ -518,6 +519,31 @@ def test_data_draws_share_compiled_steps_and_keep_their_own_data():
     again = sweep.run(draw(12), runs, progress=False)[0]
     np.testing.assert_allclose(again.validation_loss, second.validation_loss, rtol=1e-6)
     np.testing.assert_allclose(again.test_loss, second.test_loss, rtol=1e-6)
+
+
+def test_buckets_of_any_size_share_one_compiled_init_equal_to_a_vmapped_one():
+    runs = [sweep.Run(1e-3 * (i + 1), 0.5, i, 20) for i in range(3)]
+    program, _ = sweep._load(SETUP)
+    configs = [run.config(SETUP) for run in runs]
+    hyper = recipe.Hyperparameters.stack([recipe.Hyperparameters.on_host(c) for c in configs])
+    frozen = sweep._Frozen(configs[0])
+    state = sweep._init(program, frozen, hyper)
+    compiled = sweep._init_member._cache_size()
+    two = jax.tree.map(lambda value: value[:2], hyper)
+    assert jax.tree.leaves(sweep._init(program, frozen, two))[0].shape[0] == 2
+    assert sweep._init_member._cache_size() == compiled
+    vmapped = jax.jit(
+        jax.vmap(
+            functools.partial(
+                steps_lib.init_state,
+                configs[0],
+                model=program.model,
+                input_shape=program.dataset.input_shape,
+            )
+        )
+    )(hyper)
+    for ours, theirs in zip(jax.tree.leaves(state), jax.tree.leaves(vmapped), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_recorded_test_loss_is_the_configs_loss():
