@@ -173,6 +173,7 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, overwrite:
         CHECKPOINT_DIR,
         CHECKPOINT_DIR + ".corrupt",
         TENSORBOARD_DIR,
+        TENSORBOARD_DIR + ".rebuilding",
     ]
     present = [name for name in ours if os.path.exists(os.path.join(workdir, name))]
     if present and not overwrite:
@@ -238,17 +239,38 @@ def locked(workdir: str) -> Iterator[None]:
     it ends: a lock file left by a killed trainer does not block. The file names its holder
     (pid, host, start time) and is removed when the block ends. `workdir` is created if need
     be, and removed again with the empty folders in it if the block fails having made it (a
-    failed start leaves no empty folder behind). Under `jax.distributed`, only process 0 locks:
-    the others share the workdir by design.
+    failed start leaves no empty folder behind). Under `jax.distributed`, only process 0 locks
+    (the others share the workdir by design) and tells the others whether it could: when it
+    could not, every process raises, none waits for it.
 
     Raises:
       ValueError: `workdir` cannot be a folder (`files.check_folder`), or another trainer holds
-        its lock (one line naming it).
+        its lock (one line naming it; on the other processes, one line saying process 0
+        refused the workdir).
       OSError: the lock file cannot be written (a full disk; names the path).
     """
-    if jax.process_index() != 0:
+    refusal = None
+    with contextlib.ExitStack() as stack:
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(_locked(workdir))
+            except (ValueError, OSError) as error:
+                refusal = error
+        if jax.process_count() > 1:
+            refused = multihost_utils.broadcast_one_to_all(np.int32(refusal is not None))
+            if refused and refusal is None:
+                raise ValueError(
+                    f"process 0 refused workdir {workdir!r} (another trainer holds it, or its "
+                    "lock cannot be written): see its message"
+                )
+        if refusal is not None:
+            raise refusal
         yield
-        return
+
+
+@contextlib.contextmanager
+def _locked(workdir: str) -> Iterator[None]:
+    """`locked` in one process."""
     files.check_folder(workdir)
     created = not os.path.isdir(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -315,11 +337,12 @@ class MetricsLog:
     saved with the checkpoint of `start_step` (none at step 0), which are what that checkpoint
     proves. So a run killed and resumed, or whose file was deleted or cut short, reads as one
     uninterrupted run. Lines of later steps (those of a run killed before its next checkpoint)
-    are dropped, and their events hidden from TensorBoard (a purge marker at step
-    `start_step + 1`). Any other line not among `checkpointed` (not UTF-8, not a JSON object
-    with an integer "step", or not the line the checkpoint holds for its step) is appended to
-    `metrics.jsonl.bad`, with a warning naming its line number. Each new line is written whole
-    with one write, then flushed and fsynced.
+    are dropped. The TensorBoard events are rebuilt the same way: a fresh folder holding the
+    lines of `checkpointed` replaces the old one (whatever was lost, damaged or written after
+    the checkpoint), and new lines go to an events file of their own. Any other line not among
+    `checkpointed` (not UTF-8, not a JSON object with an integer "step", or not the line the
+    checkpoint holds for its step) is appended to `metrics.jsonl.bad`, with a warning naming its
+    line number. Each new line is written whole with one write, then flushed and fsynced.
 
     Attributes:
       path: the path of `metrics.jsonl`.
@@ -371,7 +394,10 @@ class MetricsLog:
         self._file = open(self.path, "a", encoding="utf-8")
         self._events_path = os.path.join(workdir, TENSORBOARD_DIR)
         with files.errors_naming(self._events_path):
-            self._events = tensorboardX.SummaryWriter(self._events_path, purge_step=start_step + 1)
+            _rebuild_events(self._events_path, self.records)
+            self._events = tensorboardX.SummaryWriter(
+                self._events_path, filename_suffix=f".from_step_{start_step}"
+            )
 
     def write(self, record: dict[str, float]) -> None:
         """Appends `record` as a line of the file and as TensorBoard scalars at its step.
@@ -385,9 +411,7 @@ class MetricsLog:
             os.fsync(self._file.fileno())
         self.records.append(record)
         with files.errors_naming(self._events_path):
-            for name, value in record.items():
-                if name != "step":
-                    self._events.add_scalar(name, value, record["step"])
+            _add_scalars(self._events, record)
             # Now, rather than when closing: a full disk is then reported here, and closing,
             # with nothing left to write, closes the file.
             self._events.flush()
@@ -397,6 +421,27 @@ class MetricsLog:
             self._file.close()
         with files.errors_naming(self._events_path):
             _close_events(self._events)
+
+
+def _add_scalars(events: tensorboardX.SummaryWriter, record: dict) -> None:
+    for name, value in record.items():
+        if name != "step":
+            events.add_scalar(name, value, record["step"])
+
+
+def _rebuild_events(path: str, records: Sequence[dict]) -> None:
+    """Replaces the TensorBoard folder `path` by one whose events are `records`, written in a
+    fresh folder first (a kill meanwhile leaves it to be rebuilt at the next start)."""
+    fresh = path + ".rebuilding"
+    shutil.rmtree(fresh, ignore_errors=True)
+    events = tensorboardX.SummaryWriter(fresh, filename_suffix=".rebuilt")
+    try:
+        for record in records:
+            _add_scalars(events, record)
+    finally:
+        _close_events(events)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(fresh, path)
 
 
 def _close_events(events: tensorboardX.SummaryWriter) -> None:

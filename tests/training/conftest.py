@@ -1,4 +1,8 @@
-"""A small config and a compilation cache shared by the training tests."""
+"""A small config, a compilation cache and a TensorBoard events reader shared by the training
+tests."""
+
+import os
+import struct
 
 import pytest
 
@@ -35,3 +39,30 @@ def compilation_cache(tmp_path_factory):
     yield directory
     for name, value in previous.items():
         jax.config.update(name, value)
+
+
+@pytest.fixture
+def tensorboard_scalars():
+    """`scalars(directory, tag)`: the values of `tag` by step that TensorBoard shows."""
+    return _tensorboard_scalars
+
+
+def _tensorboard_scalars(directory, tag: str) -> dict[int, float]:
+    """The values of `tag` by step that TensorBoard shows: the event files read in order, a
+    session START event at step T hiding the events of steps >= T read before it."""
+    from tensorboardX.proto import event_pb2
+
+    shown = {}
+    for name in sorted(os.listdir(directory)):
+        records = (directory / name).read_bytes()
+        offset = 0
+        while offset < len(records):  # TFRecords: length, its CRC, the data, their CRC
+            (length,) = struct.unpack("<Q", records[offset : offset + 8])
+            event = event_pb2.Event.FromString(records[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            if event.session_log.status == event_pb2.SessionLog.START:
+                shown = {step: value for step, value in shown.items() if step < event.step}
+            for value in event.summary.value:
+                if value.tag == tag:
+                    shown[event.step] = value.simple_value
+    return shown

@@ -344,3 +344,23 @@ def test_a_checkpoint_failing_in_the_background_stops_the_run_at_the_next_line(t
         assert "\n" not in str(error.value)
         last = training.read_metrics(disk / "run")[-1]["step"]
     assert 500 <= last < 1000, last
+
+
+@pytest.mark.parametrize("fault", ["deleted", "emptied", "a killed rebuild"])
+def test_tensorboard_events_are_rebuilt_from_the_checkpoint(run_copy, fault, tensorboard_scalars):
+    events = run_copy / rundir.TENSORBOARD_DIR
+    if fault == "deleted":
+        shutil.rmtree(events)
+    elif fault == "emptied":
+        for path in events.iterdir():
+            path.write_bytes(b"")
+    else:  # killed between removing the old folder and moving the rebuilt one in
+        shutil.rmtree(events)
+        (run_copy / (rundir.TENSORBOARD_DIR + ".rebuilding")).mkdir()
+    training.train_and_evaluate(make_config(), str(run_copy))  # complete: nothing trained
+    lines = training.read_metrics(run_copy)
+    for tag in ("train_loss", "test_accuracy", "l2"):
+        assert tensorboard_scalars(events, tag) == {
+            line["step"]: float(np.float32(line[tag])) for line in lines
+        }
+    assert not os.path.exists(str(events) + ".rebuilding")

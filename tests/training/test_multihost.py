@@ -6,6 +6,7 @@ The processes run tests/training/multihost_worker.py, or the launcher `python -m
 on the four forced CPU devices of tests/conftest.py.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,7 +93,8 @@ class Job:
         ]
 
     def finish(self) -> list[str]:
-        """Waits for every process to exit with status 0 and returns their stderr.
+        """Waits for every process to exit with status 0 and returns their stderr (kept as
+        `texts` whatever the outcome).
 
         Once one fails (or the time is up), the others are killed: they would wait for it
         forever.
@@ -107,7 +109,7 @@ class Job:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        texts = []
+        texts = self.texts = []
         for log in self.logs:
             log.seek(0)
             texts.append(log.read())
@@ -210,3 +212,26 @@ def test_preempted_two_process_run_resumes_to_the_one_process_result(
     resumed = training.read_metrics(workdir)
     assert resumed[: len(before)] == before  # kept as written, steps_per_sec included: not rerun
     assert_close(resumed, run_in_one_process(small_config, tmp_path / "reference"))
+
+
+def test_a_workdir_in_use_is_refused_by_every_process_in_one_line(
+    small_config, tmp_path, compilation_cache
+):
+    # Process 0 alone locks the workdir; refused, it tells process 1, which would otherwise wait
+    # for it at the next collective until killed.
+    workdir = tmp_path / "run"
+    command = launcher("--config.model_options.widths=(32, 32)", "--config.steps=40")
+    with rundir.locked(str(workdir)):  # another trainer, in this process
+        job = Job(command, workdir, compilation_cache)
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while any(p.poll() is None for p in job.processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # they fail: `finish` kills none left
+            job.finish()
+    errors = []
+    for process, log in zip(job.processes, job.texts, strict=True):
+        assert process.returncode == 1, log
+        errors.append(log.strip().splitlines()[-1])
+    assert f"workdir {str(workdir)!r} is in use by another trainer (pid {os.getpid()}" in errors[0]
+    assert f"process 0 refused workdir {str(workdir)!r}" in errors[1]
+    assert not (workdir / rundir.CONFIG_FILE).exists()

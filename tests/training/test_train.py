@@ -6,7 +6,6 @@ import functools
 import json
 import os
 import re
-import struct
 import time
 
 import jax
@@ -268,28 +267,9 @@ def test_resumed_metrics_log_drops_later_and_torn_lines(tmp_path):
     ]
 
 
-def _tensorboard_scalars(directory, tag: str) -> dict[int, float]:
-    """The values of `tag` by step that TensorBoard shows: the event files read in order, a
-    session START event at step T hiding the events of steps >= T read before it."""
-    from tensorboardX.proto import event_pb2
-
-    shown = {}
-    for name in sorted(os.listdir(directory)):
-        records = (directory / name).read_bytes()
-        offset = 0
-        while offset < len(records):  # TFRecords: length, its CRC, the data, their CRC
-            (length,) = struct.unpack("<Q", records[offset : offset + 8])
-            event = event_pb2.Event.FromString(records[offset + 12 : offset + 12 + length])
-            offset += 12 + length + 4
-            if event.session_log.status == event_pb2.SessionLog.START:
-                shown = {step: value for step, value in shown.items() if step < event.step}
-            for value in event.summary.value:
-                if value.tag == tag:
-                    shown[event.step] = value.simple_value
-    return shown
-
-
-def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(tmp_path):
+def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(
+    tmp_path, tensorboard_scalars
+):
     # A run killed before its first checkpoint starts again at step 0 over its own events.
     log = rundir.MetricsLog(str(tmp_path), start_step=0, checkpointed=[])
     for step in (10, 20, 30):
@@ -303,7 +283,7 @@ def test_metrics_log_started_again_at_step_0_hides_the_earlier_events(tmp_path):
     log.close()
     events = tmp_path / rundir.TENSORBOARD_DIR
     assert len(os.listdir(events)) == 2
-    assert _tensorboard_scalars(events, "train_loss") == {10: 0.5}
+    assert tensorboard_scalars(events, "train_loss") == {10: 0.5}
     assert training.read_metrics(tmp_path) == [{"step": 10, "train_loss": 0.5}]
 
 
