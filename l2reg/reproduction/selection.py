@@ -208,7 +208,7 @@ def _autol2_cooling(cooldown: float, setup: Setup, c: float, kappa: float, lr: f
     return {"l2": setup.autol2_l2, "l2_mode": "autol2", "autol2": (("cooldown", cooldown),)}
 
 
-def cooldown_bound(
+def earliest_decays(
     l2: float,
     lr: float,
     cooldown: float,
@@ -217,11 +217,12 @@ def cooldown_bound(
     factor: float,
     check_every: int,
     patience: int,
-) -> int:
-    """The most decays AutoL2 (`l2reg.autol2`) can make in `steps` steps from λ = `l2` at the
-    effective η `lr`: each as soon as its cooldown allows, as if training always stalled. A
-    run that decays fewer times waited for a plateau at least once."""
-    decays, last = 0, 0
+) -> list[int]:
+    """The steps at which AutoL2 (`l2reg.autol2`) from λ = `l2` at the effective η `lr` decays
+    within `steps` steps if each decay comes as soon as its cooldown allows, as if training
+    always stalled. A run's λ after step s is at least λ·factor^−(decays at steps ≤ s); where
+    it is larger, a decay waited for a plateau."""
+    decays, last = [], 0
     while True:
         # A decay is checked every check_every steps, from the (patience + 1)-th check on,
         # more than cooldown/(λη) steps after the previous one.
@@ -232,7 +233,34 @@ def cooldown_bound(
         )
         if step > steps:
             return decays
-        decays, last, l2 = decays + 1, step, l2 / factor
+        decays.append(step)
+        last, l2 = step, l2 / factor
+
+
+def cooldown_bound(
+    l2: float,
+    lr: float,
+    cooldown: float,
+    steps: int,
+    *,
+    factor: float,
+    check_every: int,
+    patience: int,
+) -> int:
+    """The most decays AutoL2 can make in `steps` steps (see `earliest_decays`)."""
+    return len(
+        earliest_decays(
+            l2, lr, cooldown, steps, factor=factor, check_every=check_every, patience=patience
+        )
+    )
+
+
+def waited_for_plateaus(curve: Curves, l2: float, earliest: Sequence[int], factor: float) -> int:
+    """How many of a run's evaluations show a λ above the one its earliest decays would give
+    by then: a decay that waited for a plateau (seen to the evaluations' resolution)."""
+    bound = l2 / factor ** np.searchsorted(np.asarray(earliest), curve.steps, side="right")
+    # λ is float32 in the curve: a relative tolerance well above its rounding.
+    return int(np.sum(curve.l2 > bound * (1 + 1e-4)))
 
 
 def decays_made(curve: Curves, initial_l2: float, factor: float) -> int:
@@ -536,27 +564,28 @@ def study(
 
 
 def _decays(make, setup: Setup, curves: list[Curves], c, kappa: float, lr: float) -> dict | None:
-    """An unfloored AutoL2 schedule's decays by T_max per replica, `made` and the most its
-    cooldown allows (`cooldown_bound`); None for other schedules."""
-    made, bound = [], []
+    """An unfloored AutoL2 schedule's decays per replica: `made` by T_max, the most its
+    cooldown allows (`cooldown_bound`) and `late_evaluations`, how many evaluations show a decay
+    later than the cooldown allows (`waited_for_plateaus`); None for other schedules."""
+    made, bound, late = [], [], []
     for curve, c_r in zip(curves, c, strict=True):
         fields = make(setup, c_r, kappa, lr)
         settings = {**setup.base_config().autol2.to_dict(), **dict(fields.get("autol2", ()))}
         if fields["l2_mode"] != "autol2" or settings["min_l2"] > 0:
             return None
-        made.append(decays_made(curve, fields["l2"], settings["decay_factor"]))
-        bound.append(
-            cooldown_bound(
-                fields["l2"],
-                lr,
-                settings["cooldown"],
-                setup.num_steps,
-                factor=settings["decay_factor"],
-                check_every=settings["check_every"],
-                patience=settings["patience"],
-            )
+        earliest = earliest_decays(
+            fields["l2"],
+            lr,
+            settings["cooldown"],
+            setup.num_steps,
+            factor=settings["decay_factor"],
+            check_every=settings["check_every"],
+            patience=settings["patience"],
         )
-    return {"made": made, "cooldown_bound": bound}
+        made.append(decays_made(curve, fields["l2"], settings["decay_factor"]))
+        bound.append(len(earliest))
+        late.append(waited_for_plateaus(curve, fields["l2"], earliest, settings["decay_factor"]))
+    return {"made": made, "cooldown_bound": bound, "late_evaluations": late}
 
 
 def _steps_to(curve: Curves, target: float) -> float:
@@ -842,17 +871,21 @@ def section(result: dict) -> str:
     if decaying:
         lines += [
             "",
-            f"**AutoL2's decays by T_max = {result['budgets'][-1]}** (per replica), against the "
-            "most its cooldown allows (a decay as soon as the cooldown is over, as if training "
-            "always stalled); fewer means at least one decay waited for a plateau:",
+            f"**AutoL2's decays by T_max = {result['budgets'][-1]}** (per replica), against "
+            "the most its cooldown allows (each decay as soon as its cooldown is over, as if "
+            "training always stalled), and the evaluations at which λ was above that earliest "
+            "schedule's: a decay that waited for a plateau (seen to the evaluations' "
+            "resolution):",
             "",
-            "| schedule | decays | cooldown allows | waited for a plateau |",
-            "|---|---|---|---|",
+            "| schedule | decays | cooldown allows | evaluations with a later decay | "
+            "waited for a plateau |",
+            "|---|---|---|---|---|",
             *(
                 f"| {name} | {', '.join(map(str, d['made']))} | "
                 f"{', '.join(map(str, d['cooldown_bound']))} | "
-                f"{sum(m < b for m, b in zip(d['made'], d['cooldown_bound'], strict=True))} of "
-                f"{len(d['made'])} |"
+                f"{', '.join(map(str, d['late_evaluations']))} | "
+                f"{sum(late > 0 for late in d['late_evaluations'])} of "
+                f"{len(d['made'])} replicas |"
                 for name, d in decaying.items()
             ),
         ]

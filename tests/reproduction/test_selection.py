@@ -173,9 +173,9 @@ def test_setup_config_is_a_configdict():
 
 
 @pytest.mark.parametrize("cooldown", [0.003, 0.1, 1.0])
-def test_cooldown_bound_is_autol2s_decays_when_training_never_improves(cooldown):
+def test_earliest_decays_are_autol2s_when_training_never_improves(cooldown):
     # A constant loss: no check after the first is a record, so AutoL2 decays as soon as its
-    # cooldown allows, which is what the bound counts.
+    # cooldown allows, which is what the earliest schedule assumes, step by step.
     import jax.numpy as jnp
 
     import l2reg
@@ -185,14 +185,26 @@ def test_cooldown_bound_is_autol2s_decays_when_training_never_improves(cooldown)
     params = {"w": jnp.ones(3)}
     state = transform.init(params)
     update = jax.jit(lambda s: transform.update(params, s, params, value=jnp.float32(1.0))[1])
+    after = []  # λ in force after each step, as a curve records it
     for _ in range(steps):
         state = update(state)
-    made = round(math.log(l2 / float(state.l2)) / math.log(10))
-    bound = selection.cooldown_bound(
+        after.append(float(state.l2))
+    earliest = selection.earliest_decays(
         l2, lr, cooldown, steps, factor=10.0, check_every=10, patience=2
     )
-    assert made == bound
-    assert bound >= 1  # the case is not empty
+    assert len(earliest) >= 1  # the case is not empty
+    expected = l2 / 10.0 ** np.searchsorted(earliest, np.arange(1, steps + 1), side="right")
+    np.testing.assert_allclose(after, expected, rtol=1e-6)
+    assert selection.cooldown_bound(
+        l2, lr, cooldown, steps, factor=10.0, check_every=10, patience=2
+    ) == len(earliest)
+    curve = _curve(np.arange(1.0, steps + 1), np.zeros(steps), np.float32(after), 0.0)
+    assert selection.waited_for_plateaus(curve, l2, earliest, 10.0) == 0
+    # One decay 5 steps late: λ is above the earliest schedule's at those 5 evaluations.
+    late = np.array(after, np.float32)
+    first = earliest[0]
+    late[first - 1 : first + 4] = l2
+    assert selection.waited_for_plateaus(curve._replace(l2=late), l2, earliest, 10.0) == 5
 
 
 def test_a_cooldown_sweep_adds_one_autol2_per_cooldown_and_counts_its_decays(tmp_path):
@@ -207,9 +219,11 @@ def test_a_cooldown_sweep_adds_one_autol2_per_cooldown_and_counts_its_decays(tmp
     selection.plot(result, curves, str(tmp_path / "selection.png"))  # 7 schedules and 2 more
     assert (tmp_path / "selection.png").stat().st_size > 0
     by_schedule = result["schedules"]["by_schedule"]
-    # The synthetic schedules keep their λ: no decay, where the cooldown allows several.
+    # The synthetic schedules keep their λ: no decay, where the cooldown allows several, so λ
+    # is above the earliest schedule's at every evaluation after its first decay.
     swept = by_schedule["AutoL2, cooldown 0.01/(λη)"]["decays"]
     assert swept["made"] == [0] * len(REPLICAS)
+    assert all(late > 0 for late in swept["late_evaluations"])
     expected = selection.cooldown_bound(
         3e-3, LR, 0.01, 6_000, factor=10.0, check_every=10, patience=2
     )
@@ -218,9 +232,11 @@ def test_a_cooldown_sweep_adds_one_autol2_per_cooldown_and_counts_its_decays(tmp
     assert "decays" not in by_schedule["AutoL2, min_l2 = κ·λ_pred(T_max)"]
     assert "decays" not in by_schedule["anytime, c"]
     text = selection.section(result)
+    late = ", ".join(map(str, swept["late_evaluations"]))
     assert (
-        f"| AutoL2, cooldown 0.01/(λη) | 0, 0, 0, 0 | {', '.join([str(expected)] * 4)} | " in text
-    )
+        f"| AutoL2, cooldown 0.01/(λη) | 0, 0, 0, 0 | {', '.join([str(expected)] * 4)} | "
+        f"{late} | 4 of 4 replicas |"
+    ) in text
 
 
 def test_decays_made_counts_divisions_by_the_factor():
