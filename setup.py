@@ -42,6 +42,7 @@ EXTRAS = {
 }
 EXTRAS["test"] = [
     "pytest>=8",
+    "pytest-xdist>=3.5",
     "build>=1.0",
     "ruff>=0.6",
     "nbclient>=0.10",
