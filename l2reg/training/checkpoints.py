@@ -69,6 +69,7 @@ class _FailedSaveNoise:
         self._held: list[python_logging.LogRecord] = []
         self._open = 0  # open `Checkpoints`
         self._failed: set[str] = set()  # folders of `Checkpoints` whose save failed, with a "/"
+        self._reading = 0  # `Checkpoints` still reading their checkpoints (until restored)
         self._previous_hook = sys.unraisablehook
 
     def opened(self) -> None:
@@ -88,9 +89,24 @@ class _FailedSaveNoise:
                 sys.unraisablehook = self._previous_hook
         self.release()
 
+    def reading(self, started: bool) -> None:
+        """A `Checkpoints` starts or stops reading its checkpoints: meanwhile what orbax logs
+        about a damaged one (such as its unparsable metadata) is held, dropped once the
+        checkpoint is found unreadable (`save_failed` on its folder: `restore_latest` says so
+        in its own line) and logged otherwise."""
+        with self._lock:
+            self._reading += 1 if started else -1
+
     def filter(self, record: python_logging.LogRecord) -> bool:
-        if record.levelno < python_logging.ERROR or not record.exc_info:
+        if record.levelno < python_logging.ERROR:
             return True
+        if not record.exc_info:
+            with self._lock:
+                if not (self._reading and record.pathname.startswith(_ORBAX_FOLDER)):
+                    return True
+                if not self._of_failed_save(record):
+                    self._held.append(record)
+            return False
         if not _raised_in_orbax(record):
             return True
         with self._lock:
@@ -116,6 +132,8 @@ class _FailedSaveNoise:
             python_logging.getLogger(record.name).callHandlers(record)
 
     def _of_failed_save(self, record: python_logging.LogRecord) -> bool:
+        if not record.exc_info:  # a message naming a file in the folder
+            return any(folder in record.getMessage() for folder in self._failed)
         error = _file_error(record.exc_info[1])
         return error is not None and any(folder in str(error) for folder in self._failed)
 
@@ -180,6 +198,9 @@ class Checkpoints:
         # (`_reporting_failed_saves`), and orbax's records of it are kept off the terminal
         # (`_FailedSaveNoise`). Saving synchronously would not spare those: orbax's threads for
         # tensorstore's writes log their errors even then.
+        _FAILED_SAVE_NOISE.opened()
+        _FAILED_SAVE_NOISE.reading(started=True)  # orbax reads metadata as the manager starts
+        self._reading = True
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -194,7 +215,12 @@ class Checkpoints:
                 "record": ocp.JsonCheckpointHandler(),
             },
         )
-        _FAILED_SAVE_NOISE.opened()
+
+    def _done_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            _FAILED_SAVE_NOISE.reading(started=False)
+            _FAILED_SAVE_NOISE.release()
 
     def save(self, step: int, state: Any, metrics: Sequence[dict] = ()) -> None:
         """Starts saving `state` as the checkpoint of `step` (steps taken so far), with its
@@ -203,6 +229,7 @@ class Checkpoints:
         The checksum is taken from the host copies of the arrays, which the save waits for
         anyway: it adds the hashing (about 1 ms per MB), not a wait for the device.
         """
+        self._done_reading()
         record = {"sha256": checksum(state), "metrics": list(metrics)}  # a copy: saved later
         with self._reporting_failed_saves():
             self._manager.save(
@@ -238,7 +265,10 @@ class Checkpoints:
                 if file_error is None:
                     raise
                 restored, reason = None, _describe(file_error)
+            if reason is not None:  # what orbax logged about it is said by the line below
+                _FAILED_SAVE_NOISE.save_failed(os.path.join(self.directory, str(step)))
             if _on_every_process(reason is None):
+                self._done_reading()
                 for bad_step, bad_reason in unreadable:
                     logging.warning(
                         "checkpoint of step %d in %s is corrupt (%s); moved to %s.corrupt, "
@@ -352,6 +382,7 @@ class Checkpoints:
             ) from error
 
     def close(self) -> None:
+        self._done_reading()
         try:
             self._manager.close()
         finally:

@@ -192,21 +192,23 @@ def _close(
     raising: bool,
 ) -> None:
     """Waits for the checkpoints under way and closes every file, all of them even when one
-    fails (a full disk); then raises the first failure if `raising`, else logs it."""
+    fails (a full disk); then raises the first failure if `raising` and logs the others."""
     if bar is not None:
         bar.close()
     failures = []
     # `wait` raises a save that failed; `close`s raise a final flush that failed.
-    for step in (checkpoints.wait, checkpoints.close, log.close if log else None):
+    for close in (checkpoints.wait, checkpoints.close, log.close if log else None):
+        if close is None:
+            continue
         try:
-            if step:
-                step()
-        except OSError as error:
+            close()
+        except Exception as error:
             failures.append(error)
-    if failures and raising:
-        raise failures[0]
+    first = failures.pop(0) if failures and raising else None
     for error in failures:
         logging.warning("also, while closing the run: %s", error)
+    if first is not None:
+        raise first
 
 
 def _start_report(trainer: trainer_lib.Trainer, step: int, state: RunState) -> tuple:
