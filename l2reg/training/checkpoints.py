@@ -201,20 +201,24 @@ class Checkpoints:
         _FAILED_SAVE_NOISE.opened()
         _FAILED_SAVE_NOISE.reading(started=True)  # orbax reads metadata as the manager starts
         self._reading = True
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
-                create=True,
-                cleanup_tmp_directories=True,
-                async_options=ocp.options.AsyncOptions(create_directories_asynchronously=False),
-            ),
-            # Registered up front, so that a new manager can read a checkpoint's tree metadata.
-            item_handlers={
-                "state": ocp.StandardCheckpointHandler(),
-                "record": ocp.JsonCheckpointHandler(),
-            },
-        )
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep,
+                    create=True,
+                    cleanup_tmp_directories=True,
+                    async_options=ocp.options.AsyncOptions(create_directories_asynchronously=False),
+                ),
+                # Registered up front, so that a new manager can read a checkpoint's tree metadata.
+                item_handlers={
+                    "state": ocp.StandardCheckpointHandler(),
+                    "record": ocp.JsonCheckpointHandler(),
+                },
+            )
+        except BaseException:  # e.g. a folder that cannot be made: nothing is left open
+            self._leave_noise_filter()
+            raise
 
     def _done_reading(self) -> None:
         if self._reading:
@@ -382,11 +386,15 @@ class Checkpoints:
             ) from error
 
     def close(self) -> None:
-        self._done_reading()
         try:
             self._manager.close()
         finally:
-            _FAILED_SAVE_NOISE.closed()
+            self._leave_noise_filter()
+
+    def _leave_noise_filter(self) -> None:
+        """Ends this instance's part in `_FailedSaveNoise` (by `close`)."""
+        self._done_reading()
+        _FAILED_SAVE_NOISE.closed()
 
 
 def checksum(tree: Any) -> str:
