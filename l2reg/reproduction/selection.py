@@ -237,24 +237,6 @@ def earliest_decays(
         last, l2 = step, l2 / factor
 
 
-def cooldown_bound(
-    l2: float,
-    lr: float,
-    cooldown: float,
-    steps: int,
-    *,
-    factor: float,
-    check_every: int,
-    patience: int,
-) -> int:
-    """The most decays AutoL2 can make in `steps` steps (see `earliest_decays`)."""
-    return len(
-        earliest_decays(
-            l2, lr, cooldown, steps, factor=factor, check_every=check_every, patience=patience
-        )
-    )
-
-
 def waited_for_plateaus(curve: Curves, l2: float, earliest: Sequence[int], factor: float) -> int:
     """How many of a run's evaluations show a λ above the one its earliest decays would give
     by then: a decay that waited for a plateau (seen to the evaluations' resolution)."""
@@ -565,7 +547,7 @@ def study(
 
 def _decays(make, setup: Setup, curves: list[Curves], c, kappa: float, lr: float) -> dict | None:
     """An unfloored AutoL2 schedule's decays per replica: `made` by T_max, the most its
-    cooldown allows (`cooldown_bound`) and `late_evaluations`, how many evaluations show a decay
+    cooldown allows (`earliest_decays`) and `late_evaluations`, how many evaluations show a decay
     later than the cooldown allows (`waited_for_plateaus`); None for other schedules."""
     made, bound, late = [], [], []
     for curve, c_r in zip(curves, c, strict=True):
