@@ -24,6 +24,7 @@ import re
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -56,17 +57,30 @@ class _FailedSaveNoise:
 
     ERROR records with an exception raised in orbax's code are held while a `Checkpoints` is
     open (a filter on the absl and asyncio loggers, installed with the first one and kept for
-    asyncio's records that come later): once a save's failure is raised, those of file errors
-    naming a path in its folder are dropped, then and from then on, as that failure's; the
-    others are logged as they were when the saves are over (orbax logs some errors it does
-    not raise, such as a failure to delete an old checkpoint). Tensorstore's closed-loop
-    errors are dropped while a `Checkpoints` is open; any other unraisable error goes to the
-    previous hook.
+    asyncio's records that come later). Once a save's failure is raised, those of file errors
+    naming a path in its folder, or naming no file at all (Python's own writes, such as orbax's
+    JSON items, raise "[Errno 28] No space left on device" alone), are dropped, then and from
+    then on, as that failure's; so are asyncio's naming a path there, whatever raised them
+    (tensorstore's writes, logged when garbage-collected). The others are logged as they were
+    when the saves are over (orbax logs some errors it does not raise, such as a failure to
+    delete an old checkpoint).
+
+    Unraisable errors (`sys.unraisablehook`, also installed with the first `Checkpoints` and
+    kept) are dropped when they are tensorstore's closed-loop errors while a `Checkpoints` is
+    open or once a save failed, file errors naming a path in a failed save's folder or an
+    unreadable checkpoint's, or orbax's errors on closing the reads it gave up of such a
+    checkpoint (raised from GeneratorExit when the pending read is garbage-collected, naming
+    the array's folder). Those raised in orbax's code while checkpoints are read are held until
+    the reading is over, since a checkpoint is found unreadable only at its end. Any other
+    goes to the previous hook.
     """
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # Reentrant: the garbage collector may log or raise an unraisable error from any
+        # allocation, including one made while the lock is held.
+        self._lock = threading.RLock()
         self._held: list[python_logging.LogRecord] = []
+        self._held_unraisable: list[Any] = []
         self._open = 0  # open `Checkpoints`
         self._failed: set[str] = set()  # folders of `Checkpoints` whose save failed, with a "/"
         self._reading = 0  # `Checkpoints` still reading their checkpoints (until restored)
@@ -79,14 +93,13 @@ class _FailedSaveNoise:
                 for logger in (logging.get_absl_logger(), python_logging.getLogger("asyncio")):
                     if self not in logger.filters:
                         logger.addFilter(self)
-                self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+                if sys.unraisablehook != self._unraisable:
+                    self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
 
     def closed(self) -> None:
-        """Logs the records still held; the last one out removes the hook."""
+        """Logs the records still held."""
         with self._lock:
             self._open -= 1
-            if self._open == 0 and sys.unraisablehook == self._unraisable:
-                sys.unraisablehook = self._previous_hook
         self.release()
 
     def reading(self, started: bool) -> None:
@@ -107,12 +120,12 @@ class _FailedSaveNoise:
                 if not self._of_failed_save(record):
                     self._held.append(record)
             return False
-        if not _raised_in_orbax(record):
-            return True
+        in_orbax = _raised_in_orbax(record)
         with self._lock:
-            if self._of_failed_save(record):
+            # asyncio logs tensorstore's failed writes, raised outside Python, at exit.
+            if self._of_failed_save(record, in_orbax=in_orbax):
                 return False
-            if self._open == 0:
+            if not in_orbax or self._open == 0:
                 return True
             self._held.append(record)
         return False
@@ -124,29 +137,68 @@ class _FailedSaveNoise:
         self.release()
 
     def release(self) -> None:
-        """Logs the records held, as they were, but those of failed saves."""
+        """Logs the records held, as they were, but those of failed saves; gives the unraisable
+        errors held to the previous hook once no checkpoint is being read, but those of failed
+        saves or unreadable checkpoints."""
         with self._lock:
             held, self._held = self._held, []
             held = [record for record in held if not self._of_failed_save(record)]
+            unraisable = []
+            if not self._reading:
+                unraisable, self._held_unraisable = self._held_unraisable, []
         for record in held:
             python_logging.getLogger(record.name).callHandlers(record)
+        for error in unraisable:
+            self._unraisable(error)
 
-    def _of_failed_save(self, record: python_logging.LogRecord) -> bool:
-        if not record.exc_info:  # a message naming a file in the folder
+    def _of_failed_save(self, record: python_logging.LogRecord, in_orbax: bool = True) -> bool:
+        """Whether `record` is of a failed save: an orbax message naming a file in its folder,
+        or a file error naming one (or, raised in orbax's code, naming no file at all)."""
+        if not record.exc_info:
             return any(folder in record.getMessage() for folder in self._failed)
         error = _file_error(record.exc_info[1])
+        if error is None or not self._failed:
+            return False
+        if isinstance(error, OSError) and error.filename is None and "/" not in str(error):
+            return in_orbax
+        return self._names_failed(error)
+
+    def _names_failed(self, error: BaseException | None) -> bool:
+        """Whether `error` is (or was raised from) a file error naming a path in the folder of
+        a failed save or an unreadable checkpoint."""
+        error = _file_error(error) if error is not None else None
         return error is not None and any(folder in str(error) for folder in self._failed)
 
     def _unraisable(self, unraisable: Any) -> None:
         frames = traceback.extract_tb(unraisable.exc_traceback)
-        closed_loop = (
-            isinstance(unraisable.exc_value, RuntimeError)
-            and str(unraisable.exc_value) == "Event loop is closed"
-            and frames
-            and frames[0].name == "call_soon_threadsafe"  # called from outside Python
-        )
-        if not closed_loop:
-            self._previous_hook(unraisable)
+        with self._lock:
+            closed_loop = (
+                (self._open or self._failed)  # after a failed save: possibly at exit
+                and isinstance(unraisable.exc_value, RuntimeError)
+                and str(unraisable.exc_value) == "Event loop is closed"
+                and frames
+                and frames[0].name == "call_soon_threadsafe"  # called from outside Python
+            )
+            error = unraisable.exc_value
+            abandoned = (  # orbax's error on closing a read it gave up, naming its array
+                isinstance(getattr(error, "__cause__", None), GeneratorExit)
+                and any(folder in str(error) for folder in self._failed)
+            )
+            if closed_loop or abandoned or self._names_failed(error):
+                return
+            if self._reading and any(f.filename.startswith(_ORBAX_FOLDER) for f in frames):
+                # Kept without its object, which is being finalized.
+                self._held_unraisable.append(
+                    types.SimpleNamespace(
+                        exc_type=unraisable.exc_type,
+                        exc_value=unraisable.exc_value,
+                        exc_traceback=unraisable.exc_traceback,
+                        err_msg=f"Exception ignored in: {unraisable.object!r}",
+                        object=None,
+                    )
+                )
+                return
+        self._previous_hook(unraisable)
 
 
 def _raised_in_orbax(record: python_logging.LogRecord) -> bool:
@@ -201,6 +253,7 @@ class Checkpoints:
         _FAILED_SAVE_NOISE.opened()
         _FAILED_SAVE_NOISE.reading(started=True)  # orbax reads metadata as the manager starts
         self._reading = True
+        self._writing: int | None = None  # the step of the save last started
         try:
             self._manager = ocp.CheckpointManager(
                 self.directory,
@@ -242,6 +295,7 @@ class Checkpoints:
                     state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)
                 ),
             )
+        self._writing = step
 
     def restore_latest(self, target: Any) -> Restored:
         """The newest readable checkpoint restored with the structure and shardings of `target`.
@@ -368,6 +422,10 @@ class Checkpoints:
             cause = _file_error(error)
             if cause is None:
                 raise
+            if isinstance(cause, OSError) and cause.filename is None and self._writing is not None:
+                # Python's own writes (orbax's JSON items) name no file: name the step's folder.
+                folder = os.path.join(self.directory, f"{self._writing}.orbax-checkpoint-tmp")
+                cause = OSError(cause.errno, cause.strerror, folder)
             _FAILED_SAVE_NOISE.save_failed(self.directory)
             # A step's folder gets its name only once complete (orbax writes `<step>.orbax-
             # checkpoint-tmp`); orbax's own list of steps may hold the failed one.
@@ -420,11 +478,12 @@ def _describe(error: BaseException) -> str:
     """`error` in one line of at most about 300 characters, without tensorstore's spec; a
     tensorstore error from the file system as the OSError it wraps, which it names last."""
     name, message = type(error).__name__, (str(error).splitlines() or [""])[0]
-    message = message.split(" [tensorstore_spec=")[0]
     # As in 'Error writing "w/0" in OCDBT database at local file "/c/20.orbax-checkpoint-tmp/...":
     # Failed writing: "/c/.../d/4d9a...": Failed to write 551226 bytes to file 11: No space left
-    # on device [os_error_code='28']', whose cause the cut at 300 characters would lose.
-    code = re.search(r"\[os_error_code='(\d+)'\]", message)
+    # on device [os_error_code='28']', whose cause the cut at 300 characters would lose; in
+    # errors opening a driver, the code comes after the spec.
+    code = re.search(r"\[os_error_code='(\d+)'\]", str(error))
+    message = message.split(" [tensorstore_spec=")[0]
     if code is not None:
         number, paths = int(code[1]), re.findall(r'"(/[^"]*)"', message)
         name, message = "OSError", str(OSError(number, os.strerror(number), *paths[-1:]))

@@ -117,9 +117,9 @@ def test_a_bad_flag_is_one_line_before_jax_is_imported(tmp_path, launcher, argum
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="racy: orbax, asyncio and tensorstore sometimes log the full disk again from "
-    "their threads or at exit (a traceback in about half the runs on the 2-core CPU), "
-    "past the filter in checkpoints._FailedSaveNoise",
+    reason="racy: in 3 of about 170 runs on the 2-core CPU something still printed after the "
+    "error line (twice Python's warning that a coroutine was never awaited, from orbax's "
+    "threads of the failed save; once asyncio's record of a failed tensorstore write)",
 )
 def test_a_full_disk_during_training_ends_with_one_error_line(tmp_path, on_full_tmpfs):
     # On a 64 KiB tmpfs of its own there is room for the config and the first lines, not for
@@ -146,9 +146,9 @@ def test_a_full_disk_during_training_ends_with_one_error_line(tmp_path, on_full_
         lines[-1]
         == (
             f"error: a checkpoint could not be written in '{disk}/run/checkpoints' (OSError: "
-            f"[Errno 28] No space left on device: '{disk}/run/checkpoints/20.orbax-checkpoint-tmp/"
+            f"[Errno 28] No space left on device: '{disk}/run/checkpoints/20.orbax-checkpoint-tmp"
         )
-        + lines[-1].split("20.orbax-checkpoint-tmp/", 1)[1]
+        + lines[-1].split("20.orbax-checkpoint-tmp", 1)[1]
     ), output
     assert lines[-1].endswith(
         "); none was complete before it: rerun the same command once the cause is fixed"
