@@ -1,8 +1,10 @@
-"""AutoL2's cooldown swept on the calibration setup, over budgets long enough for decays to
-wait for plateaus: relation 1 as in the default preset, then `mlp_digits_noisy` (digits,
-bias-free NTK MLP, MSE, 20% label noise) at T up to 12,000 steps, with AutoL2 at cooldowns
-from 0.003 to 1 in units of 1/(λη) besides the default schedules (the released AutoL2 has
-0.1, the t*-clock about c ≈ 1), 3 data draws × 1 seed. About 15 minutes on 2 idle CPU cores.
+"""AutoL2's cooldown swept: relation 1 as in the default preset, then the calibration setup
+`mlp_digits_noisy` (digits, bias-free NTK MLP, MSE, 20% label noise) at budgets long enough for
+decays to wait for plateaus (T up to 12,000 steps), and the default preset's two held-out
+setups (batch-norm MLP on mnist1d, cross-entropy MLP on digits) at their default budgets, each
+with AutoL2 at cooldowns from 0.003 to 1 in units of 1/(λη) besides the default schedules (the
+released AutoL2 has 0.1, the t*-clock about c ≈ 1), 3 data draws × 1 seed. The cooldowns were
+chosen before any held-out run. About 20 minutes on 2 idle CPU cores.
 
     python -m experiments.reproduce --preset=cooldown --workdir=/tmp/reproduce_cooldown
 
@@ -26,5 +28,9 @@ def get_config() -> config_dict.ConfigDict:
         budgets=(400, 1_500, 4_000, 12_000), l2s=reproduce_default.HALVES[:6]
     )
     digits.cooldowns = COOLDOWNS
-    config.setups = config_dict.ConfigDict({"digits_mse": digits})
+    mnist1d, digits_ce = reproduce_default.mnist1d_setup(), reproduce_default.digits_ce_setup()
+    mnist1d.cooldowns = digits_ce.cooldowns = COOLDOWNS
+    config.setups = config_dict.ConfigDict(
+        {"digits_mse": digits, "mnist1d_batchnorm": mnist1d, "digits_ce": digits_ce}
+    )
     return config
