@@ -82,7 +82,9 @@ def digits_ce_setup(budgets=(60, 200, 600, 2_000)) -> config_dict.ConfigDict:
             "role": "held-out",
             "run": run,
             "lr": 0.05,  # effective η/(1−μ) = 0.5, as the calibration setup's
-            "l2s": (0.0, *HALVES),
+            # To 0.3: with the digits grid alone (to 3e-2), λ_opt sat at its edge at T = 2,000
+            # in every replica, so the envelope there was not bracketed.
+            "l2s": (0.0, *HALVES, 0.1, 0.3),
             "budgets": budgets,
             "probe_l2": PROBE_L2_LR / 0.5,
             "probe_length": 3.0,
