@@ -222,21 +222,31 @@ def test_a_full_disk_in_orbaxs_background_is_one_line_and_no_traceback(tmp_path,
     assert "Traceback" not in finished.stderr and "ERROR" not in finished.stderr, finished.stderr
 
 
-def test_an_error_orbax_logs_but_does_not_raise_is_logged_when_the_saves_are_over(tmp_path, caplog):
-    checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
+def _orbax_record(error: Exception, file: str, message: str, *args) -> logging.LogRecord:
+    """An ERROR record of the absl logger, as orbax's code in `file` logs `error` raised."""
     try:
-        raise OSError(errno.EACCES, "Permission denied", "checkpoints/10")
-    except OSError:
-        # As orbax logs a failure to delete an old checkpoint, which it does not raise.
-        record = logging.getLogger("absl").makeRecord(
+        raise error
+    except type(error):
+        return logging.getLogger("absl").makeRecord(
             "absl",
             logging.ERROR,
-            checkpoints_module._ORBAX_FOLDER + "storage_backend.py",
-            172,
-            "Failed to remove checkpoint (%s)",
-            ("checkpoints/10",),
+            checkpoints_module._ORBAX_FOLDER + file,
+            1,
+            message,
+            args,
             sys.exc_info(),
         )
+
+
+def test_an_error_orbax_logs_but_does_not_raise_is_logged_when_the_saves_are_over(tmp_path, caplog):
+    checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
+    # As orbax logs a failure to delete an old checkpoint, which it does not raise.
+    record = _orbax_record(
+        OSError(errno.EACCES, "Permission denied", "checkpoints/10"),
+        "storage_backend.py",
+        "Failed to remove checkpoint (%s)",
+        "checkpoints/10",
+    )
     logging.getLogger("absl").handle(record)
     assert "Failed to remove checkpoint" not in caplog.text  # held while saves may raise it
     checkpoints.wait()
@@ -266,19 +276,13 @@ def test_a_failed_write_naming_no_file_is_reported_in_the_folder_of_the_step(tmp
 
 def test_a_file_error_naming_no_file_is_dropped_once_a_save_failed(tmp_path, caplog):
     checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
-    try:
-        # As orbax's JSON writes meet a full disk: Python's error names no file.
-        raise OSError(errno.ENOSPC, "No space left on device")
-    except OSError:
-        record = logging.getLogger("absl").makeRecord(
-            "absl",
-            logging.ERROR,
-            checkpoints_module._ORBAX_FOLDER + "future.py",
-            378,
-            "_SignalingThread.run() raised an exception: %s",
-            ("[Errno 28] No space left on device",),
-            sys.exc_info(),
-        )
+    # As orbax's JSON writes meet a full disk: Python's error names no file.
+    record = _orbax_record(
+        OSError(errno.ENOSPC, "No space left on device"),
+        "future.py",
+        "_SignalingThread.run() raised an exception: %s",
+        "[Errno 28] No space left on device",
+    )
     logging.getLogger("absl").handle(record)
     checkpoints_module._FAILED_SAVE_NOISE.save_failed(checkpoints.directory)
     checkpoints.close()
