@@ -1,15 +1,30 @@
 """Test configuration: four forced CPU devices, set before JAX is imported."""
 
+import importlib.metadata
 import os
-
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
 import subprocess
 
 import pytest
+
+# Four forced devices share the machine's two cores, and tests run two at a time: under that
+# load one device's thread can reach a collective long after the other three, and XLA's CPU
+# runtime aborts the process (exit 134, "only 3 of 4 arrived on time") once its default
+# rendezvous termination timeout passes. The tests wait for a late thread instead; jaxlib
+# 0.10 has these flags (older ones abort on flags they do not know, so they keep the default).
+_RENDEZVOUS_FLAGS = (
+    " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120"
+    " --xla_cpu_collective_call_terminate_timeout_seconds=900"
+)
+_JAXLIB_MAJOR_MINOR = tuple(
+    int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2]
+)
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=4"
+    + (_RENDEZVOUS_FLAGS if _JAXLIB_MAJOR_MINOR >= (0, 10) else "")
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 # Mounts a 64 KiB tmpfs at $0, then runs the rest of the command line on it.
 _MOUNT = 'mount -t tmpfs -o size=64k tmpfs "$0" || exit 99; exec "$@"'
