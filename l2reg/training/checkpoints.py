@@ -17,7 +17,9 @@ they agree on which checkpoint is readable and process 0 alone moves files.
 """
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import logging as python_logging
 import os
 import re
@@ -25,6 +27,7 @@ import sys
 import threading
 import traceback
 import types
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -73,6 +76,10 @@ class _FailedSaveNoise:
     the array's folder). Those raised in orbax's code while checkpoints are read are held until
     the reading is over, since a checkpoint is found unreadable only at its end. Any other
     goes to the previous hook.
+
+    Once a save failed, Python's warnings that a coroutine of orbax's was never awaited (its
+    background loop gone, possibly at exit, before it ran what was sent to it) are ignored, by
+    a `warnings` filter naming orbax's coroutine functions.
     """
 
     def __init__(self):
@@ -131,9 +138,15 @@ class _FailedSaveNoise:
         return False
 
     def save_failed(self, directory: str) -> None:
-        """Drops the records of file errors in `directory`, those held and those to come."""
+        """Drops the records of file errors in `directory`, those held and those to come, and
+        from then on Python's warnings about orbax's coroutines that were never awaited."""
         with self._lock:
             self._failed.add(os.path.join(directory, ""))
+        # Idempotent: `filterwarnings` moves an equal filter to the front rather than adding
+        # one. Called at each failure, since `warnings.catch_warnings` restores the filters.
+        warnings.filterwarnings(
+            "ignore", message=_orbax_unawaited_coroutines(), category=RuntimeWarning
+        )
         self.release()
 
     def release(self) -> None:
@@ -199,6 +212,39 @@ class _FailedSaveNoise:
                 )
                 return
         self._previous_hook(unraisable)
+
+
+@functools.cache
+def _orbax_unawaited_coroutines() -> str:
+    """A regular expression of Python's warning about a coroutine of orbax's never awaited
+    ("coroutine 'AsyncRunner.shutdown.<locals>._shutdown_tasks' was never awaited"): the
+    qualified names of the coroutine functions in orbax's loaded modules, nested ones included.
+    """
+    names, seen = set(), set()
+    pending = [
+        value
+        for module in list(sys.modules.values())
+        if (getattr(module, "__file__", None) or "").startswith(_ORBAX_FOLDER)
+        for value in list(vars(module).values())
+    ]
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, types.CodeType):
+            if value.co_filename.startswith(_ORBAX_FOLDER):
+                if value.co_flags & inspect.CO_COROUTINE:
+                    names.add(value.co_qualname)
+                pending.extend(c for c in value.co_consts if isinstance(c, types.CodeType))
+        elif isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, types.FunctionType):
+            pending.extend([value.__code__, getattr(value, "__wrapped__", None)])
+        elif isinstance(value, type):
+            pending.extend(vars(value).values())
+    alternatives = "|".join(re.escape(name) for name in sorted(names))
+    return f"coroutine '({alternatives})' was never awaited$"
 
 
 def _raised_in_orbax(record: python_logging.LogRecord) -> bool:

@@ -4,11 +4,13 @@ but no config is refused."""
 
 import asyncio
 import errno
+import gc
 import glob
 import logging
 import os
 import sys
 import types
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -449,3 +451,37 @@ def _truncate_data(checkpoint) -> None:
     paths = glob.glob(f"{checkpoint}/*/**/d/*", recursive=True)
     path = max(paths, key=os.path.getsize)
     os.truncate(path, os.path.getsize(path) // 2)
+
+
+def test_orbaxs_coroutines_never_awaited_are_not_warned_of_once_a_save_failed(tmp_path):
+    from orbax.checkpoint._src import asyncio_utils
+    from orbax.checkpoint._src.path import async_path
+
+    async def ours():
+        pass
+
+    def never_awaited(saves_failed: bool) -> list[str]:
+        """What Python warns of three coroutines never awaited: a nested one of orbax's (its
+        runner's shutdown, sent to a loop that has stopped), a module-level one of orbax's and
+        one of ours."""
+        runner = asyncio_utils.AsyncRunner()
+        runner._loop.call_soon_threadsafe(runner._loop.stop)
+        runner._thread.join()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if saves_failed:
+                checkpoints_module._FAILED_SAVE_NOISE.save_failed(str(tmp_path / "checkpoints"))
+            with pytest.raises(RuntimeError, match="Event loop is closed"):
+                runner.shutdown(wait=False)
+            async_path.exists(tmp_path)
+            ours()
+            gc.collect()
+        return [str(warning.message) for warning in caught]
+
+    ours_warned = f"coroutine '{ours.__qualname__}' was never awaited"
+    assert never_awaited(saves_failed=False) == [
+        "coroutine 'AsyncRunner.shutdown.<locals>._shutdown_tasks' was never awaited",
+        "coroutine 'exists' was never awaited",
+        ours_warned,
+    ]
+    assert never_awaited(saves_failed=True) == [ours_warned]
