@@ -115,13 +115,6 @@ def test_a_bad_flag_is_one_line_before_jax_is_imported(tmp_path, launcher, argum
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="racy: in 3 of about 240 runs on the 2-core CPU something still printed after the "
-    "error line at exit (twice a RuntimeWarning about a collected object, 'Enable tracemalloc "
-    "to get the object allocation traceback'; once asyncio's record of a failed tensorstore "
-    "write)",
-)
 def test_a_full_disk_during_training_ends_with_one_error_line(tmp_path, on_full_tmpfs):
     # On a 64 KiB tmpfs of its own there is room for the config and the first lines, not for
     # the first checkpoint, whose array data meet the full disk in orbax's and tensorstore's
