@@ -82,6 +82,9 @@ class Setup:
         cooldown of c/(λη) steps is one t* at the current λ).
       cooldowns: a cooldown sweep: one more AutoL2 schedule per value, with that cooldown in
         units of 1/(λη) (the released AutoL2 has 0.1); none by default.
+      autol2_starts: a sweep of AutoL2's start: one more AutoL2 schedule (the released
+        cooldown) per value, starting at λ = value/η (a λη, with η the effective learning
+        rate: the same values mean the same start on setups of different η); none by default.
     """
 
     name: str
@@ -96,6 +99,7 @@ class Setup:
     small_l2: float
     cooldown_in_t_star: float = 1.0
     cooldowns: tuple[float, ...] = ()
+    autol2_starts: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -133,17 +137,17 @@ class Setup:
                 lambda x: math.isfinite(x) and x > 0,
                 "finite and > 0",
             )
-        for cooldown in self.cooldowns:
-            checks.number(
-                f"setup {self.name!r}: a cooldown of cooldowns",
-                cooldown,
-                lambda x: math.isfinite(x) and x > 0,
-                "finite and > 0",
-            )
-        if len(set(self.cooldowns)) != len(self.cooldowns):
-            raise ValueError(
-                f"setup {self.name!r}: cooldowns must differ, got {tuple(self.cooldowns)!r}"
-            )
+        for field, item in (("cooldowns", "a cooldown"), ("autol2_starts", "a start")):
+            values = tuple(getattr(self, field))
+            for value in values:
+                checks.number(
+                    f"setup {self.name!r}: {item} of {field}",
+                    value,
+                    lambda x: math.isfinite(x) and x > 0,
+                    "finite and > 0",
+                )
+            if len(set(values)) != len(values):
+                raise ValueError(f"setup {self.name!r}: {field} must differ, got {values!r}")
         if self.small_l2 not in l2s[1:]:
             raise ValueError(
                 f"setup {self.name!r}: small_l2 must be one of the grid's λ > 0 {l2s[1:]}, "
@@ -196,16 +200,25 @@ SCHEDULES: dict[str, Callable[[Setup, float, float, float], dict[str, Any]]] = {
 
 
 def schedules(setup: Setup) -> dict[str, Callable[[Setup, float, float, float], dict[str, Any]]]:
-    """SCHEDULES, then one AutoL2 per value of the setup's cooldown sweep."""
-    swept = {
+    """SCHEDULES, then one AutoL2 per value of the setup's cooldown sweep, then one per value of
+    its start sweep."""
+    cooled = {
         f"AutoL2, cooldown {cooldown:g}/(λη)": functools.partial(_autol2_cooling, cooldown)
         for cooldown in setup.cooldowns
     }
-    return {**SCHEDULES, **swept}
+    started = {
+        f"AutoL2 from λη = {start:g}": functools.partial(_autol2_starting, start)
+        for start in setup.autol2_starts
+    }
+    return {**SCHEDULES, **cooled, **started}
 
 
 def _autol2_cooling(cooldown: float, setup: Setup, c: float, kappa: float, lr: float) -> dict:
     return {"l2": setup.autol2_l2, "l2_mode": "autol2", "autol2": (("cooldown", cooldown),)}
+
+
+def _autol2_starting(start: float, setup: Setup, c: float, kappa: float, lr: float) -> dict:
+    return {"l2": start / lr, "l2_mode": "autol2"}
 
 
 def earliest_decays(

@@ -227,7 +227,7 @@ def test_a_failed_plot_leaves_the_previous_outputs_as_they_were(quick, monkeypat
     [
         (
             ["--preset=huge"],
-            "--preset=huge: value should be one of <quick|default|study|cooldown|paper>",
+            "--preset=huge: value should be one of <quick|default|study|cooldown|start|paper>",
         ),
         (["--preset=quick", "--seeds=0"], "reproduce: seeds must be an integer in [1, 100], got 0"),
         # Not expanded into a list of 10¹¹ seeds before being refused.

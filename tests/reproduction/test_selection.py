@@ -149,6 +149,8 @@ def test_held_out_setups_take_kappa_from_calibration_without_refitting():
         ({"small_l2": 2e-4}, "small_l2 must be one of the grid"),
         ({"cooldowns": (0.1, -1.0)}, "a cooldown of cooldowns must be finite and > 0"),
         ({"cooldowns": (0.1, 0.1)}, "cooldowns must differ"),
+        ({"autol2_starts": (0.0,)}, "a start of autol2_starts must be finite and > 0"),
+        ({"autol2_starts": (0.01, 0.01)}, "autol2_starts must differ"),
     ],
 )
 def test_setup_refuses_bad_fields_in_one_line(fields, message):
@@ -234,6 +236,24 @@ def test_a_cooldown_sweep_adds_one_autol2_per_cooldown_and_counts_its_decays(tmp
         f"| AutoL2, cooldown 0.01/(λη) | 0, 0, 0, 0 | {', '.join([str(expected)] * 4)} | "
         f"{late} | 4 of 4 replicas |"
     ) in text
+
+
+def test_a_start_sweep_adds_one_released_autol2_per_start_at_that_lambda_eta():
+    config = default_config()
+    config.optimizer, config.momentum = "momentum", 0.9  # effective η = LR/(1 − 0.9) = 10·LR
+    setup = _setup(config=config, cooldowns=(1.0,), autol2_starts=(0.015, 0.15))
+    runs = selection.schedule_runs(setup, REPLICAS[:2], [0.8, 1.2], 0.25)
+    names = list(selection.schedules(setup))
+    assert names[-3:] == [
+        "AutoL2, cooldown 1/(λη)",
+        "AutoL2 from λη = 0.015",
+        "AutoL2 from λη = 0.15",
+    ]
+    started = [run for _, run in runs[-4:]]
+    assert [run.l2 for run in started] == pytest.approx(
+        [0.015 / (10 * LR)] * 2 + [0.15 / (10 * LR)] * 2
+    )
+    assert all(run.l2_mode == "autol2" and not run.autol2 and run.lr == LR for run in started)
 
 
 def test_decays_made_counts_divisions_by_the_factor():
