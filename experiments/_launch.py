@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 
 from absl import flags
 from absl import logging as absl_logging
@@ -39,6 +40,22 @@ def fail(program: str, error: Exception | str) -> None:
     """Exits with status 1 and `program: message` on one line."""
     message = " ".join(str(error).split())
     sys.exit(f"{program}: {message}")
+
+
+def config_file(program: str, holder: flags.FlagHolder):
+    """The ConfigDict of a `config_flags.DEFINE_config_file` flag (None when not given), or an
+    exit in one line naming the file when it could not be read: ml_collections keeps that
+    error until the config is first used, with the paths it tried on lines of their own."""
+    config = holder.value
+    try:
+        if config is not None:
+            config.keys()
+    except OSError as error:
+        cause = error.__cause__ or error
+        reason = [line.strip() for line in str(cause).splitlines() if line.strip()][-1]
+        filename = flags.FLAGS[holder.name].config_filename
+        fail(program, f"--{holder.name}: cannot load {filename!r}: {reason}")
+    return config
 
 
 def stopped(program: str, error: Exception) -> None:
@@ -57,7 +74,8 @@ def flags_parser(program: str):
     sys.exit(1) from inside the parser, while bad flags raise flags.Error; so an exit with
     status 1 during parsing is a help request that succeeded. A bad override raises from
     ml_collections (KeyError or AttributeError for an unknown field, TypeError or ValueError
-    for a bad value).
+    for a bad value). An error raised by a config file's own code is its innermost error, with
+    the file and line; a file without get_config() is named.
     """
 
     on_sigterm = _StopOnSigterm()
@@ -72,6 +90,12 @@ def flags_parser(program: str):
         except SystemExit as exit_:
             sys.exit(0 if exit_.code == 1 else exit_.code)
         except (KeyError, AttributeError) as error:
+            if isinstance(error, AttributeError) and "'get_config'" in str(error):
+                fail(program, f"--config: {_config_argument(argv)!r} defines no get_config()")
+            frames = traceback.extract_tb(error.__traceback__)
+            config = _config_argument(argv)
+            if config and os.path.abspath(frames[-1].filename) == os.path.abspath(config):
+                fail(program, _one_line(error))  # raised by the config file's own code
             # ml_collections' message (an AttributeError may wrap the KeyError): the field,
             # quoted, then perhaps "Did you mean ...?" on a line of its own.
             while error.args and isinstance(error.args[0], Exception):
@@ -80,10 +104,36 @@ def flags_parser(program: str):
             field, _, hint = text.partition("\n")
             hint = f"; {hint.strip()[0].lower()}{hint.strip()[1:]}" if hint.strip() else ""
             fail(program, f"no config field {field.strip(chr(34) + chr(39))!r}{hint}")
-        except Exception as error:  # flags.Error, and a bad override's TypeError or ValueError
-            fail(program, error)
+        except Exception as error:  # flags.Error, or raised by a config file's own code
+            fail(program, _one_line(error))
 
     return parse
+
+
+def _one_line(error: Exception) -> str:
+    """A flag's error; one raised by a config file's code (which ml_collections passes on with
+    its traceback in the message, or not at all) as its innermost error and where it was
+    raised."""
+    innermost = error
+    while innermost.__cause__ or innermost.__context__:
+        innermost = innermost.__cause__ or innermost.__context__
+    if isinstance(error, flags.Error) and "Error whilst parsing config file" not in str(error):
+        return str(error)
+    if isinstance(innermost, SyntaxError):  # its message names the file and line
+        return f"SyntaxError: {innermost}"
+    frames = traceback.extract_tb(innermost.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(innermost).__name__}: {innermost}{where}"
+
+
+def _config_argument(argv: list[str]) -> str | None:
+    """The value given to --config in `argv` (`--config=FILE` or `--config FILE`)."""
+    for i, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            return argument.split("=", 1)[1]
+        if argument == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
 
 
 class _StopOnSigterm:

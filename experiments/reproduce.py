@@ -59,12 +59,13 @@ def preset_config(preset: str):
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         _launch.fail("reproduce", f"unexpected arguments: {' '.join(argv[1:])}")
+    given = _launch.config_file("reproduce", _CONFIG)
     _launch.quiet_logging()
     from l2reg import data, files, reproduction
     from l2reg.training import loop
 
-    config = _CONFIG.value if _CONFIG.value is not None else preset_config(_PRESET.value)
-    name = _PRESET.value if _CONFIG.value is None else flags.FLAGS["config"].config_filename
+    config = given if given is not None else preset_config(_PRESET.value)
+    name = _PRESET.value if given is None else flags.FLAGS["config"].config_filename
     try:
         if _SEEDS.value is not None:
             config.seeds = _SEEDS.value

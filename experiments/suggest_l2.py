@@ -71,6 +71,7 @@ flags.mark_flags_as_required(["config", "workdir", "budget_steps"])
 def main(argv) -> None:
     if len(argv) > 1:
         _launch.fail("suggest_l2", f"unexpected arguments: {' '.join(argv[1:])}")
+    config = _launch.config_file("suggest_l2", _CONFIG)
     _launch.quiet_logging()
     from l2reg import training
     from l2reg.reproduction import probe
@@ -78,7 +79,7 @@ def main(argv) -> None:
 
     try:
         record = probe.suggest(
-            _CONFIG.value,
+            config,
             _WORKDIR.value,
             _BUDGET.value,
             _PROBE_L2.value,

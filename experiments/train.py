@@ -51,11 +51,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])} (every setting is a --flag)")
     _launch.quiet_logging()
-    config = _CONFIG.value
-    try:
-        config.keys()  # ml_collections reports a config file that fails to load on first use
-    except OSError as error:
-        _fail(error)
+    config = _launch.config_file("error", _CONFIG)
     cluster = {
         "coordinator_address": _COORDINATOR_ADDRESS.value,
         "num_processes": _NUM_PROCESSES.value,
