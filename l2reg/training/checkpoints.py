@@ -77,9 +77,10 @@ class _FailedSaveNoise:
     the reading is over, since a checkpoint is found unreadable only at its end. Any other
     goes to the previous hook.
 
-    Once a save failed, Python's warnings that a coroutine of orbax's was never awaited (its
-    background loop gone, possibly at exit, before it ran what was sent to it) are ignored, by
-    a `warnings` filter naming orbax's coroutine functions.
+    Once a save failed or a checkpoint was found unreadable (`save_failed`), Python's warnings
+    that a coroutine of orbax's was never awaited (its background loop gone, possibly at exit,
+    before it ran what was sent to it) are ignored, by a `warnings` filter naming orbax's
+    coroutine functions.
     """
 
     def __init__(self):
