@@ -90,10 +90,10 @@ def flags_parser(program: str):
         except SystemExit as exit_:
             sys.exit(0 if exit_.code == 1 else exit_.code)
         except (KeyError, AttributeError) as error:
-            if isinstance(error, AttributeError) and "'get_config'" in str(error):
-                fail(program, f"--config: {_config_argument(argv)!r} defines no get_config()")
-            frames = traceback.extract_tb(error.__traceback__)
             config = _config_argument(argv)
+            if isinstance(error, AttributeError) and "'get_config'" in str(error):
+                fail(program, f"--config: {config!r} defines no get_config()")
+            frames = traceback.extract_tb(error.__traceback__)
             if config and os.path.abspath(frames[-1].filename) == os.path.abspath(config):
                 fail(program, _one_line(error))  # raised by the config file's own code
             # ml_collections' message (an AttributeError may wrap the KeyError): the field,
