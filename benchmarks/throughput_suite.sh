@@ -42,7 +42,7 @@ for part in $parts; do
 done
 
 run() {  # run COMMAND...: under the time limit, noting a failure without stopping the suite
-  timeout "$limit" "$@" || { echo "exit status $? (124: over ${limit} s)"; status=1; }
+  timeout -k 10 "$limit" "$@" || { echo "exit status $? (124 or 137: over ${limit} s)"; status=1; }
 }
 
 if [[ $parts == *" step "* ]]; then

@@ -6,14 +6,16 @@ import subprocess
 
 import pytest
 
-# Four forced devices share the machine's two cores, and tests run two at a time: under that
-# load one device's thread can reach a collective long after the other three, and XLA's CPU
-# runtime aborts the process (exit 134, "only 3 of 4 arrived on time") once its default
-# rendezvous termination timeout passes. The tests wait for a late thread instead; jaxlib
-# 0.10 has these flags (older ones abort on flags they do not know, so they keep the default).
+# XLA's CPU runtime aborts a process (exit 134, "only 3 of 4 arrived on time") when a device
+# has not reached a collective 60 s after the others. The trainer keeps the host from queueing
+# the programs far ahead that deadlock the four forced devices that way
+# (`l2reg.training.trainer.CPU_PROGRAMS_AHEAD`); what is left is a loaded machine, two tests
+# at a time on two cores, where one device's thread can be late: the tests wait three minutes
+# for it. jaxlib 0.10 has these flags (older ones abort on flags they do not know, so they keep
+# the default).
 _RENDEZVOUS_FLAGS = (
-    " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120"
-    " --xla_cpu_collective_call_terminate_timeout_seconds=900"
+    " --xla_cpu_collective_call_warn_stuck_timeout_seconds=60"
+    " --xla_cpu_collective_call_terminate_timeout_seconds=180"
 )
 _JAXLIB_MAJOR_MINOR = tuple(
     int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2]

@@ -9,6 +9,7 @@ not depend on the number of devices beyond float rounding.
 
 import dataclasses
 import functools
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,38 @@ from l2reg.training import config as config_lib
 from l2reg.training import recipe, steps
 
 AXIS = "data"
+# XLA's CPU client launches each device's share of a multi-device program from a thread pool
+# and admits at most 32 programs per device ahead of the host. A host that runs further ahead
+# (a training loop between reports, the evaluation's two small programs per batch) lets a later
+# program take a device's last slot before an earlier one whose all-reduce the other devices
+# already wait in: no device moves again, and the collective's timeout aborts the process
+# ("only 3 of 4 arrived"). Seen with forced host devices (the tests') in one of 3 runs of a
+# 2,000-program loop even on an idle machine. So on CPU with several devices the host waits for
+# its own work every CPU_PROGRAMS_AHEAD steps or evaluation batches; accelerators queue
+# programs on streams in order and never wait.
+CPU_PROGRAMS_AHEAD = 8
+
+
+def programs_ahead(devices: list[jax.Device]) -> int | None:
+    """How many steps the host may queue before waiting for them (None: no limit)."""
+    return CPU_PROGRAMS_AHEAD if len(devices) > 1 and devices[0].platform == "cpu" else None
+
+
+class Paced:
+    """`function` (a jitted step) that waits for its result every `every` calls (never when
+    `every` is None); its other attributes (`lower`, …) are the function's."""
+
+    def __init__(self, function: Callable, every: int | None):
+        self._function, self._every, self._calls = function, every, itertools.count(1)
+
+    def __call__(self, *args):
+        result = self._function(*args)
+        if self._every and next(self._calls) % self._every == 0:
+            jax.block_until_ready(result)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._function, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +82,8 @@ class Trainer:
     summarize: Callable[[steps.RunState], dict]
     eval_batch_size: int
     _eval_sums: Callable[..., jax.Array]
+    # Evaluation batches queued before waiting for them (None: no limit; `programs_ahead`).
+    _eval_ahead: int | None = None
 
     def _shard(self, *arrays: np.ndarray) -> list[jax.Array]:
         # Every host holds the whole global batch (given with the global shape, each device
@@ -107,7 +142,7 @@ class Trainer:
     def _split_sums(self, state: steps.RunState, split: str) -> tuple[jax.Array, int]:
         batch_size = self.eval_batch_size
         sums, count = jnp.zeros(2, jnp.float32), 0
-        for batch in self._eval_batches(split):
+        for index, batch in enumerate(self._eval_batches(split), 1):
             # A short last batch is padded to the compiled size and masked out by zero weights.
             size = len(batch.labels)
             padding = [(0, batch_size - size)]
@@ -117,6 +152,8 @@ class Trainer:
                 state, *self._shard(images, np.pad(batch.labels, padding), weights)
             )
             count += size
+            if self._eval_ahead and index % self._eval_ahead == 0:
+                jax.block_until_ready(sums)
         return sums, count
 
 
@@ -254,8 +291,9 @@ def create_trainer(
         dataset=dataset,
         model=model,
         init_state=lambda: init(recipe.Hyperparameters.of(config)),
-        sharded_train_step=sharded_train_step,
+        sharded_train_step=Paced(sharded_train_step, programs_ahead(devices)),
         summarize=jax.jit(functools.partial(steps.summary, config=config)),
         eval_batch_size=eval_batch_size,
         _eval_sums=eval_sums,
+        _eval_ahead=programs_ahead(devices),
     )
