@@ -6,13 +6,23 @@ import errno
 import io
 import os
 import secrets
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 _Created = TypeVar("_Created")
 
-__all__ = ["check_folder", "errors_naming", "pyplot", "save_figure", "write_all", "write_atomic"]
+__all__ = [
+    "check_folder",
+    "errors_naming",
+    "pyplot",
+    "rendered",
+    "save_figure",
+    "write_all",
+    "write_atomic",
+]
 
 
 def check_folder(path: str, name: str = "workdir") -> None:
@@ -109,6 +119,23 @@ def write_all(files: Mapping[str, bytes | str]) -> None:
         for temporary in temporaries.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+
+
+def rendered(folder: str, render: Callable[[str], None]) -> dict[str, bytes]:
+    """The files that `render(staging)` writes into a new staging folder inside `folder` (made if
+    missing), as {path in `folder`: contents}, for `write_all`; the staging folder is removed
+    whatever happens, so a failed rendering leaves `folder`'s files as they were."""
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".outputs-", dir=folder)
+    try:
+        render(staging)
+        outputs = {}
+        for name in sorted(os.listdir(staging)):
+            with open(os.path.join(staging, name), "rb") as file:
+                outputs[os.path.join(folder, name)] = file.read()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return outputs
 
 
 def _write_temporary(path: str, data: bytes | str) -> str:

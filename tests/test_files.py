@@ -190,3 +190,31 @@ def test_write_all_on_a_real_full_disk_keeps_every_old_file(tmp_path, on_full_tm
     assert outcome["files"] == {
         name: f"{name} old" for name in ("report.md", "results.json", "a.png")
     }
+
+
+def test_rendered_returns_what_was_rendered_and_leaves_no_staging_folder(tmp_path):
+    folder = tmp_path / "out"
+
+    def render(staging):
+        for name, text in (("b.txt", "second"), ("a.png", "first")):
+            with open(os.path.join(staging, name), "w") as file:
+                file.write(text)
+
+    assert files.rendered(str(folder), render) == {
+        str(folder / "a.png"): b"first",
+        str(folder / "b.txt"): b"second",
+    }
+    assert list(folder.iterdir()) == []
+
+
+def test_rendered_removes_its_staging_folder_when_rendering_fails(tmp_path):
+    (tmp_path / "kept.png").write_text("old")
+
+    def render(staging):
+        with open(os.path.join(staging, "half.png"), "w") as file:
+            file.write("partial")
+        raise RuntimeError("plot failed")
+
+    with pytest.raises(RuntimeError, match="plot failed"):
+        files.rendered(str(tmp_path), render)
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.png"]

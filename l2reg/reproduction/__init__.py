@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -322,7 +319,7 @@ def reproduce(workdir: str, settings: Preset, *, name: str) -> dict:
         study_curves.append(curves)
     # Undefined figures (a slope's standard error from two points, a difference with a
     # missing side) are None from here on: in the plots, the report and the JSON alike.
-    results = _without_nan(
+    results = stats.without_nan(
         {
             "preset": name,
             "draws": settings.draws,
@@ -362,32 +359,16 @@ def plot_name(setup_name: str) -> str:
 def _write_outputs(workdir: str, results: dict, points, study_curves) -> None:
     """Renders every output into a staging folder, then writes them all or none
     (`files.write_all`): a failure leaves the previous outputs as they were."""
-    staging = tempfile.mkdtemp(prefix=".outputs-", dir=workdir)
-    try:
+
+    def render(staging: str) -> None:
         relation1.plot(results["relation_1"], points, os.path.join(staging, "t_star.png"))
         for result, curves in zip(results["setups"], study_curves, strict=True):
             selection.plot(result, curves, os.path.join(staging, plot_name(result["setup"])))
-        outputs = {}
-        for file_name in sorted(os.listdir(staging)):
-            with open(os.path.join(staging, file_name), "rb") as file:
-                outputs[os.path.join(workdir, file_name)] = file.read()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    outputs = files.rendered(workdir, render)
     outputs[os.path.join(workdir, "results.json")] = json.dumps(results, indent=1, allow_nan=False)
     outputs[os.path.join(workdir, "report.md")] = report.report(results)
     outputs[os.path.join(workdir, CALIBRATION_FILE)] = json.dumps(
         selection.calibration_record(results), indent=1, allow_nan=False
     )
     files.write_all(outputs)
-
-
-def _without_nan(value: Any) -> Any:
-    """`value` with every non-finite float, however deeply nested, replaced by None (JSON has
-    no NaN or infinity: strict parsers reject them)."""
-    if isinstance(value, dict):
-        return {key: _without_nan(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nan(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

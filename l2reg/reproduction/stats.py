@@ -96,3 +96,15 @@ def text(summary: dict | None, scale: float = 1.0, digits: int = 1) -> str:
     if summary.get("low") is None:
         return f"{mean} (n = {summary['n']})"
     return f"{mean} [{summary['low'] * scale:.{digits}f}, {summary['high'] * scale:.{digits}f}]"
+
+
+def without_nan(value: Any) -> Any:
+    """`value` with every non-finite float, however deeply nested, replaced by None (JSON has
+    no NaN or infinity: strict parsers reject them)."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nan(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -154,6 +154,84 @@ def test_benchmark_scripts_reject_bad_sizes(script, flag, message):
     assert message in result.stderr
 
 
+def test_relation1_grid_maps_c_over_learning_rates_and_l2_lr(tmp_path):
+    # 2 draws × 2 seeds × 2 η × 2 λη: the pooled analysis, one per η, and c per (η, λη) cell.
+    output = run_script(
+        "relation1_grid.py",
+        f"--out={tmp_path}",
+        "--draws=2",
+        "--seeds=2",
+        "--lrs=0.5,2",
+        "--l2_lrs=2e-3,6e-3",
+        "--run_length=3",
+    )
+    assert "8 runs per draw (2 seeds × 2 η × 2 λη)" in output
+    assert re.search(r"draw 1: [0-9]+ s; pooled over 2 draw\(s\)", output), output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["draws_done"] == 2 and len(results["draw_seconds"]) == 2
+    pooled = results["relation_1"]
+    assert len(pooled["replicas"]) == 4 and len(pooled["points"]) == 16
+    assert sorted(results["by_lr"]) == ["0.5", "2.0"]
+    for lr, result in results["by_lr"].items():
+        assert {point["lr"] for point in result["points"]} == {float(lr)}
+    # Each cell's c is the median over its kept runs of the pooled analysis, over all replicas.
+    assert len(results["cells"]) == 4
+    for cell in results["cells"]:
+        mine = [p for p in pooled["points"] if (p["lr"], p["l2_lr"]) == (cell["lr"], cell["l2_lr"])]
+        kept = [p["c"] for p in mine if p["excluded"] is None and p["c"] is not None]
+        assert cell["runs"] == 4 and cell["kept"] == len(kept)
+        assert cell["c_median"] == (pytest.approx(np.median(kept)) if kept else None)
+        assert cell["l2"] == pytest.approx(cell["l2_lr"] / cell["lr"])
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "results.json",
+        "relation1.png",
+        "c_heatmap.png",
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seeds=0"], "--seeds must be ≥ 1, got 0"),
+        (["--lrs=0.5,x"], "expected numbers separated by commas, got '0.5,x'"),
+        (["--l2_lrs=1e-3,-1"], "expected finite numbers > 0, got '1e-3,-1'"),
+        (["--run_length=nan"], "--run_length must be finite and > 0, got nan"),
+        (["--l2_lrs=1e-3"], "l2_lrs must hold 2 or more distinct values"),
+    ],
+)
+def test_relation1_grid_rejects_bad_flags_in_one_line(tmp_path, flags, message):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "relation1_grid.py"),
+            f"--out={tmp_path}/o",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) < 300
+    assert not (tmp_path / "o").exists()
+
+
+def test_relation1_grid_refuses_an_out_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("kept")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "relation1_grid.py"), f"--out={tmp_path}/file"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"relation1_grid: --out '{tmp_path}/file' is a file: it must be a folder, new or existing"
+    )
+    assert (tmp_path / "file").read_text() == "kept"
+
+
 def write_trace(path, events):
     with gzip.open(path, "wt") as file:
         json.dump({"traceEvents": events}, file)
