@@ -20,6 +20,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorstore as ts
 
 from experiments.configs import mlp_digits
 from l2reg import training
@@ -95,29 +96,47 @@ def run_copy(finished_run, tmp_path):
     return tmp_path / "run"
 
 
-def _data_files(checkpoint) -> list[str]:
-    """The array data files of a checkpoint (not its metadata), largest first."""
-    paths = glob.glob(f"{checkpoint}/*/**/d/*", recursive=True)
-    return sorted(paths, key=os.path.getsize, reverse=True)
+def _largest_value(checkpoint) -> tuple[str, int, int]:
+    """(data file, offset, length) of the largest array chunk the checkpoint's state refers to.
+
+    Read from the OCDBT database's own B+tree (`tensorstore.ocdbt.dump`), not guessed from file
+    sizes: a data file can also hold bytes that nothing refers to any more, and damage there
+    changes nothing a restore reads (the middle of the largest file was such bytes in 2 of 24
+    runs)."""
+    state = os.path.join(checkpoint, "state")
+    base = ts.KvStore.open({"driver": "file", "path": state + "/"}).result()
+    manifest = ts.ocdbt.dump(base).result()
+    (version,) = manifest["versions"]
+    assert version["root_height"] == 0, "a deeper B+tree than these tests' small states have"
+    node = ts.ocdbt.dump(base, version["root"]["location"]).result()
+    values = []
+    for entry in node["entries"]:
+        if "indirect_value" in entry:
+            # "value:<base path>:<file>:<offset>:<length>"
+            location, offset, length = entry["indirect_value"].rsplit(":", 2)
+            _, base_path, file = location.split(":")
+            values.append((os.path.join(state, base_path, file), int(offset), int(length)))
+    return max(values, key=lambda value: value[2])
 
 
 def _truncate(checkpoint) -> None:
-    path = _data_files(checkpoint)[0]
-    os.truncate(path, os.path.getsize(path) // 2)
+    path, offset, length = _largest_value(checkpoint)
+    os.truncate(path, offset + length // 2)
 
 
 def _randomise(checkpoint) -> None:
-    path = _data_files(checkpoint)[0]
+    path, offset, length = _largest_value(checkpoint)
     with open(path, "r+b") as file:
-        file.write(random.Random(path).randbytes(os.path.getsize(path)))
+        file.seek(offset)
+        file.write(random.Random(path).randbytes(length))
 
 
 def _flip_a_bit(checkpoint) -> None:
-    # In the middle of the largest data file: inside a parameter's zstd frame, which has no
-    # checksum of its own, so the data decode (to other numbers).
-    path = _data_files(checkpoint)[0]
+    # In the middle of the largest array chunk: inside its zstd frame, which has no checksum
+    # of its own, so the data decode (to other numbers).
+    path, offset, length = _largest_value(checkpoint)
     with open(path, "r+b") as file:
-        file.seek(os.path.getsize(path) // 2)
+        file.seek(offset + length // 2)
         byte = file.read(1)[0]
         file.seek(-1, os.SEEK_CUR)
         file.write(bytes([byte ^ 0x10]))
