@@ -5,7 +5,6 @@ but no config is refused."""
 import asyncio
 import errno
 import gc
-import glob
 import logging
 import os
 import sys
@@ -395,7 +394,9 @@ def _raised_in_orbax(cause: BaseException, details: str = "") -> BaseException:
         return error
 
 
-def test_orbaxs_pending_reads_of_an_unreadable_checkpoint_are_not_printed(tmp_path, monkeypatch):
+def test_orbaxs_pending_reads_of_an_unreadable_checkpoint_are_not_printed(
+    tmp_path, monkeypatch, damage
+):
     weights = np.random.default_rng(0).standard_normal(4096).astype(np.float32)  # not inlined
     checkpoints = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
     checkpoints.save(10, {"w": jnp.asarray(weights)})
@@ -428,7 +429,7 @@ def test_orbaxs_pending_reads_of_an_unreadable_checkpoint_are_not_printed(tmp_pa
         _raised_in_orbax(GeneratorExit(), f"'path': '{tmp_path}/checkpoints/20/state/'")
     )
     elsewhere = unraisable(_raised_in_orbax(ValueError(f'Error reading "{tmp_path}/other"')))
-    _truncate_data(tmp_path / "checkpoints" / "20")
+    damage.truncate(tmp_path / "checkpoints" / "20")
     again = Checkpoints(str(tmp_path / "checkpoints"), keep=2)
     for error in (of_step_20, closed, elsewhere):  # before step 20 is found unreadable
         sys.unraisablehook(error)
@@ -445,12 +446,6 @@ def test_orbaxs_pending_reads_of_an_unreadable_checkpoint_are_not_printed(tmp_pa
     for error in (of_step_20, closed):
         sys.unraisablehook(error)
     assert len(printed) == 1
-
-
-def _truncate_data(checkpoint) -> None:
-    paths = glob.glob(f"{checkpoint}/*/**/d/*", recursive=True)
-    path = max(paths, key=os.path.getsize)
-    os.truncate(path, os.path.getsize(path) // 2)
 
 
 def test_orbaxs_coroutines_never_awaited_are_not_warned_of_once_a_save_failed(tmp_path):

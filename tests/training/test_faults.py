@@ -10,7 +10,6 @@ import contextlib
 import glob
 import logging
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import time
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorstore as ts
 
 from experiments.configs import mlp_digits
 from l2reg import training
@@ -96,52 +94,6 @@ def run_copy(finished_run, tmp_path):
     return tmp_path / "run"
 
 
-def _largest_value(checkpoint) -> tuple[str, int, int]:
-    """(data file, offset, length) of the largest array chunk the checkpoint's state refers to.
-
-    Read from the OCDBT database's own B+tree (`tensorstore.ocdbt.dump`), not guessed from file
-    sizes: a data file can also hold bytes that nothing refers to any more, and damage there
-    changes nothing a restore reads (the middle of the largest file was such bytes in 2 of 24
-    runs)."""
-    state = os.path.join(checkpoint, "state")
-    base = ts.KvStore.open({"driver": "file", "path": state + "/"}).result()
-    manifest = ts.ocdbt.dump(base).result()
-    (version,) = manifest["versions"]
-    assert version["root_height"] == 0, "a deeper B+tree than these tests' small states have"
-    node = ts.ocdbt.dump(base, version["root"]["location"]).result()
-    values = []
-    for entry in node["entries"]:
-        if "indirect_value" in entry:
-            # "value:<base path>:<file>:<offset>:<length>"
-            location, offset, length = entry["indirect_value"].rsplit(":", 2)
-            _, base_path, file = location.split(":")
-            values.append((os.path.join(state, base_path, file), int(offset), int(length)))
-    return max(values, key=lambda value: value[2])
-
-
-def _truncate(checkpoint) -> None:
-    path, offset, length = _largest_value(checkpoint)
-    os.truncate(path, offset + length // 2)
-
-
-def _randomise(checkpoint) -> None:
-    path, offset, length = _largest_value(checkpoint)
-    with open(path, "r+b") as file:
-        file.seek(offset)
-        file.write(random.Random(path).randbytes(length))
-
-
-def _flip_a_bit(checkpoint) -> None:
-    # In the middle of the largest array chunk: inside its zstd frame, which has no checksum
-    # of its own, so the data decode (to other numbers).
-    path, offset, length = _largest_value(checkpoint)
-    with open(path, "r+b") as file:
-        file.seek(offset + length // 2)
-        byte = file.read(1)[0]
-        file.seek(-1, os.SEEK_CUR)
-        file.write(bytes([byte ^ 0x10]))
-
-
 def _garble(*patterns):
     def garble(checkpoint) -> None:
         for pattern in patterns:
@@ -152,20 +104,22 @@ def _garble(*patterns):
     return garble
 
 
+# The array data's damages are the `damage` fixture's (by name); the metadata's are garbage.
 DAMAGES = {
-    "data truncated": _truncate,
-    "data randomised": _randomise,
-    "one bit flipped": _flip_a_bit,
+    "data truncated": "truncate",
+    "data randomised": "randomise",
+    "one bit flipped": "flip_a_bit",
     "metadata": _garble("_CHECKPOINT_METADATA", "*/_METADATA"),
     "checksum record": _garble("record/metadata"),
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.parametrize("kind", list(DAMAGES))
 def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(
-    finished_run, run_copy, caplog, damage
+    finished_run, run_copy, caplog, damage, kind
 ):
-    DAMAGES[damage](run_copy / "checkpoints" / "40")
+    how = DAMAGES[kind]
+    (getattr(damage, how) if isinstance(how, str) else how)(run_copy / "checkpoints" / "40")
     training.train_and_evaluate(make_config(), str(run_copy))
     assert "checkpoint of step 40" in caplog.text and "is corrupt" in caplog.text
     # That line alone: what orbax logs about the damage (e.g. "Failed to json parse Metadata
@@ -177,7 +131,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_used(
     assert without_timing(resumed) == without_timing(reference)
 
 
-def test_a_flipped_bit_that_still_decodes_is_caught_by_the_checksum(tmp_path, caplog):
+def test_a_flipped_bit_that_still_decodes_is_caught_by_the_checksum(tmp_path, caplog, damage):
     # Random float32 values do not compress: zstd stores them raw, and a flipped bit in them
     # decodes to another value without any error from orbax or tensorstore.
     weights = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
@@ -187,7 +141,7 @@ def test_a_flipped_bit_that_still_decodes_is_caught_by_the_checksum(tmp_path, ca
     lines.append({"step": 20})  # after the save started: not in the checkpoint of step 10
     checkpoints.save(20, {"w": jnp.asarray(weights + 1)}, lines)
     checkpoints.wait()
-    _flip_a_bit(tmp_path / "checkpoints" / "20")
+    damage.flip_a_bit(tmp_path / "checkpoints" / "20")
     state, step, metrics = checkpoints.restore_latest({"w": jnp.zeros(4096)})
     checkpoints.close()
     assert (step, metrics) == (10, [{"step": 10}])
@@ -195,9 +149,9 @@ def test_a_flipped_bit_that_still_decodes_is_caught_by_the_checksum(tmp_path, ca
     assert "checkpoint of step 20" in caplog.text and "checksum" in caplog.text
 
 
-def test_with_every_checkpoints_data_damaged_the_run_is_refused_in_one_line(run_copy):
+def test_with_every_checkpoints_data_damaged_the_run_is_refused_in_one_line(run_copy, damage):
     for step in ("20", "40"):
-        _randomise(run_copy / "checkpoints" / step)
+        damage.randomise(run_copy / "checkpoints" / step)
     before = snapshot(run_copy)
     with pytest.raises(ValueError, match=r"^no checkpoint in '.*checkpoints' can be read \(") as e:
         training.train_and_evaluate(make_config(), str(run_copy))
