@@ -82,8 +82,6 @@ class Trainer:
     summarize: Callable[[steps.RunState], dict]
     eval_batch_size: int
     _eval_sums: Callable[..., jax.Array]
-    # Evaluation batches queued before waiting for them (None: no limit; `programs_ahead`).
-    _eval_ahead: int | None = None
 
     def _shard(self, *arrays: np.ndarray) -> list[jax.Array]:
         # Every host holds the whole global batch (given with the global shape, each device
@@ -142,7 +140,7 @@ class Trainer:
     def _split_sums(self, state: steps.RunState, split: str) -> tuple[jax.Array, int]:
         batch_size = self.eval_batch_size
         sums, count = jnp.zeros(2, jnp.float32), 0
-        for index, batch in enumerate(self._eval_batches(split), 1):
+        for batch in self._eval_batches(split):
             # A short last batch is padded to the compiled size and masked out by zero weights.
             size = len(batch.labels)
             padding = [(0, batch_size - size)]
@@ -152,8 +150,6 @@ class Trainer:
                 state, *self._shard(images, np.pad(batch.labels, padding), weights)
             )
             count += size
-            if self._eval_ahead and index % self._eval_ahead == 0:
-                jax.block_until_ready(sums)
         return sums, count
 
 
@@ -294,6 +290,5 @@ def create_trainer(
         sharded_train_step=Paced(sharded_train_step, programs_ahead(devices)),
         summarize=jax.jit(functools.partial(steps.summary, config=config)),
         eval_batch_size=eval_batch_size,
-        _eval_sums=eval_sums,
-        _eval_ahead=programs_ahead(devices),
+        _eval_sums=Paced(eval_sums, programs_ahead(devices)),
     )
