@@ -180,7 +180,7 @@ def main() -> None:
     import jax
 
     from experiments.configs import reproduce_default
-    from l2reg import files, relations, versions
+    from l2reg import files, versions
     from l2reg.reproduction import draw_config, parts, relation1, stats
     from l2reg.training import recipe, sweep
 
@@ -216,14 +216,7 @@ def main() -> None:
         )
         seconds.append(time.perf_counter() - began)
         points += [
-            relation1.Point(
-                replica=stats.Replica(draw, run.seed),
-                l2=run.l2,
-                lr=run.lr,
-                effective_lr=float(relations.effective_lr(run.lr, momentum)),
-                l2_lr=l2_lr,
-                curve=curve,
-            )
+            relation1.Point.of_run(stats.Replica(draw, run.seed), l2_lr, run, curve, momentum)
             for (l2_lr, run), curve in zip(pairs, curves, strict=True)
         ]
         pooled = relation1.analyse(points, run_length=args.run_length, label_noise=label_noise)

@@ -32,7 +32,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from l2reg import checks, files, relations, versions
+from l2reg import checks, files, versions
 from l2reg.reproduction import parts, probe, relation1, report, runners, selection, stats
 from l2reg.reproduction.parts import TStarGrid
 from l2reg.reproduction.runners import Runner, SweepRunner, TrainerRunner, trainer_eval_every
@@ -277,14 +277,7 @@ def reproduce(workdir: str, settings: Preset, *, name: str) -> dict:
     t_star_curves = t_star_train("relation 1: t* grid", t_star_runs, ())
     momentum = runners.recipe.effective_momentum(settings.t_star.config)
     points = [
-        relation1.Point(
-            replica=replica,
-            l2=run.l2,
-            lr=run.lr,
-            effective_lr=float(relations.effective_lr(run.lr, momentum)),
-            l2_lr=l2_lr,
-            curve=curve,
-        )
+        relation1.Point.of_run(replica, l2_lr, run, curve, momentum)
         for (replica, run), (l2_lr, _), curve in zip(
             t_star_runs,
             [

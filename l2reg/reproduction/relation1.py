@@ -146,6 +146,13 @@ class Point(NamedTuple):
     l2_lr: float
     curve: Curves
 
+    @classmethod
+    def of_run(cls, replica: Replica, l2_lr: float, run: Any, curve: Curves, momentum: float):
+        """The point of `run` (a `sweep.Run` of the grid's λη `l2_lr`, from
+        `parts.t_star_runs`) trained on `replica` with momentum μ to `curve`."""
+        effective_lr = float(relations.effective_lr(run.lr, momentum))
+        return cls(replica, run.l2, run.lr, effective_lr, l2_lr, curve)
+
 
 def _number(value: Any) -> float | None:
     """`value` as a float, None when not finite (JSON has no NaN)."""
