@@ -94,7 +94,7 @@ def main(argv) -> None:
         _launch.fail("suggest_l2", error)
     peak = record["probe"]
     cost = f"probe cost {100 * record['compute_fraction']:.1f}% of the budget"
-    if record["clear_peak"]:
+    if record["suggested_l2"] is not None:
         low, high = record["l2_range"]
         print(
             f"Probe λ = {record['probe_l2']:.3g}, η = {record['effective_lr']:g}: t* = "
@@ -111,6 +111,13 @@ def main(argv) -> None:
             fields = record["schedules"][_SCHEDULE.value]
             print(f"Schedule ({_SCHEDULE.value}): {probe.fragment(fields)}")
             print(probe.expected_cost(record["calibration"], _SCHEDULE.value))
+    elif record["clear_peak"]:
+        print(
+            f"Probe λ = {record['probe_l2']:.3g}, η = {record['effective_lr']:g}: t* = "
+            f"{peak['t_star']:.0f} steps on {record['split']} accuracy (peak "
+            f"{peak['peak_accuracy']:.3f}), so no λ is suggested ({cost}). {record['hint']} "
+            "See probe.png."
+        )
     else:
         print(
             f"The probe's {record['split']} accuracy has no clear peak (maximum at "

@@ -28,6 +28,7 @@ __all__ = [
     "TStarFit",
     "c_from",
     "effective_lr",
+    "fall_cause",
     "fit_t_star",
     "l2_opt",
     "peak_shape",
@@ -250,6 +251,55 @@ def peak_shape(
         peak_fraction=peak.step / float(steps[-1]),
         drop_after_peak=float(peak.peak_accuracy - np.nanmin(after)),
     )
+
+
+# The least rise of the training accuracy from t* to the run's end that makes a fall
+# overfitting: the clear-peak rule's least fall, half a point of accuracy.
+OVERFITTING_RISE = 0.005
+
+
+def fall_cause(
+    steps: Sequence[float] | np.ndarray,
+    train_accuracy: Sequence[float] | np.ndarray,
+    t_star_step: float,
+    *,
+    smoothing: float = 0.1,
+    rise: float = OVERFITTING_RISE,
+) -> tuple[str | None, float]:
+    """Why a curve falls after its peak at `t_star_step`, read on the run's training accuracy.
+
+    Relation 1's fall is L2 shrinking the network until it fits its training data less well:
+    the training accuracy falls with the held-out one. A network that instead fits its training
+    labels better while its held-out accuracy falls is overfitting them (noisy labels fitted one
+    by one), a fall whose time is not set by λη and which a larger λ delays rather than hastens.
+
+    Args:
+      steps: shape (n,), the evaluation steps (as for `t_star`).
+      train_accuracy: shape (n,), the training accuracy at those steps (each a mean over the
+        steps since the previous evaluation); non-finite entries get no weight.
+      t_star_step: the peak's step, within the steps' range.
+      smoothing: the kernel in decades of (1 + step), as for `t_star`.
+      rise: the least rise, in accuracy units, that makes the fall overfitting.
+
+    Returns:
+      ('overfitting' when the smoothed training accuracy rises by at least `rise` from t* to
+      the run's end (its first and last finite values from t* on), 'l2' otherwise, None when
+      it is nowhere finite from t* on) and that change (NaN with None).
+    """
+    steps, train = _curve(steps, train_accuracy, smoothing, "train_accuracy")
+    checks.number(
+        "t_star_step",
+        t_star_step,
+        lambda x: steps[0] <= x <= steps[-1],
+        f"a step within the curve's [{steps[0]:g}, {steps[-1]:g}]",
+    )
+    checks.number("rise", rise, lambda x: np.isfinite(x) and x >= 0, "finite and ≥ 0")
+    smoothed = smooth_curve(steps, train, smoothing)
+    after = (steps >= t_star_step) & np.isfinite(train)
+    if not after.any():
+        return None, float("nan")
+    change = float(smoothed[after][-1] - smoothed[after][0])
+    return ("overfitting" if change >= rise else "l2"), change
 
 
 def fit_t_star(l2, lr, t_star, *, used=None) -> TStarFit:

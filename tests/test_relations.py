@@ -1,5 +1,7 @@
 """Tests for l2reg.relations: t*, its power-law fit, and the λ_opt prediction."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -122,6 +124,46 @@ def test_peak_shape_tells_a_peak_from_a_rising_curve():
     flat = relations.peak_shape(steps, 0.9 - 0.001 * (np.log10(steps) - 2) ** 2)
     assert flat.peak_fraction < 0.8 and not flat.is_clear()
     assert flat.is_clear(min_drop=0.001)
+
+
+def test_fall_cause_tells_l2_shrinking_the_fit_from_overfitting():
+    steps = np.unique(np.geomspace(1, 2000, 60).round())
+    # L2's fall (the calibration probe's shape): the training accuracy falls after t* with the
+    # held-out one; overfitting (the cross-entropy probe's): it climbs towards fitting every
+    # noisy label.
+    peak = steps[steps >= 500][0]
+    shrinking = np.where(
+        steps < peak, 0.74 * steps / (steps + 50), 0.74 - 0.1 * (steps - peak) / 1500
+    )
+    cause, change = relations.fall_cause(steps, shrinking, peak)
+    smoothed = relations.smooth_curve(steps, shrinking, 0.1)
+    assert cause == "l2" and change == pytest.approx(smoothed[-1] - smoothed[steps == peak][0])
+    assert change < -0.03
+    fitting = 0.99 - 0.2 * np.exp(-steps / 300)
+    cause, change = relations.fall_cause(steps, fitting, 56.0)
+    assert cause == "overfitting" and 0.15 < change < 0.2
+    # The threshold: a rise of less than half a point is not overfitting.
+    flat = np.full(steps.shape, 0.8)
+    flat[steps > 500] += 0.004
+    assert relations.fall_cause(steps, flat, 300.0)[0] == "l2"
+    assert relations.fall_cause(steps, flat, 300.0, rise=0.003)[0] == "overfitting"
+    # No finite training accuracy after t*: no cause.
+    missing = np.where(steps >= 300, np.nan, 0.5)
+    cause, change = relations.fall_cause(steps, missing, 300.0)
+    assert cause is None and np.isnan(change)
+
+
+@pytest.mark.parametrize(
+    "t_star, rise, message",
+    [
+        (3000.0, 0.005, "t_star_step must be a step within the curve's [1, 2000], got 3000.0"),
+        (500.0, -0.1, "rise must be finite and ≥ 0, got -0.1"),
+    ],
+)
+def test_fall_cause_rejects_a_peak_outside_the_curve_and_a_negative_rise(t_star, rise, message):
+    steps = np.unique(np.geomspace(1, 2000, 60).round())
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        relations.fall_cause(steps, np.full(steps.shape, 0.5), t_star, rise=rise)
 
 
 def test_fit_t_star_recovers_c_and_slope():

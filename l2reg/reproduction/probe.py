@@ -119,24 +119,56 @@ def selection_accuracy(curve: Curves) -> tuple[np.ndarray, str]:
 def measure(curve: Curves, probe_l2: float, lr: float) -> dict:
     """What a probe's curve says, read on its validation accuracy when it has a validation
     split (`selection_accuracy`, named as 'split'): its peak (`relations.Peak` as a dict),
-    whether it is clear, c = t*·λη (meaningful only with a clear peak: without one t* only
-    echoes the run length) and, without one, what to change (`no_peak_hint`). `lr` is the
+    whether it is clear, with a clear one why it falls (`relations.fall_cause`: 'fall' is 'l2'
+    or 'overfitting', 'train_accuracy_rise' the training accuracy's change after t*), c = t*·λη
+    (meaningful only with a clear peak: without one t* only echoes the run length) and, when
+    it cannot predict λ (`predicts`), what to change or do instead (`hint`). `lr` is the
     effective η."""
     accuracy, split = selection_accuracy(curve)
     shape = relations.peak_shape(curve.steps, accuracy)
     clear = bool(shape.is_clear())
+    fall, rise = (
+        relations.fall_cause(curve.steps, curve.train_accuracy, shape.t_star)
+        if clear
+        else (None, None)
+    )
+    hint = None
+    if not clear:
+        hint = no_peak_hint(shape, float(curve.steps[0]))
+    elif fall == "overfitting":
+        hint = overfitting_hint(rise)
     return {
         "split": split,
         "probe": shape._asdict(),
         "clear_peak": clear,
+        "fall": fall,
+        "train_accuracy_rise": None if fall is None else rise,
         "c": float(relations.c_from(shape.t_star, probe_l2, lr)),
-        "hint": None if clear else no_peak_hint(shape, float(curve.steps[0])),
+        "hint": hint,
     }
 
 
+def predicts(measured: dict) -> bool:
+    """Whether a probe's `measure`ment can predict λ: a clear peak whose fall is L2's
+    (`relations.fall_cause`), the fall relation 1 describes."""
+    return measured["clear_peak"] and measured["fall"] == "l2"
+
+
+def overfitting_hint(rise: float) -> str:
+    """Why a probe whose fall is overfitting gives no λ, and what to do instead."""
+    return (
+        f"Its accuracy fell after its peak while its training accuracy rose by "
+        f"{100 * rise:.1f} points: the network fits its training labels' noise there, it is "
+        "not shrunk by L2, so relation 3 does not apply. On the one such setup measured "
+        "(mlp_digits_ce) λ_opt grew with the budget and the prediction lost 7-9 points. "
+        "Choose λ with a grid at your budget."
+    )
+
+
 def suggestion(measured: dict, lr: float, budget_steps: int) -> float | None:
-    """λ_opt = c/(η·T) for the budget, or None without a clear probe peak."""
-    if not measured["clear_peak"]:
+    """λ_opt = c/(η·T) for the budget, or None without a clear probe peak whose fall is L2's
+    (`predicts`)."""
+    if not predicts(measured):
         return None
     return float(relations.predict_l2(measured["c"], lr, budget_steps))
 
@@ -275,9 +307,10 @@ def suggest(
 
     Returns:
       The record: the config, the effective η, the probe used (probe_l2, probe_steps, its
-      `measure`ment: probe, clear_peak, c (None without a clear peak), hint), every probe
-      `tried` (λ, steps, clear_peak, t_star, peak_accuracy, outcome), budget_steps,
-      suggested_l2 (None without a clear peak) and compute_fraction (all probes' steps / T).
+      `measure`ment: probe, clear_peak, fall, train_accuracy_rise, c (None without a clear
+      peak), hint), every probe `tried` (λ, steps, clear_peak, t_star, peak_accuracy,
+      outcome), budget_steps, suggested_l2 (None unless the probe `predicts`: a clear peak
+      whose fall is L2's) and compute_fraction (all probes' steps / T).
     """
     from l2reg import training
     from l2reg.training import loop
@@ -325,6 +358,11 @@ def suggest(
             if measured["clear_peak"]
             else _outcome(relations.Peak(**peak), float(curve.steps[0]))
         )
+        if measured["fall"] == "overfitting":
+            outcome += (
+                f", but an overfitting fall (training accuracy "
+                f"+{100 * measured['train_accuracy_rise']:.1f} points after t*)"
+            )
         tried.append(
             {
                 "probe_l2": l2,
@@ -363,7 +401,7 @@ def suggest(
         "budget_steps": budget_steps,
         "compute_fraction": probe_steps_total / budget_steps,
         # suggested_l2 (κ·c/(ηT)), uncorrected_l2 (c/(ηT)), l2_range, kappa, schedules and the
-        # calibration they come from; suggested_l2 None without a clear peak.
+        # calibration they come from; suggested_l2 None unless the probe `predicts`.
         **(
             calibrated(measured, tried[-1]["probe_l2"], lr, budget_steps, calibration())
             or {"suggested_l2": None}
@@ -416,6 +454,8 @@ def plot(probes: list[tuple[float, Curves]], measured: dict, path: str) -> None:
         axis.axvspan(peak["low"], peak["high"], color="C1", alpha=0.2)
         axis.axvline(peak["t_star"], color="C1", label=f"t* = {peak['t_star']:.0f}")
         title = f"probe λ = {l2:.3g}: clear peak at t* = {peak['t_star']:.0f}"
+        if measured["fall"] == "overfitting":
+            title += ", an overfitting fall: no suggestion"
     else:
         title = f"probe λ = {l2:.3g}: no clear peak, so no t* and no suggestion"
     if len(probes) > 1:

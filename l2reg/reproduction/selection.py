@@ -438,6 +438,8 @@ def study(
         "l2": setup.probe_l2,
         "steps": probe_runs(setup, replicas[:1])[0][1].steps,
         "clear_peak": [m["clear_peak"] for m in measured],
+        "fall": [m["fall"] for m in measured],
+        "train_accuracy_rise": [m["train_accuracy_rise"] for m in measured],
         "t_star": [m["probe"]["t_star"] for m in measured],
         "c": stats.interval(c),
     }
@@ -776,7 +778,7 @@ def section(result: dict) -> str:
         f"**Probe** (λ = {result['probe']['l2']:g}, {result['probe']['steps']} steps, "
         f"{result['prediction']['probe_compute_fraction']:.1%} of the grid's steps): c = "
         f"{stats.text(result['probe']['c'], digits=3)}; clear peak in "
-        f"{sum(result['probe']['clear_peak'])} of {n} replicas.",
+        f"{sum(result['probe']['clear_peak'])} of {n} replicas{_falls(result['probe'])}.",
         "",
         "**Relation 3** (λ_opt = k/(ηT)): k(T) = λ_opt(T)·η·T, λ_opt refined on the "
         "validation grid:",
@@ -906,6 +908,22 @@ def section(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _falls(probe_result: dict) -> str:
+    """The probes' falls (`relations.fall_cause`) as a clause of the probe's line: how many are
+    L2's and how many overfitting, with the training accuracy's change after t* per replica."""
+    falls = probe_result.get("fall")
+    if not falls or all(f is None for f in falls):
+        return ""
+    rises = ", ".join(
+        "—" if r is None else f"{100 * r:+.1f}" for r in probe_result["train_accuracy_rise"]
+    )
+    return (
+        f"; its fall is L2's in {falls.count('l2')} and overfitting in "
+        f"{falls.count('overfitting')} (training accuracy from t* to the end, points: {rises}; "
+        "`suggest_l2` predicts λ only from an L2 fall)"
+    )
 
 
 def _ratio(a: float | None, b: float | None) -> str:

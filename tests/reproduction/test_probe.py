@@ -118,10 +118,11 @@ def test_check_accepts_a_probe_of_exactly_evals_steps():
         probe.check(small_config(), 0.3, 3.0, 101)
 
 
-def curve(steps, accuracy) -> Curves:
+def curve(steps, accuracy, train_accuracy=None) -> Curves:
     steps = np.asarray(steps, dtype=float)
     zeros = np.zeros_like(steps)
-    return Curves(steps, zeros, zeros, zeros, np.asarray(accuracy, float), zeros, zeros, zeros)
+    train = zeros if train_accuracy is None else np.asarray(train_accuracy, float)
+    return Curves(steps, zeros, train, zeros, np.asarray(accuracy, float), zeros, zeros, zeros)
 
 
 def test_measure_and_suggestion_follow_relations_1_and_3():
@@ -132,12 +133,33 @@ def test_measure_and_suggestion_follow_relations_1_and_3():
     shape = relations.peak_shape(steps, accuracy)
     assert measured["probe"] == shape._asdict()
     assert measured["clear_peak"] is True and measured["hint"] is None
+    assert measured["fall"] == "l2" and measured["train_accuracy_rise"] == 0
     assert measured["probe"]["t_star"] == pytest.approx(200, rel=0.05)
     assert measured["c"] == pytest.approx(shape.t_star * 0.05 * 0.1)
     # λ_opt = c/(ηT).
     assert probe.suggestion(measured, lr=0.1, budget_steps=5000) == pytest.approx(
         measured["c"] / (0.1 * 5000)
     )
+
+
+def test_no_suggestion_from_a_probe_that_falls_by_overfitting():
+    steps = np.geomspace(1, 1000, 200)
+    accuracy = 0.6 + 0.3 * np.exp(-0.5 * (np.log10(steps / 200) / 0.3) ** 2)
+    train = 0.99 - 0.3 * np.exp(-steps / 200)  # fits its training labels ever better
+    measured = probe.measure(curve(steps, accuracy, train), probe_l2=0.05, lr=0.1)
+    assert measured["clear_peak"] is True and measured["fall"] == "overfitting"
+    assert measured["train_accuracy_rise"] == pytest.approx(
+        relations.fall_cause(steps, train, measured["probe"]["t_star"])[1]
+    )
+    assert 0.1 < measured["train_accuracy_rise"] < 0.3
+    assert not probe.predicts(measured)
+    assert probe.suggestion(measured, lr=0.1, budget_steps=5000) is None
+    assert probe.calibrated(measured, 0.05, 0.1, 5000, RECORD) is None
+    assert measured["hint"] == probe.overfitting_hint(measured["train_accuracy_rise"])
+    assert measured["hint"].endswith("Choose λ with a grid at your budget.")
+    # The same accuracy with a training accuracy that falls after t* predicts.
+    falling = probe.measure(curve(steps, accuracy, 0.9 - 0.1 * steps / 1000), 0.05, 0.1)
+    assert falling["fall"] == "l2" and probe.predicts(falling)
 
 
 def test_no_suggestion_without_a_clear_peak():
@@ -227,7 +249,7 @@ RECORD = {
 
 
 def test_calibrated_suggestion_scales_relation_3_by_kappa_and_builds_the_schedules():
-    measured = {"clear_peak": True, "c": 0.9}
+    measured = {"clear_peak": True, "fall": "l2", "c": 0.9}
     suggested = probe.calibrated(measured, probe_l2=3e-3, lr=0.5, budget_steps=6_000, record=RECORD)
     uncorrected = 0.9 / (0.5 * 6_000)
     assert suggested["uncorrected_l2"] == pytest.approx(uncorrected)
@@ -241,6 +263,8 @@ def test_calibrated_suggestion_scales_relation_3_by_kappa_and_builds_the_schedul
         "--config.l2_mode=anytime --config.l2=0.003 --config.anytime_c=0.36"
     )
     assert probe.calibrated({"clear_peak": False, "c": 0.9}, 3e-3, 0.5, 6_000, RECORD) is None
+    overfitting = {"clear_peak": True, "fall": "overfitting", "c": 0.9}
+    assert probe.calibrated(overfitting, 3e-3, 0.5, 6_000, RECORD) is None
 
 
 def test_expected_cost_prints_points_lost_per_budget_for_every_setup():
