@@ -36,7 +36,7 @@ from ml_collections import config_flags
 
 from experiments import _launch
 
-PRESET_NAMES = ("quick", "default", "study", "cooldown", "start", "paper")
+PRESET_NAMES = ("quick", "default", "study", "cooldown", "start", "regimes", "paper")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for report.md, plots, results.json, cache.")
 _PRESET = flags.DEFINE_enum(

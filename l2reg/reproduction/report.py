@@ -49,6 +49,13 @@ PROTOCOL = (
     "- **The correction κ** of the predicted λ is fitted on the calibration setup only (the "
     "median over its replicas and budgets of k(T)/c) and used on the held-out setups without "
     "refitting.",
+    "- **The probe's fall** (declared after the default preset's setups were measured, before "
+    "the `regimes` preset's new setups ran): a probe with a clear peak falls by L2 when its "
+    "training accuracy does not rise by 0.5 points or more from t* to its end "
+    "(`relations.fall_cause`), by overfitting when it does. Where most of a setup's probes fall "
+    f"by L2, relation 3's slope (log λ_opt against log T, on the means) is predicted to be at "
+    f"most {selection.FALL_SLOPE_BOUND:g}; where most fall by overfitting, above it. "
+    "`suggest_l2` suggests λ only from an L2 fall.",
 )
 
 
@@ -78,6 +85,7 @@ def summary_rows(results: dict) -> list[str]:
             + (" (in sample)" if result["prediction"]["in_sample"] else "")
             + f" | {_met(result['prediction']['met'])} |"
         )
+        rows.append(fall_row(result, name))
         for schedule_name, schedule in result["schedules"]["by_schedule"].items():
             differences = [row["vs_envelope"]["mean"] for row in schedule["budgets"]]
             rows.append(
@@ -86,6 +94,26 @@ def summary_rows(results: dict) -> list[str]:
                 f"{_met(schedule['met'])} |"
             )
     return rows
+
+
+def fall_row(result: dict, name: str) -> str:
+    """The summary row of what the setup's probes' falls predict of relation 3
+    (`selection.fall_prediction`)."""
+    predicted = selection.fall_prediction(result)
+    bound = f"{selection.FALL_SLOPE_BOUND:g}".replace("-", "−")
+    slope = "undefined" if predicted["slope"] is None else f"{predicted['slope']:.2f}"
+    if predicted["fall"] is None:
+        return (
+            f"| the probe's fall predicts relation 3's slope | {name} | most probes without a "
+            f"clear peak, slope {slope} | no prediction |"
+        )
+    claim = f"≤ {bound}" if predicted["fall"] == "l2" else f"> {bound}"
+    verdict = "no prediction" if predicted["held"] is None else _met(predicted["held"])
+    return (
+        f"| the probe's fall predicts relation 3's slope | {name} | most probes fall by "
+        f"{'L2' if predicted['fall'] == 'l2' else 'overfitting'}, so slope {claim}: {slope} | "
+        f"{verdict} |"
+    )
 
 
 def _worst(values: list[float | None], pick, sign: str = "") -> str:

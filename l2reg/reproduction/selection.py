@@ -55,6 +55,10 @@ PREDICTION_LOSS_GOAL = 0.005
 GAIN_GOAL = 0.015
 # The probe costs at most this fraction of the grid search (every λ of the grid, T_max steps).
 PROBE_COMPUTE_GOAL = 0.1
+# The probe's fall predicts relation 3 (`fall_prediction`): where most probes fall by L2,
+# λ_opt falls with the budget (the slope of log λ_opt against log T at most this); where most
+# fall by overfitting, it does not (the slope above it).
+FALL_SLOPE_BOUND = -0.5
 
 Train = Callable[[str, list[tuple[Replica, sweep.Run]], Sequence[int]], list[Curves]]
 
@@ -908,6 +912,21 @@ def section(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def fall_prediction(result: dict) -> dict:
+    """What the probes' falls (`relations.fall_cause`) predict of relation 3 on a setup, and
+    whether it held: most probes (over half) falling by L2 predict a slope of log λ_opt against
+    log T of at most FALL_SLOPE_BOUND, most falling by overfitting one above it; otherwise
+    (most without a clear peak, or a tie) nothing is predicted ('held' None), as it is when the
+    slope is undefined."""
+    falls = result["probe"].get("fall") or []
+    slope = result["relation_3"]["l2_opt_vs_budget_slope"]
+    majority = next((f for f in ("l2", "overfitting") if 2 * falls.count(f) > len(falls)), None)
+    held = None
+    if majority is not None and slope is not None:
+        held = slope <= FALL_SLOPE_BOUND if majority == "l2" else slope > FALL_SLOPE_BOUND
+    return {"fall": majority, "slope": slope, "held": held}
 
 
 def _falls(probe_result: dict) -> str:

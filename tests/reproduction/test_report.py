@@ -186,6 +186,7 @@ def met_flags(results: dict) -> list[tuple[str, bool]]:
     for setup in results["setups"]:
         name = f"{setup['setup']} ({setup['role']})"
         flags += [(name, setup["relation_2"]["met"]), (name, setup["prediction"]["met"])]
+        flags.append((name, selection.fall_prediction(setup)["held"]))
         flags += [(name, s["met"]) for s in setup["schedules"]["by_schedule"].values()]
     return flags
 
@@ -194,9 +195,13 @@ def test_the_summary_table_marks_every_goal_as_results_json_does(first_and_rerun
     workdir, first, first_report, *_ = first_and_rerun
     stored = json.loads((workdir / "results.json").read_text())
     rows = summary_table(first_report)
-    assert len(rows) == 1 + 2 * (2 + len(selection.SCHEDULES))
-    verdicts = [(row[1], {"**met**": True, "**missed**": False}[row[3]]) for row in rows]
+    assert len(rows) == 1 + 2 * (3 + len(selection.SCHEDULES))
+    verdict = {"**met**": True, "**missed**": False, "no prediction": None}
+    verdicts = [(row[1], verdict[row[3]]) for row in rows]
     assert verdicts == met_flags(first) == met_flags(stored)
+    # The world's probes fall with their training accuracy (L2's fall) and its λ_opt goes as
+    # 1/T: the fall's prediction holds on both setups.
+    assert [selection.fall_prediction(setup)["held"] for setup in first["setups"]] == [True] * 2
     # The world decides some of them: t* = C/(λη) exactly, some λ > 0 well above λ = 0, and
     # every schedule 2 points below the envelope.
     assert first["relation_1"]["met"]

@@ -261,3 +261,25 @@ def test_decays_made_counts_divisions_by_the_factor():
     curve = _curve(steps, np.zeros(3), np.array([3e-3, 3e-4, 3e-6], np.float32), 0.0)
     assert selection.decays_made(curve, 3e-3, 10.0) == 3
     assert selection.decays_made(curve._replace(l2=np.zeros(3)), 3e-3, 10.0) == -1
+
+
+def _fallen(falls, slope):
+    return {"probe": {"fall": falls}, "relation_3": {"l2_opt_vs_budget_slope": slope}}
+
+
+@pytest.mark.parametrize(
+    "falls, slope, expected",
+    [
+        (["l2", "l2", "overfitting"], -0.9, {"fall": "l2", "slope": -0.9, "held": True}),
+        (["l2", "l2", None], -0.4, {"fall": "l2", "slope": -0.4, "held": False}),
+        (["l2", "l2"], selection.FALL_SLOPE_BOUND, {"fall": "l2", "slope": -0.5, "held": True}),
+        (["overfitting"] * 3, 0.44, {"fall": "overfitting", "slope": 0.44, "held": True}),
+        (["overfitting"] * 3, -0.5, {"fall": "overfitting", "slope": -0.5, "held": False}),
+        # No majority: most without a clear peak, or a tie.
+        ([None, None, "l2"], -1.0, {"fall": None, "slope": -1.0, "held": None}),
+        (["l2", "overfitting"], -1.0, {"fall": None, "slope": -1.0, "held": None}),
+        (["l2"] * 3, None, {"fall": "l2", "slope": None, "held": None}),
+    ],
+)
+def test_fall_prediction_takes_the_majority_fall_and_checks_the_slope(falls, slope, expected):
+    assert selection.fall_prediction(_fallen(falls, slope)) == expected
