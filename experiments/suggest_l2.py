@@ -22,7 +22,10 @@ as `--evals` evaluations allow) and lowers λ by 3 until a probe shows a clear p
 each λ it tried and what the probe showed, all the probes within `--max_probe_steps` steps
 (default: 10% of `--budget_steps`). Writes `workdir/suggestion.json` (`suggested_l2` is the
 corrected λ) and `workdir/probe.png`; without a clear peak it says so, suggests no λ and says
-what to change. The algorithm is `l2reg.reproduction.probe.suggest`, the same probe and
+what to change. Nor does it suggest one when the probe's training accuracy rises after t*
+(`l2reg.relations.fall_cause`: the network overfits its labels there rather than being shrunk
+by L2, as on the cross-entropy MLP, whose λ_opt grows with the budget): it says so and points
+to a grid search. The algorithm is `l2reg.reproduction.probe.suggest`, the same probe and
 measurement as the reproduction's; this file only parses flags. Other libraries' INFO logging
 is hidden unless `--verbosity` is given.
 """

@@ -135,8 +135,8 @@ def test_quick_results_are_consistent(quick):
             np.testing.assert_allclose(k, l2_opt * result["effective_lr"] * row["budget_steps"])
 
 
-def summary_verdicts(report: str) -> list[tuple[str, bool]]:
-    """(setup, met) of each row of report.md's summary table."""
+def summary_verdicts(report: str) -> list[tuple[str, bool | None]]:
+    """(setup, met) of each row of report.md's summary table (None: no prediction)."""
     lines = report.splitlines()
     start = lines.index("| goal | setup | measured | verdict |") + 2
     verdicts = []
@@ -144,7 +144,9 @@ def summary_verdicts(report: str) -> list[tuple[str, bool]]:
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split(" | ")]
-        verdicts.append((cells[1], {"**met**": True, "**missed**": False}[cells[3]]))
+        verdicts.append(
+            (cells[1], {"**met**": True, "**missed**": False, "no prediction": None}[cells[3]])
+        )
     return verdicts
 
 
@@ -155,6 +157,7 @@ def test_report_says_what_results_json_says(quick):
     for setup in results["setups"]:
         name = f"{setup['setup']} ({setup['role']})"
         expected += [(name, setup["relation_2"]["met"]), (name, setup["prediction"]["met"])]
+        expected += [(name, selection.fall_prediction(setup)["held"])]
         expected += [(name, s["met"]) for s in setup["schedules"]["by_schedule"].values()]
     assert summary_verdicts(report) == expected
     assert "Replicas: 1 data draws × 2 seeds = 2." in report
@@ -227,7 +230,8 @@ def test_a_failed_plot_leaves_the_previous_outputs_as_they_were(quick, monkeypat
     [
         (
             ["--preset=huge"],
-            "--preset=huge: value should be one of <quick|default|study|cooldown|start|paper>",
+            "--preset=huge: value should be one of "
+            "<quick|default|study|cooldown|start|regimes|paper>",
         ),
         (["--preset=quick", "--seeds=0"], "reproduce: seeds must be an integer in [1, 100], got 0"),
         # Not expanded into a list of 10¹¹ seeds before being refused.
