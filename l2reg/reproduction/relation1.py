@@ -56,7 +56,9 @@ __all__ = [
     "SMOOTHINGS",
     "Point",
     "analyse",
+    "fit_threshold",
     "headline",
+    "highest_training_accuracy",
     "plot",
     "section",
     "selection_split",
@@ -250,24 +252,32 @@ def _peaks(points: list[Point], split: str, smoothing: float) -> list[relations.
     return peaks
 
 
+def highest_training_accuracy(curve: Curves) -> float:
+    """The run's highest finite training accuracy (−inf for a run without one)."""
+    accuracy = np.asarray(curve.train_accuracy, dtype=float)
+    return float(np.max(accuracy[np.isfinite(accuracy)], initial=-np.inf))
+
+
+def fit_threshold(label_noise: float, margin: float = FIT_MARGIN) -> float:
+    """Rule (a)'s bound on a run's highest training accuracy: (1 − label_noise) − `margin`. A
+    run that fits every clean label and none of the flipped ones has a training accuracy of
+    1 − label_noise; one that also memorizes them, more."""
+    return 1.0 - label_noise - margin
+
+
 def _highest_training_accuracy(points: list[Point]) -> np.ndarray:
     """Each run's highest finite training accuracy (−inf for a run without one)."""
-    highest = []
-    for point in points:
-        accuracy = np.asarray(point.curve.train_accuracy, dtype=float)
-        highest.append(np.max(accuracy[np.isfinite(accuracy)], initial=-np.inf))
-    return np.array(highest)
+    return np.array([highest_training_accuracy(point.curve) for point in points])
 
 
 def _fits_training(points: list[Point], label_noise: float, margin: float | None) -> np.ndarray:
     """Rule (a): whether each run fits the clean share of its training labels, its highest
-    training accuracy at least (1 − label_noise) − `margin` (every run with margin None; never
-    a run without a finite value). A run that fits every clean label and none of the flipped
-    ones has a training accuracy of 1 − label_noise; one that also memorizes them, more."""
+    training accuracy at least `fit_threshold(label_noise, margin)` (every run with margin
+    None; never a run without a finite value)."""
     if margin is None:
         return np.ones(len(points), dtype=bool)
     highest = _highest_training_accuracy(points)
-    return np.isfinite(highest) & (highest >= 1.0 - label_noise - margin)
+    return np.isfinite(highest) & (highest >= fit_threshold(label_noise, margin))
 
 
 def _reasons(

@@ -73,7 +73,7 @@ def summary_rows(results: dict) -> list[str]:
         rows.append(
             f"| relation 2: best λ > 0 beats λ = 0 by ≥ {selection.GAIN_GOAL * 100:.1f} points "
             f"at T = {last['budget_steps']} | {name} | "
-            f"{stats.text(last['gain_over_zero_l2'], scale=100)} | "
+            f"{stats.text(last['gain_over_zero_l2'], scale=100)}{selection.unfit_note(result)} | "
             f"{_met(result['relation_2']['met'])} |"
         )
         losses = [
@@ -105,13 +105,14 @@ def fall_row(result: dict, name: str) -> str:
     if predicted["fall"] is None:
         return (
             f"| the probe's fall predicts relation 3's slope | {name} | most probes without a "
-            f"clear peak, slope {slope} | no prediction |"
+            f"clear peak, slope {slope}{selection.unfit_note(result)} | no prediction |"
         )
     claim = f"≤ {bound}" if predicted["fall"] == "l2" else f"> {bound}"
     verdict = "no prediction" if predicted["held"] is None else _met(predicted["held"])
     return (
         f"| the probe's fall predicts relation 3's slope | {name} | most probes fall by "
-        f"{'L2' if predicted['fall'] == 'l2' else 'overfitting'}, so slope {claim}: {slope} | "
+        f"{'L2' if predicted['fall'] == 'l2' else 'overfitting'}, so slope {claim}: {slope}"
+        f"{selection.unfit_note(result)} | "
         f"{verdict} |"
     )
 

@@ -23,6 +23,9 @@ figure reported:
   against the probe's c (and relation 1's), the slope of log λ_opt against log T (−1 if
   relation 3 holds), and the test accuracy lost by using λ_pred(T) instead of the envelope.
 - **relation 2** at every budget: the gain of the best λ > 0 (chosen on validation) over λ = 0.
+- **whether λ = 0 fits its training labels** (relation 1's rule (a), `zero_l2_fit`): where it
+  does not, the network underfits or diverges without L2, and the setup does not test λ
+  selection in the regime the relations describe; the report says so next to its verdicts.
 - **schedules**: test accuracy at each T minus the envelope, paired over replicas; the goal
   is within SCHEDULE_GOAL of it at every T.
 
@@ -42,7 +45,7 @@ import numpy as np
 
 from l2reg import checks, relations
 from l2reg.files import pyplot, save_figure
-from l2reg.reproduction import probe, stats
+from l2reg.reproduction import probe, relation1, stats
 from l2reg.reproduction.stats import Replica
 from l2reg.training import sweep
 from l2reg.training.rundir import Curves
@@ -438,6 +441,7 @@ def study(
         float(np.polyfit(log_t[ok], np.log(mean_l2_opt[ok]), 1)[0]) if ok.sum() >= 2 else None
     )
 
+    zero_l2 = zero_l2_fit(setup, [by[(r, setup.l2s[0])] for r in replicas])
     probe_result = {
         "l2": setup.probe_l2,
         "steps": probe_runs(setup, replicas[:1])[0][1].steps,
@@ -457,6 +461,7 @@ def study(
         "budgets": budgets,
         "replicas": [list(r) for r in replicas],
         "probe": probe_result,
+        "zero_l2_fit": zero_l2,
         "relation_1_c": relation_1_c,
         "relation_2": {
             "budgets": relation_2_rows,
@@ -562,6 +567,25 @@ def study(
     }
     curves = {"grid": by, "probes": probes, "schedules": by_schedule, "zero": zero, "small": small}
     return result, curves
+
+
+def zero_l2_fit(setup: Setup, curves: Sequence[Curves]) -> dict:
+    """Whether the λ = 0 run of each replica fits the clean share of its training labels:
+    its highest training accuracy at least relation 1's rule (a) bound, 1 − label noise −
+    `relation1.FIT_MARGIN` (`relation1.fit_threshold`).
+
+    Returns:
+      {'highest_train_accuracy': per replica (None where the run has none), 'threshold',
+      'fits': per replica}.
+    """
+    data_options = setup.config.get("data_options") or {}
+    threshold = relation1.fit_threshold(float(data_options.get("label_noise", 0.0)))
+    highest = [relation1.highest_training_accuracy(curve) for curve in curves]
+    return {
+        "highest_train_accuracy": [h if math.isfinite(h) else None for h in highest],
+        "threshold": threshold,
+        "fits": [bool(math.isfinite(h) and h >= threshold) for h in highest],
+    }
 
 
 def _decays(make, setup: Setup, curves: list[Curves], c, kappa: float, lr: float) -> dict | None:
@@ -784,6 +808,8 @@ def section(result: dict) -> str:
         f"{stats.text(result['probe']['c'], digits=3)}; clear peak in "
         f"{sum(result['probe']['clear_peak'])} of {n} replicas{_falls(result['probe'])}.",
         "",
+        _zero_l2_line(result["zero_l2_fit"]),
+        "",
         "**Relation 3** (λ_opt = k/(ηT)): k(T) = λ_opt(T)·η·T, λ_opt refined on the "
         "validation grid:",
         "",
@@ -943,6 +969,33 @@ def _falls(probe_result: dict) -> str:
         f"{falls.count('overfitting')} (training accuracy from t* to the end, points: {rises}; "
         "`suggest_l2` predicts λ only from an L2 fall)"
     )
+
+
+def _zero_l2_line(fit: dict) -> str:
+    """The section's line on whether λ = 0 fits its training labels (`zero_l2_fit`)."""
+    highest = ", ".join(
+        "—" if h is None else f"{100 * h:.1f}" for h in fit["highest_train_accuracy"]
+    )
+    measured = (
+        f"highest training accuracy {highest} points, against relation 1's rule (a) bound "
+        f"{100 * fit['threshold']:.1f}"
+    )
+    unfit = fit["fits"].count(False)
+    if not unfit:
+        return f"**λ = 0** fits its training labels in every replica ({measured})."
+    return (
+        f"**λ = 0 does not fit its training labels** in {unfit} of {len(fit['fits'])} replicas "
+        f"({measured}): without L2 the network underfits or diverges, so this setup does not "
+        "test λ selection in the regime the relations describe."
+    )
+
+
+def unfit_note(result: dict) -> str:
+    """A clause for the summary's rows of a setup whose λ = 0 runs do not all fit their
+    training labels (`zero_l2_fit`); '' where they do."""
+    fits = result.get("zero_l2_fit", {}).get("fits", [])
+    unfit = fits.count(False)
+    return f" (λ = 0 does not fit its training labels in {unfit} of {len(fits)})" if unfit else ""
 
 
 def _ratio(a: float | None, b: float | None) -> str:

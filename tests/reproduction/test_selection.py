@@ -283,3 +283,49 @@ def _fallen(falls, slope):
 )
 def test_fall_prediction_takes_the_majority_fall_and_checks_the_slope(falls, slope, expected):
     assert selection.fall_prediction(_fallen(falls, slope)) == expected
+
+
+def _trained(highest: float) -> Curves:
+    steps = np.array([100.0, 200.0, 300.0])
+    accuracy = np.array([highest - 0.1, highest, highest - 0.05])
+    return _curve(steps, accuracy, np.zeros(3), 0.0)
+
+
+@pytest.mark.parametrize(
+    "label_noise, highest, fits",
+    [
+        (0.2, [0.83, 0.71], [True, True]),  # bound 1 − 0.2 − 0.1 = 0.7
+        (0.2, [0.83, 0.6], [True, False]),  # the second underfits
+        (0.0, [0.85, 0.95], [False, True]),  # bound 0.9 without label noise
+    ],
+)
+def test_zero_l2_fit_applies_relation_1s_rule_a_to_the_lambda_0_runs(label_noise, highest, fits):
+    setup = _setup()
+    setup.config.data_options.label_noise = label_noise
+    fit = selection.zero_l2_fit(setup, [_trained(h) for h in highest])
+    assert fit["threshold"] == pytest.approx(1 - label_noise - 0.1)
+    assert fit["highest_train_accuracy"] == pytest.approx(highest)
+    assert fit["fits"] == fits
+
+
+def test_a_lambda_0_run_without_training_accuracy_does_not_fit():
+    curve = _trained(0.9)._replace(train_accuracy=np.full(3, np.nan))
+    fit = selection.zero_l2_fit(_setup(), [curve])
+    assert fit["highest_train_accuracy"] == [None] and fit["fits"] == [False]
+
+
+def test_the_report_says_where_lambda_0_does_not_fit_its_training_labels():
+    # The synthetic λ = 0 runs reach 0.85 training accuracy, under the bound of 0.9 (no label
+    # noise): the section and the summary's note say so; with noise 0.2 (bound 0.7) they fit.
+    result, _ = selection.study(_setup(), REPLICAS, fake_train([]))
+    assert result["zero_l2_fit"]["fits"] == [False] * len(REPLICAS)
+    assert "**λ = 0 does not fit its training labels** in 4 of 4 replicas" in (
+        selection.section(result)
+    )
+    assert selection.unfit_note(result) == " (λ = 0 does not fit its training labels in 4 of 4)"
+    noisy = _setup()
+    noisy.config.data_options.label_noise = 0.2
+    result, _ = selection.study(noisy, REPLICAS, fake_train([]))
+    assert result["zero_l2_fit"]["fits"] == [True] * len(REPLICAS)
+    assert "**λ = 0** fits its training labels in every replica" in selection.section(result)
+    assert selection.unfit_note(result) == ""
