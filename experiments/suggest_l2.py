@@ -12,7 +12,8 @@ setup (digits, bias-free NTK MLP, MSE, 20% label noise), so the tool prints
 κ·c/(ηT) with the range that κ's spread over that setup's replicas and budgets gives, and what
 the corrected λ cost against a grid search on every setup it was measured on: the calibration
 setup and the held-out ones (a batch-norm MLP with cross-entropy on mnist1d, where relation 3
-does not hold, and a standard MLP with cross-entropy and momentum on digits). η is the config's
+does not hold, and a standard MLP with cross-entropy and momentum on digits; the `regimes`
+preset measured five more, experiments/results/reproduce_regimes/report.md). η is the config's
 effective learning rate η/(1−μ). With `--schedule`, it also prints an L2 schedule built on the
 probe as trainer flags: `anytime` (λ(t) = κc/(η(t + t0)) from the probe's λ, `l2reg.anytime_l2`)
 or `autol2` (AutoL2 from the probe's λ with the corrected λ as its floor).
