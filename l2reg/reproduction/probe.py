@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 
 from l2reg import checks, files, relations
+from l2reg.reproduction import relation1
 from l2reg.training import recipe
 from l2reg.training.rundir import Curves
 from l2reg.training.sweep import Run
@@ -116,14 +117,22 @@ def selection_accuracy(curve: Curves) -> tuple[np.ndarray, str]:
     return np.asarray(curve.test_accuracy), "test"
 
 
-def measure(curve: Curves, probe_l2: float, lr: float) -> dict:
+def measure(curve: Curves, probe_l2: float, lr: float, label_noise: float | None = None) -> dict:
     """What a probe's curve says, read on its validation accuracy when it has a validation
     split (`selection_accuracy`, named as 'split'): its peak (`relations.Peak` as a dict),
     whether it is clear, with a clear one why it falls (`relations.fall_cause`: 'fall' is 'l2'
     or 'overfitting', 'train_accuracy_rise' the training accuracy's change after t*), c = t*·λη
     (meaningful only with a clear peak: without one t* only echoes the run length) and, when
     it cannot predict λ (`predicts`), what to change or do instead (`hint`). `lr` is the
-    effective η."""
+    effective η.
+
+    With the training labels' `label_noise` fraction it also applies relation 1's rule (a) to
+    the probe: 'fits_training_labels' is whether its highest training accuracy
+    ('highest_train_accuracy') reaches `relation1.fit_threshold(label_noise)`
+    ('fit_threshold'), and 'warning' (`underfitting_warning`) says what it means when it does
+    not. It warns rather than withholds λ: on the calibration setup the probe's highest
+    training accuracy (73–75%) lies only 3–5 points above the bound.
+    """
     accuracy, split = selection_accuracy(curve)
     shape = relations.peak_shape(curve.steps, accuracy)
     clear = bool(shape.is_clear())
@@ -132,6 +141,18 @@ def measure(curve: Curves, probe_l2: float, lr: float) -> dict:
         if clear
         else (None, None)
     )
+    fit = {}
+    if label_noise is not None:
+        highest = relation1.highest_training_accuracy(curve)
+        threshold = relation1.fit_threshold(label_noise)
+        highest = highest if math.isfinite(highest) else None
+        fits = highest is not None and highest >= threshold
+        fit = {
+            "highest_train_accuracy": highest,
+            "fit_threshold": threshold,
+            "fits_training_labels": fits,
+            "warning": None if fits else underfitting_warning(highest, threshold),
+        }
     hint = None
     if not clear:
         hint = no_peak_hint(shape, float(curve.steps[0]))
@@ -144,6 +165,7 @@ def measure(curve: Curves, probe_l2: float, lr: float) -> dict:
         "fall": fall,
         "train_accuracy_rise": None if fall is None else rise,
         "c": float(relations.c_from(shape.t_star, probe_l2, lr)),
+        **fit,
         "hint": hint,
     }
 
@@ -162,6 +184,19 @@ def overfitting_hint(rise: float) -> str:
         "not shrunk by L2, so relation 3 does not apply. On the one such setup measured "
         "(mlp_digits_ce) λ_opt grew with the budget and the prediction lost 7-9 points. "
         "Choose λ with a grid at your budget."
+    )
+
+
+def underfitting_warning(highest: float | None, threshold: float) -> str:
+    """What a probe below relation 1's fit bound means for the λ it gives."""
+    return (
+        f"The probe's highest training accuracy ({_percent(highest)}) is below relation 1's "
+        f"fit bound ({_percent(threshold)}: 1 − label noise − {100 * relation1.FIT_MARGIN:g} "
+        "points), so the network does not fit its training labels here, a regime the "
+        "relations do not describe. On the one such setup measured (mnist1d_mse_ntk, whose "
+        "probes reached 24% and whose λ = 0 runs also underfit) the suggested λ lost up to 1.5 "
+        "points against a grid search. Check that a λ = 0 run fits its training labels, or "
+        "choose λ with a grid at your budget."
     )
 
 
@@ -308,9 +343,11 @@ def suggest(
     Returns:
       The record: the config, the effective η, the probe used (probe_l2, probe_steps, its
       `measure`ment: probe, clear_peak, fall, train_accuracy_rise, c (None without a clear
-      peak), hint), every probe `tried` (λ, steps, clear_peak, t_star, peak_accuracy,
-      outcome), budget_steps, suggested_l2 (None unless the probe `predicts`: a clear peak
-      whose fall is L2's) and compute_fraction (all probes' steps / T).
+      peak), hint, and relation 1's rule (a) on the probe: highest_train_accuracy,
+      fit_threshold (from the config's label noise), fits_training_labels and warning), every
+      probe `tried` (λ, steps, clear_peak, t_star, peak_accuracy, outcome), budget_steps,
+      suggested_l2 (None unless the probe `predicts`: a clear peak whose fall is L2's) and
+      compute_fraction (all probes' steps / T).
     """
     from l2reg import training
     from l2reg.training import loop
@@ -319,6 +356,7 @@ def suggest(
     checks.integer("max_probe_steps", max_probe_steps, none_ok=True)
     training.validate(config)
     lr = probe_lr(config)
+    label_noise = float((config.get("data_options") or {}).get("label_noise", 0.0))
     if probe_l2 is not None:
         l2s = [probe_l2]
     else:
@@ -350,7 +388,7 @@ def suggest(
         state = training.train_and_evaluate(run_config, folder, overwrite=overwrite)
         loop.require_finished(state, run_config, folder)
         curve = training.read_curves(folder)
-        measured = measure(curve, l2, lr)
+        measured = measure(curve, l2, lr, label_noise)
         peak = measured["probe"]
         outcome = (
             f"clear peak at t* = {peak['t_star']:.0f} (accuracy {peak['peak_accuracy']:.3f}), "
@@ -362,6 +400,12 @@ def suggest(
             outcome += (
                 f", but an overfitting fall (training accuracy "
                 f"+{100 * measured['train_accuracy_rise']:.1f} points after t*)"
+            )
+        if not measured["fits_training_labels"]:
+            outcome += (
+                f"; it does not fit its training labels (highest training accuracy "
+                f"{_percent(measured['highest_train_accuracy'])} against "
+                f"{_percent(measured['fit_threshold'])})"
             )
         tried.append(
             {
@@ -418,6 +462,10 @@ def suggest(
     return record
 
 
+def _percent(fraction: float | None) -> str:
+    return "none" if fraction is None else f"{100 * fraction:.1f}%"
+
+
 def _tried(l2s: list[float]) -> str:
     if len(l2s) == 1:
         return f"λ = {l2s[0]:.3g} tried"
@@ -458,6 +506,8 @@ def plot(probes: list[tuple[float, Curves]], measured: dict, path: str) -> None:
             title += ", an overfitting fall: no suggestion"
     else:
         title = f"probe λ = {l2:.3g}: no clear peak, so no t* and no suggestion"
+    if not measured.get("fits_training_labels", True):
+        title += "; it underfits its training labels"
     if len(probes) > 1:
         title += f" ({len(probes)} probes tried, larger λ first)"
     axis.set_title(title, fontsize=9)

@@ -2,12 +2,17 @@
 
 import json
 import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
 from experiments.configs import mlp_digits, mlp_digits_noisy
 from l2reg.reproduction import probe
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def small_config():
@@ -45,6 +50,38 @@ def test_suggestion_follows_from_the_probe(tmp_path):
     anytime = record["schedules"]["anytime"]
     assert anytime == pytest.approx({"l2_mode": "anytime", "l2": 0.3, "anytime_c": kappa * c})
     assert probe.fragment(anytime).startswith("--config.l2_mode=anytime --config.l2=0.3 ")
+    # The probe peaks near half its labels, far below relation 1's fit bound without label
+    # noise (90%): the suggestion stands, with a warning.
+    assert stored["fit_threshold"] == pytest.approx(0.9)
+    assert stored["highest_train_accuracy"] < 0.9
+    assert stored["fits_training_labels"] is False
+    assert stored["warning"] == probe.underfitting_warning(stored["highest_train_accuracy"], 0.9)
+
+
+@pytest.mark.slow
+def test_the_command_line_prints_the_suggestion_and_the_underfitting_warning(tmp_path):
+    # The probe of test_suggestion_follows_from_the_probe, through the command line.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.suggest_l2",
+            "--config=experiments/configs/mlp_digits.py",
+            "--config.model_options.widths=(32, 32)",
+            "--budget_steps=10000",
+            "--probe_l2=0.3",
+            "--evals=20",
+            f"--workdir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    record = json.loads((tmp_path / "suggestion.json").read_text())
+    lines = completed.stdout.splitlines()
+    assert f"Suggested λ for 10000 steps: {record['suggested_l2']:.3g}," in completed.stdout
+    assert lines[-1] == f"Warning: {record['warning']}"
 
 
 @pytest.mark.slow

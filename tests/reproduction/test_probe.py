@@ -162,6 +162,36 @@ def test_no_suggestion_from_a_probe_that_falls_by_overfitting():
     assert falling["fall"] == "l2" and probe.predicts(falling)
 
 
+def test_a_probe_that_does_not_fit_its_training_labels_warns():
+    # A clear peak whose fall is L2's, in a probe whose training accuracy tops out at 0.65:
+    # with 20% label noise relation 1's rule (a) asks for 1 − 0.2 − 0.1 = 0.7.
+    steps = np.geomspace(1, 1000, 200)
+    accuracy = 0.6 + 0.3 * np.exp(-0.5 * (np.log10(steps / 200) / 0.3) ** 2)
+    train = 0.65 - 0.1 * steps / 1000
+    measured = probe.measure(curve(steps, accuracy, train), 0.05, 0.1, label_noise=0.2)
+    assert measured["clear_peak"] is True and measured["fall"] == "l2"
+    assert measured["highest_train_accuracy"] == pytest.approx(train.max())
+    assert measured["fit_threshold"] == pytest.approx(0.7)
+    assert measured["fits_training_labels"] is False
+    assert measured["warning"] == probe.underfitting_warning(train.max(), 0.7)
+    assert "(65.0%)" in measured["warning"] and "(70.0%:" in measured["warning"]
+    # It warns, and still predicts: the calibration probe lies only a few points above.
+    assert probe.predicts(measured) and measured["hint"] is None
+    assert probe.suggestion(measured, lr=0.1, budget_steps=5000) == pytest.approx(
+        measured["c"] / (0.1 * 5000)
+    )
+    # Above the bound, no warning; more label noise lowers the bound (40%: 0.5).
+    fitting = probe.measure(curve(steps, accuracy, train + 0.06), 0.05, 0.1, label_noise=0.2)
+    assert fitting["fits_training_labels"] is True and fitting["warning"] is None
+    noisy = probe.measure(curve(steps, accuracy, train), 0.05, 0.1, label_noise=0.4)
+    assert noisy["fits_training_labels"] is True and noisy["warning"] is None
+    # Without label_noise the rule is not applied; without a training accuracy it cannot fit.
+    assert "fits_training_labels" not in probe.measure(curve(steps, accuracy, train), 0.05, 0.1)
+    nan = probe.measure(curve(steps, accuracy, np.full_like(steps, np.nan)), 0.05, 0.1, 0.0)
+    assert nan["highest_train_accuracy"] is None and nan["fits_training_labels"] is False
+    assert "(none)" in nan["warning"]
+
+
 def test_no_suggestion_without_a_clear_peak():
     steps = np.geomspace(1, 1000, 200)
     rising = 0.1 + 0.8 * steps / 1000  # still rising at the end
