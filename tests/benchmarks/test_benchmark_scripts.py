@@ -407,3 +407,50 @@ def test_reproduce_cost_script_times_each_runner_call_against_the_matmul_rate(tm
     assert 0 < results["fraction_of_matmul_rate"] < 1
     assert results["total_seconds"] >= sum(results["seconds"].values())
     assert "digits_mse: λ grid (draw 0)" in output and "total: " in output
+
+
+@pytest.mark.slow
+def test_probe_fit_applies_rule_a_to_the_probe_of_each_setup_and_draw(tmp_path):
+    output = run_script(
+        "probe_fit.py", f"--out={tmp_path}", "--preset=default", "--setups=digits_mse"
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = results["rows"]
+    assert [(row["setup"], row["draw"]) for row in rows] == [("digits_mse", d) for d in range(3)]
+    for row in rows:
+        # 20% label noise: the bound is 1 − 0.2 − 0.1, and fitting is reaching it.
+        assert row["fit_threshold"] == pytest.approx(0.7)
+        assert row["fits_training_labels"] == (row["highest_train_accuracy"] >= 0.7)
+        # Each row is the probe suggest_l2 writes, reused from its folder.
+        stored = json.loads(
+            (tmp_path / "probes" / "digits_mse" / str(row["draw"]) / "suggestion.json").read_text()
+        )
+        assert stored["highest_train_accuracy"] == row["highest_train_accuracy"]
+        assert stored["suggested_l2"] == row["suggested_l2"]
+        assert f"{100 * row['highest_train_accuracy']:.1f}%" in output
+    highest = [row["highest_train_accuracy"] for row in rows]
+    summary = results["by_setup"]["digits_mse"]
+    assert summary["highest_train_accuracy"] == [min(highest), max(highest)]
+    assert summary["fits"] == sum(row["fits_training_labels"] for row in rows)
+    assert "3 probes in" in output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--draws=0"], "--draws must be ≥ 1, got 0"),
+        (["--preset=nope"], "--preset 'nope' has no experiments/configs/reproduce_*.py"),
+        (["--setups=digits_mse,nope"], "--setups ['nope'] are not setups of 'regimes'"),
+    ],
+)
+def test_probe_fit_rejects_bad_flags_in_one_line(tmp_path, flags, message):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "probe_fit.py"), f"--out={tmp_path}/o", *flags],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) < 300
+    assert not (tmp_path / "o").exists()
