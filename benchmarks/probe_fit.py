@@ -98,9 +98,10 @@ def main() -> None:
             )
     by_setup = {}
     for name in args.names:
-        highest = [r["highest_train_accuracy"] for r in rows if r["setup"] == name]
-        highest = [h for h in highest if h is not None]
         mine = [r for r in rows if r["setup"] == name]
+        highest = [
+            r["highest_train_accuracy"] for r in mine if r["highest_train_accuracy"] is not None
+        ]
         by_setup[name] = {
             "highest_train_accuracy": [min(highest), max(highest)] if highest else None,
             "fit_threshold": mine[0]["fit_threshold"],

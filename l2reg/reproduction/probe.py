@@ -143,10 +143,7 @@ def measure(curve: Curves, probe_l2: float, lr: float, label_noise: float | None
     )
     fit = {}
     if label_noise is not None:
-        highest = relation1.highest_training_accuracy(curve)
-        threshold = relation1.fit_threshold(label_noise)
-        highest = highest if math.isfinite(highest) else None
-        fits = highest is not None and highest >= threshold
+        highest, threshold, fits = relation1.training_fit(curve, label_noise)
         fit = {
             "highest_train_accuracy": highest,
             "fit_threshold": threshold,
@@ -356,7 +353,7 @@ def suggest(
     checks.integer("max_probe_steps", max_probe_steps, none_ok=True)
     training.validate(config)
     lr = probe_lr(config)
-    label_noise = float((config.get("data_options") or {}).get("label_noise", 0.0))
+    label_noise = relation1.label_noise(config)
     if probe_l2 is not None:
         l2s = [probe_l2]
     else:

@@ -59,9 +59,11 @@ __all__ = [
     "fit_threshold",
     "headline",
     "highest_training_accuracy",
+    "label_noise",
     "plot",
     "section",
     "selection_split",
+    "training_fit",
 ]
 
 # The verdict: the pooled slope of log t* against log(λη) within this range (the paper: −1).
@@ -263,6 +265,23 @@ def fit_threshold(label_noise: float, margin: float = FIT_MARGIN) -> float:
     run that fits every clean label and none of the flipped ones has a training accuracy of
     1 − label_noise; one that also memorizes them, more."""
     return 1.0 - label_noise - margin
+
+
+def label_noise(config) -> float:
+    """The fraction of `config`'s training labels flipped (`data_options.label_noise`; 0 when
+    unset), which rule (a)'s bound depends on."""
+    return float((config.get("data_options") or {}).get("label_noise", 0.0))
+
+
+def training_fit(curve: Curves, label_noise: float) -> tuple[float | None, float, bool]:
+    """Rule (a) on one run: its highest training accuracy (None without a finite one), the bound
+    `fit_threshold(label_noise)`, and whether it fits the clean share of its training labels
+    (reaches the bound)."""
+    highest = highest_training_accuracy(curve)
+    threshold = fit_threshold(label_noise)
+    if not math.isfinite(highest):
+        return None, threshold, False
+    return highest, threshold, highest >= threshold
 
 
 def _highest_training_accuracy(points: list[Point]) -> np.ndarray:

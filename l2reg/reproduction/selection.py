@@ -578,13 +578,12 @@ def zero_l2_fit(setup: Setup, curves: Sequence[Curves]) -> dict:
       {'highest_train_accuracy': per replica (None where the run has none), 'threshold',
       'fits': per replica}.
     """
-    data_options = setup.config.get("data_options") or {}
-    threshold = relation1.fit_threshold(float(data_options.get("label_noise", 0.0)))
-    highest = [relation1.highest_training_accuracy(curve) for curve in curves]
+    noise = relation1.label_noise(setup.config)
+    fits = [relation1.training_fit(curve, noise) for curve in curves]
     return {
-        "highest_train_accuracy": [h if math.isfinite(h) else None for h in highest],
-        "threshold": threshold,
-        "fits": [bool(math.isfinite(h) and h >= threshold) for h in highest],
+        "highest_train_accuracy": [highest for highest, _, _ in fits],
+        "threshold": relation1.fit_threshold(noise),
+        "fits": [bool(fit) for _, _, fit in fits],
     }
 
 
